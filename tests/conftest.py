@@ -1,0 +1,76 @@
+"""Session-wide test infrastructure: a private redis-server on a free port.
+
+Tests never touch the machine's shared Redis. `$HUIZHEN_TEST_REDIS_URL` points the suite at an
+existing server instead (CI with a managed Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    host: str
+    port: int
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{self.host}:{self.port}/{db}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_redis(url: str, deadline_s: float = 10.0) -> None:
+    client = redis.Redis.from_url(url)
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for the whole session (databases are split between test kinds)."""
+    external = os.environ.get("HUIZHEN_TEST_REDIS_URL")
+    if external:
+        parsed = redis.connection.parse_url(external)
+        yield RedisServer(parsed.get("host", "127.0.0.1"), int(parsed.get("port", 6379)))
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.exit("redis-server is not installed: run `make test`, which installs it", 2)
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="hz-test-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir, "--databases", "32"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_redis(f"redis://127.0.0.1:{port}/0")
+        yield RedisServer("127.0.0.1", port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
