@@ -1,0 +1,27 @@
+"""The one Redis access layer: every read and write of Huizhen state goes through `Store`."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from server.store.audit import AuditLog
+from server.store.directory import Directory
+from server.store.study_index import StudyIndex
+
+
+class Store:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.directory = Directory(redis)
+        self.studies = StudyIndex(redis)
+        self.audit = AuditLog(redis)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(Redis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def close(self) -> None:
+        await self.redis.aclose()

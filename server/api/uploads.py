@@ -1,0 +1,69 @@
+"""POST /api/uploads: the kiosk's plain form upload (DICOM files, a folder, or a zip of them)."""
+
+from __future__ import annotations
+
+from aiohttp import BodyPartReader, web
+
+from server import appkeys
+from server.auth import access
+from server.auth.middleware import principal
+from server.dicomweb.resources import audit
+from server.dicomweb.stow import check_length, part_chunks
+from server.errors import BadRequest, UnsupportedMediaType
+from server.ingest import SpooledFile
+
+FIELD = "files"
+
+
+async def upload(request: web.Request) -> web.Response:
+    clinic = access.upload_clinic(principal(request))
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"uploads are multipart/form-data with a '{FIELD}' field; got "
+            f"{request.content_type or 'no Content-Type'}"
+        )
+    ingestor = request.app[appkeys.INGESTOR]
+    check_length(request, ingestor.settings.max_upload_bytes)
+    reader = await request.multipart()
+    async with ingestor.spool() as (spool, budget):
+        received: list[SpooledFile] = []
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("nested multipart bodies are not supported")
+            if part.name != FIELD:
+                await part.release()
+                continue
+            name = part.filename or f"file {len(received) + 1}"
+            received.append(await spool.write_stream(part_chunks(part), name, budget))
+        if not received:
+            raise BadRequest(f"no files: send them in the form field '{FIELD}'")
+        files = await ingestor.expand_archives(spool, received, budget)
+        result = await ingestor.ingest(clinic, files)
+    await audit(request, "upload.store", stored=len(result.stored), failed=len(result.failed))
+    body = {
+        "stored": [
+            {
+                "file": s.source,
+                "sop_instance_uid": s.sop_instance_uid,
+                "study_instance_uid": s.study_instance_uid,
+                "series_instance_uid": s.series_instance_uid,
+                "duplicate": s.duplicate,
+            }
+            for s in result.stored
+        ],
+        "failed": [
+            {"file": f.source, "error": {"code": f.code, "message": f.message}}
+            for f in result.failed
+        ],
+    }
+    if not result.stored and result.failed:
+        body["error"] = {
+            "code": "nothing_stored",
+            "message": f"none of the {len(result.failed)} file(s) could be stored; see 'failed'",
+        }
+        return web.json_response(body, status=400)
+    return web.json_response(body)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/uploads", upload)

@@ -1,0 +1,57 @@
+"""The aiohttp application: wiring of settings, Redis store, renderer, and routes."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from media.imaging.renderer import Renderer
+from server import appkeys
+from server.api import auth_routes, health, presets, static, uploads
+from server.auth.middleware import auth_middleware
+from server.auth.tokens import TokenService
+from server.config import Settings
+from server.dicomweb import routes as dicomweb_routes
+from server.errors import error_middleware
+from server.ingest import Ingestor
+from server.log import event
+from server.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, store: Store) -> web.Application:
+    # aiohttp's own limit only guards request.read()/post(); streaming readers count bytes
+    # themselves against the same setting (see server/ingest.py).
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=settings.max_upload_bytes,
+    )
+    executor = ThreadPoolExecutor(settings.render_threads, thread_name_prefix="hz-render")
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.STORE] = store
+    app[appkeys.EXECUTOR] = executor
+    app[appkeys.TOKENS] = TokenService(settings.secret_key, settings.token_ttl_s)
+    app[appkeys.RENDERER] = Renderer(
+        executor,
+        frame_cache_bytes=settings.frame_cache_mb * 2**20,
+        image_cache_bytes=settings.image_cache_mb * 2**20,
+    )
+    app[appkeys.INGESTOR] = Ingestor(settings, store, executor)
+
+    health.setup(app)
+    auth_routes.setup(app)
+    presets.setup(app)
+    uploads.setup(app)
+    dicomweb_routes.setup(app)
+    static.setup(app)
+
+    async def on_cleanup(app: web.Application) -> None:
+        executor.shutdown(wait=False, cancel_futures=True)
+        await store.close()
+
+    app.on_cleanup.append(on_cleanup)
+    event(log, "app_created", data_dir=settings.data_dir)
+    return app

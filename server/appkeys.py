@@ -1,0 +1,22 @@
+"""Typed keys for what the application holds (aiohttp AppKey), shared by all route modules."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from media.imaging.renderer import Renderer
+from server.auth.middleware import TOKENS_KEY
+from server.config import Settings
+from server.ingest import Ingestor
+from server.store import Store
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+EXECUTOR: web.AppKey[ThreadPoolExecutor] = web.AppKey("executor", ThreadPoolExecutor)
+RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
+INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
+TOKENS = TOKENS_KEY
+
+__all__ = ["EXECUTOR", "INGESTOR", "RENDERER", "SETTINGS", "STORE", "TOKENS"]

@@ -1,0 +1,17 @@
+"""Who is making a request: the verified claims of a bearer token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.store.directory import Role
+
+
+@dataclass(frozen=True)
+class Principal:
+    username: str
+    role: Role
+    clinic: str | None = None
+    department: str | None = None
+    device: str | None = None  # kiosk device id when signed in on a clinic kiosk
+    token_id: str = ""

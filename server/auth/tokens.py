@@ -1,0 +1,65 @@
+"""Signed, expiring bearer tokens (JWT, HS256, key from HUIZHEN_SECRET_KEY)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import jwt
+
+from server.auth.principal import Principal
+from server.errors import TokenExpired, Unauthenticated
+from server.store.directory import Role
+
+_ALGORITHM = "HS256"
+_ISSUER = "huizhen"
+
+
+class TokenService:
+    def __init__(self, secret_key: str, ttl_s: int) -> None:
+        if len(secret_key) < 32:
+            raise ValueError("HUIZHEN_SECRET_KEY must be at least 32 characters")
+        self._key = secret_key
+        self.ttl_s = ttl_s
+
+    def issue(self, principal: Principal, *, now: float | None = None) -> tuple[str, int]:
+        issued = int(now if now is not None else time.time())
+        expires = issued + self.ttl_s
+        claims = {
+            "iss": _ISSUER,
+            "sub": principal.username,
+            "role": principal.role.value,
+            "clinic": principal.clinic,
+            "dept": principal.department,
+            "dev": principal.device,
+            "iat": issued,
+            "exp": expires,
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self._key, algorithm=_ALGORITHM), expires
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "sub", "role"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenExpired("the token has expired: sign in again") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"the token is not valid ({exc})") from exc
+        try:
+            role = Role(claims["role"])
+        except ValueError as exc:
+            raise Unauthenticated("the token names an unknown role") from exc
+        return Principal(
+            username=claims["sub"],
+            role=role,
+            clinic=claims.get("clinic"),
+            department=claims.get("dept"),
+            device=claims.get("dev"),
+            token_id=claims.get("jti", ""),
+        )

@@ -1,0 +1,257 @@
+"""The `huizhen` command: serve, demo data, reindex, and operator commands for people and kiosks.
+
+Every command works against the same Redis and data dir the server uses, before or while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from server import log as hzlog
+from server.app import create_app
+from server.auth.passwords import hash_password
+from server.config import Settings
+from server.errors import HuizhenError
+from server.log import event
+from server.redis_server import EmbeddedRedis
+from server.runtime import open_store
+from server.store import Store
+from server.store.directory import Role
+
+log = logging.getLogger("server.cli")
+
+
+def _out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    embedded = None
+    url = settings.redis_url
+    if url is None:
+        embedded = EmbeddedRedis(settings.redis_dir, settings.redis_server_binary)
+        url = embedded.start()
+
+    async def app_factory() -> web.Application:
+        store = Store.from_url(url)
+        await store.ping()
+        return create_app(settings, store)
+
+    try:
+        event(log, "serving", url=f"http://{settings.host}:{settings.port}/")
+        web.run_app(
+            app_factory(),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=5,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+# -- commands that only need the store ------------------------------------------------------------
+
+
+async def cmd_demo(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    import os
+
+    from server.demo.seed import USERS, demo_password, seed
+
+    password = demo_password(settings, args.password or os.environ.get("HUIZHEN_DEMO_PASSWORD"))
+    result = await seed(settings, store, password, ct_slices=args.ct_slices)
+    accounts = json.loads((settings.data_dir / "demo_accounts.json").read_text())
+    _out(f"Demo data ready ({result['stored']} new instances).")
+    _out(f"Open http://{settings.host}:{settings.port}/ and sign in with one of:")
+    for u in USERS:
+        where = u.clinic or u.department or ""
+        _out(f"  {u.username:<10} {u.role.value:<12} {where:<12} password: {password}")
+    _out(f"Kiosk device token (clinic qingshui): {accounts.get('kiosk_device_token')}")
+    _out(f"(saved in {settings.data_dir / 'demo_accounts.json'}, readable only by you)")
+    return 0
+
+
+async def cmd_reindex(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server.ingest import Ingestor
+
+    with ThreadPoolExecutor(settings.render_threads) as pool:
+        indexed, bad = await Ingestor(settings, store, pool).reindex()
+    _out(f"Reindexed {indexed} instances from {settings.dicom_dir}; {bad} unreadable or misplaced.")
+    return 0 if bad == 0 else 1
+
+
+async def cmd_clinic_add(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    clinic = await store.directory.add_clinic(args.name, args.id)
+    _out(f"clinic {clinic.id} added: {clinic.name}")
+    return 0
+
+
+async def cmd_clinic_list(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    for c in await store.directory.clinics():
+        _out(f"{c.id}\t{c.name}")
+    return 0
+
+
+async def cmd_department_add(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    dept = await store.directory.add_department(args.name, args.id)
+    _out(f"department {dept.id} added: {dept.name}")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password == "-":
+        return sys.stdin.readline().rstrip("\n")
+    if args.password:
+        return args.password
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Repeat: "):
+            raise HuizhenError("the passwords differ")
+        return first
+    raise HuizhenError("give --password P (or --password - to read it from standard input)")
+
+
+async def cmd_user_add(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    password = _password(args)
+    try:
+        pw_hash = await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
+    except ValueError as exc:
+        raise HuizhenError(str(exc)) from exc
+    user = await store.directory.add_user(
+        args.username,
+        role=Role(args.role),
+        password_hash=pw_hash,
+        display_name=args.display_name,
+        clinic=args.clinic,
+        department=args.department,
+    )
+    _out(
+        f"user {user.username} added as {user.role.value}"
+        + (f" of clinic {user.clinic}" if user.clinic else "")
+        + (f" of department {user.department}" if user.department else "")
+    )
+    return 0
+
+
+async def cmd_user_list(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    for u in await store.directory.users():
+        _out(f"{u.username}\t{u.role.value}\t{u.clinic or u.department or ''}\t{u.display_name}")
+    return 0
+
+
+async def cmd_device_add(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    device, token = await store.directory.add_device(args.name, args.clinic)
+    _out(f"kiosk {device.id} ({device.name}) bound to clinic {device.clinic}")
+    _out(f"device token (shown once, configure it on the kiosk): {token}")
+    return 0
+
+
+async def cmd_audit_tail(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    for ev in reversed(await store.audit.recent(args.count)):
+        _out(ev.id + " " + " ".join(f"{k}={v}" for k, v in ev.fields.items()))
+    return 0
+
+
+StoreCommand = Callable[[Settings, Store, argparse.Namespace], Awaitable[int]]
+
+
+def _with_store(fn: StoreCommand) -> Callable[[Settings, argparse.Namespace], int]:
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        async def go() -> int:
+            async with open_store(settings) as store:
+                return await fn(settings, store, args)
+
+        return asyncio.run(go())
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="huizhen", description="Huizhen remote consultation and tele-imaging server"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the server").set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="load demo clinics, accounts and studies")
+    demo.add_argument(
+        "--password", help="demo password (default: $HUIZHEN_DEMO_PASSWORD or random)"
+    )
+    demo.add_argument("--ct-slices", type=int, default=120, help="slices of the demo CT")
+    demo.set_defaults(func=_with_store(cmd_demo))
+
+    sub.add_parser("reindex", help="rebuild the study index from the DICOM files").set_defaults(
+        func=_with_store(cmd_reindex)
+    )
+
+    clinic = sub.add_parser("clinic", help="manage clinics").add_subparsers(
+        dest="action", required=True
+    )
+    c_add = clinic.add_parser("add", help="add a clinic")
+    c_add.add_argument("name")
+    c_add.add_argument("--id", help="short id (default: derived from the name)")
+    c_add.set_defaults(func=_with_store(cmd_clinic_add))
+    clinic.add_parser("list").set_defaults(func=_with_store(cmd_clinic_list))
+
+    dept = sub.add_parser("department", help="manage departments").add_subparsers(
+        dest="action", required=True
+    )
+    d_add = dept.add_parser("add", help="add a department")
+    d_add.add_argument("name")
+    d_add.add_argument("--id")
+    d_add.set_defaults(func=_with_store(cmd_department_add))
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    u_add = user.add_parser("add", help="add a user")
+    u_add.add_argument("username")
+    u_add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    u_add.add_argument("--clinic", help="the clinic of a doctor")
+    u_add.add_argument("--department", help="the department of an expert")
+    u_add.add_argument("--password", help="the password; '-' reads it from standard input")
+    u_add.add_argument("--display-name")
+    u_add.set_defaults(func=_with_store(cmd_user_add))
+    user.add_parser("list").set_defaults(func=_with_store(cmd_user_list))
+
+    device = sub.add_parser("device", help="manage clinic kiosks").add_subparsers(
+        dest="action", required=True
+    )
+    dv_add = device.add_parser("add", help="register a kiosk bound to a clinic")
+    dv_add.add_argument("name")
+    dv_add.add_argument("--clinic", required=True)
+    dv_add.set_defaults(func=_with_store(cmd_device_add))
+
+    audit = sub.add_parser("audit", help="read the audit stream").add_subparsers(
+        dest="action", required=True
+    )
+    tail = audit.add_parser("tail", help="the latest audit events")
+    tail.add_argument("-n", "--count", type=int, default=50)
+    tail.set_defaults(func=_with_store(cmd_audit_tail))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        hzlog.configure(settings.log_level)
+        return int(args.func(settings, args))
+    except HuizhenError as err:
+        sys.stderr.write(f"huizhen: {err.message}\n")
+        return 2

@@ -1,0 +1,92 @@
+"""Settings from `HUIZHEN_*` environment variables (the only configuration source)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.errors import ConfigurationError
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("var")
+    # None: `huizhen serve` starts a private redis-server child with AOF under data_dir.
+    redis_url: str | None = None
+    secret_key: str = field(default="", repr=False)
+    max_upload_mb: int = 512
+    # rows x columns x frames above this is refused at ingest (a 2048x2048x240 volume is ~1e9).
+    max_image_pixels: int = 1_000_000_000
+    token_ttl_s: int = 12 * 3600
+    render_threads: int = 4
+    frame_cache_mb: int = 512
+    image_cache_mb: int = 128
+    log_level: str = "INFO"
+    redis_server_binary: str = "redis-server"
+
+    @property
+    def dicom_dir(self) -> Path:
+        return self.data_dir / "dicom"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.data_dir / "redis"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 2**20
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("HUIZHEN_DATA_DIR") or "var").resolve()
+        return cls(
+            host=env.get("HUIZHEN_HOST") or "127.0.0.1",
+            port=_int(env, "HUIZHEN_PORT", 8080, 0),
+            data_dir=data_dir,
+            redis_url=env.get("HUIZHEN_REDIS_URL") or None,
+            secret_key=env.get("HUIZHEN_SECRET_KEY") or _local_secret(data_dir),
+            max_upload_mb=_int(env, "HUIZHEN_MAX_UPLOAD_MB", 512, 1),
+            max_image_pixels=_int(env, "HUIZHEN_MAX_IMAGE_PIXELS", 1_000_000_000, 1),
+            token_ttl_s=_int(env, "HUIZHEN_TOKEN_TTL_S", 12 * 3600, 1),
+            render_threads=_int(
+                env, "HUIZHEN_RENDER_THREADS", min(4, (os.cpu_count() or 2) * 2), 1
+            ),
+            frame_cache_mb=_int(env, "HUIZHEN_FRAME_CACHE_MB", 512, 0),
+            image_cache_mb=_int(env, "HUIZHEN_IMAGE_CACHE_MB", 128, 0),
+            log_level=(env.get("HUIZHEN_LOG_LEVEL") or "INFO").upper(),
+            redis_server_binary=env.get("HUIZHEN_REDIS_SERVER") or "redis-server",
+        )
+
+
+def _local_secret(data_dir: Path) -> str:
+    """Without HUIZHEN_SECRET_KEY a single-machine install keeps a random key in the data dir.
+
+    The key never lives in the repository; tokens survive restarts because it is reused.
+    """
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

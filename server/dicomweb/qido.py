@@ -1,0 +1,119 @@
+"""QIDO-RS: search for studies, series and instances (PS3.18 §10.6)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server import appkeys
+from server.auth import access
+from server.auth.middleware import principal
+from server.dicomweb.query import (
+    MODALITIES_IN_STUDY,
+    Level,
+    matches_all,
+    page,
+    parse_query,
+    select,
+)
+from server.dicomweb.resources import audit, authorized_study, base_url, uid_param
+from server.store.study_index import DicomJson
+
+DICOM_JSON = "application/dicom+json"
+
+
+def _json(payload: list[DicomJson]) -> web.Response:
+    return web.json_response(
+        payload, content_type=DICOM_JSON, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _ui(value: str) -> dict:
+    return {"vr": "UI", "Value": [value]}
+
+
+def _count(n: int) -> dict:
+    return {"vr": "IS", "Value": [n]}
+
+
+async def search_studies(request: web.Request) -> web.Response:
+    query = parse_query(request.query, [Level.STUDY])
+    store = request.app[appkeys.STORE]
+    clinic = access.study_scope(principal(request))
+    records = await store.studies.studies(await store.studies.study_uids(clinic))
+    results = []
+    for rec in records:
+        attrs = {**rec.attrs, MODALITIES_IN_STUDY: {"vr": "CS", "Value": rec.modalities}}
+        if not matches_all(attrs, query.filters):
+            continue
+        extra = {
+            MODALITIES_IN_STUDY: {"vr": "CS", "Value": rec.modalities},
+            "00201206": _count(rec.series_count),
+            "00201208": _count(rec.instance_count),
+            "00081190": {"vr": "UR", "Value": [f"{base_url(request)}/studies/{rec.study_uid}"]},
+        }
+        results.append(select(attrs, Level.STUDY, query, extra))
+    shown = page(results, query)
+    await audit(
+        request,
+        "qido.studies",
+        query=request.query_string,
+        returned=len(shown),
+        studies=",".join(_first(r, "0020000D") for r in shown),
+    )
+    return _json(shown)
+
+
+async def search_series(request: web.Request) -> web.Response:
+    study_uid = uid_param(request, "study")
+    query = parse_query(request.query, [Level.SERIES])
+    study = await authorized_study(request, study_uid)
+    series = await request.app[appkeys.STORE].studies.series(study_uid)
+    results = []
+    for rec in series:
+        attrs = {**study.attrs, **rec.attrs}
+        if not matches_all(attrs, query.filters):
+            continue
+        extra = {
+            "0020000D": _ui(study_uid),
+            "00201209": _count(rec.instance_count),
+            "00081190": {
+                "vr": "UR",
+                "Value": [f"{base_url(request)}/studies/{study_uid}/series/{rec.series_uid}"],
+            },
+        }
+        results.append(select(attrs, Level.SERIES, query, extra))
+    shown = page(results, query)
+    await audit(request, "qido.series", study=study_uid, returned=len(shown))
+    return _json(shown)
+
+
+async def search_instances(request: web.Request) -> web.Response:
+    study_uid = uid_param(request, "study")
+    series_uid = uid_param(request, "series") if "series" in request.match_info else None
+    query = parse_query(request.query, [Level.SERIES, Level.INSTANCE])
+    study = await authorized_study(request, study_uid)
+    store = request.app[appkeys.STORE]
+    series_attrs = {s.series_uid: s.attrs for s in await store.studies.series(study_uid)}
+    results = []
+    for rec in await store.studies.instances(study_uid, series_uid):
+        attrs = {**study.attrs, **series_attrs.get(rec.series_uid, {}), **rec.attrs}
+        if not matches_all(attrs, query.filters):
+            continue
+        url = (
+            f"{base_url(request)}/studies/{study_uid}/series/{rec.series_uid}"
+            f"/instances/{rec.sop_uid}"
+        )
+        extra = {
+            "0020000D": _ui(study_uid),
+            "0020000E": _ui(rec.series_uid),
+            "00081190": {"vr": "UR", "Value": [url]},
+        }
+        results.append(select(attrs, Level.INSTANCE, query, extra))
+    shown = page(results, query)
+    await audit(request, "qido.instances", study=study_uid, series=series_uid, returned=len(shown))
+    return _json(shown)
+
+
+def _first(attrs: DicomJson, tag: str) -> str:
+    values = attrs.get(tag, {}).get("Value") or [""]
+    return str(values[0])

@@ -1,0 +1,60 @@
+"""Finding a DICOMweb resource for the caller: look up, authorise, audit. Shared by QIDO/WADO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from server import appkeys
+from server.auth import access
+from server.auth.middleware import principal
+from server.dicomweb.attributes import is_uid
+from server.errors import InvalidParameter, NotFound
+from server.store.study_index import InstanceRecord, StudyRecord
+
+
+def uid_param(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not is_uid(value):
+        raise InvalidParameter(f"{name} {value!r} is not a valid DICOM UID")
+    return value
+
+
+def base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}/dicomweb"
+
+
+async def audit(request: web.Request, action: str, **resource: object) -> None:
+    """Write who read which patient data; a failure here fails the request (no silent reads)."""
+    who = principal(request)
+    await request.app[appkeys.STORE].audit.record(
+        action=action,
+        user=who.username,
+        role=who.role.value,
+        clinic=who.clinic,
+        remote=request.remote,
+        device=who.device,
+        **resource,
+    )
+
+
+async def authorized_study(request: web.Request, study_uid: str) -> StudyRecord:
+    study = await request.app[appkeys.STORE].studies.study(study_uid)
+    access.check_study(principal(request), study.clinic if study else None)
+    assert study is not None
+    return study
+
+
+async def authorized_instance(
+    request: web.Request, study_uid: str, series_uid: str, sop_uid: str
+) -> InstanceRecord:
+    owner, record = await request.app[appkeys.STORE].studies.study_and_instance(study_uid, sop_uid)
+    access.check_study(principal(request), owner)
+    if record is None or record.series_uid != series_uid:
+        raise NotFound("no such instance in this series")
+    return record
+
+
+def file_path(request: web.Request, record: InstanceRecord) -> Path:
+    return request.app[appkeys.SETTINGS].dicom_dir / record.path

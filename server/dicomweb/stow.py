@@ -1,0 +1,126 @@
+"""STOW-RS: store instances (PS3.18 §10.5), per-instance outcome in the response."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import BodyPartReader, web
+
+from server import appkeys
+from server.auth import access
+from server.auth.middleware import principal
+from server.dicomweb.multipart import parse_params
+from server.dicomweb.resources import audit, base_url, uid_param
+from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from server.ingest import IngestResult, Spool, SpooledFile, UploadBudget
+
+DICOM_JSON = "application/dicom+json"
+
+
+def check_length(request: web.Request, limit: int) -> None:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"the upload is {request.content_length // 2**20} MiB, over the limit of "
+            f"{limit // 2**20} MiB (HUIZHEN_MAX_UPLOAD_MB); nothing was stored"
+        )
+
+
+async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(256 * 1024):
+        yield chunk
+
+
+async def _spool_request(
+    request: web.Request, spool: Spool, budget: UploadBudget
+) -> list[SpooledFile]:
+    media, params = parse_params(request.headers.get("Content-Type", ""))
+    if media == "application/dicom":
+        return [await spool.write_stream(request.content.iter_chunked(256 * 1024), "body", budget)]
+    if media != "multipart/related" or params.get("type", "").lower() != "application/dicom":
+        raise UnsupportedMediaType(
+            'STOW-RS takes Content-Type: multipart/related; type="application/dicom"; '
+            f"got {request.headers.get('Content-Type') or 'none'}"
+        )
+    if "boundary" not in params:
+        raise BadRequest("the multipart Content-Type has no boundary parameter")
+    reader = await request.multipart()
+    files: list[SpooledFile] = []
+    index = 0
+    while (part := await reader.next()) is not None:
+        index += 1
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("nested multipart bodies are not supported in STOW-RS")
+        part_type, _ = parse_params(part.headers.get("Content-Type", "application/dicom"))
+        if part_type != "application/dicom":
+            raise UnsupportedMediaType(
+                f"part {index} is {part_type}; only application/dicom parts are accepted "
+                "(metadata + bulk data STOW is not supported)"
+            )
+        files.append(await spool.write_stream(part_chunks(part), f"part {index}", budget))
+    return files
+
+
+def _response_body(request: web.Request, result: IngestResult) -> dict:
+    body: dict = {}
+    studies = {s.study_instance_uid for s in result.stored}
+    if len(studies) == 1:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base_url(request)}/studies/{studies.pop()}"]}
+    if result.stored:
+        body["00081199"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": {"vr": "UI", "Value": [s.sop_class_uid]},
+                    "00081155": {"vr": "UI", "Value": [s.sop_instance_uid]},
+                    "00081190": {
+                        "vr": "UR",
+                        "Value": [
+                            f"{base_url(request)}/studies/{s.study_instance_uid}/series/"
+                            f"{s.series_instance_uid}/instances/{s.sop_instance_uid}"
+                        ],
+                    },
+                    # 0xB000-class warnings are for coercion; a repeat is reported but not an error.
+                    **({"00081196": {"vr": "US", "Value": [0xB007]}} if s.duplicate else {}),
+                }
+                for s in result.stored
+            ],
+        }
+    failed = [
+        {
+            **({"00081150": {"vr": "UI", "Value": [f.sop_class_uid]}} if f.sop_class_uid else {}),
+            **(
+                {"00081155": {"vr": "UI", "Value": [f.sop_instance_uid]}}
+                if f.sop_instance_uid
+                else {}
+            ),
+            "00081197": {"vr": "US", "Value": [f.failure_reason]},
+            # Error Comment: what was wrong, in words a person at the clinic can act on.
+            "00000902": {"vr": "LO", "Value": [f"{f.source}: {f.message}"[:64]]},
+        }
+        for f in result.failed
+    ]
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    return body
+
+
+async def store_instances(request: web.Request) -> web.Response:
+    who = principal(request)
+    clinic = access.upload_clinic(who)
+    ingestor = request.app[appkeys.INGESTOR]
+    check_length(request, ingestor.settings.max_upload_bytes)
+    target_study = uid_param(request, "study") if "study" in request.match_info else None
+    async with ingestor.spool() as (spool, budget):
+        files = await _spool_request(request, spool, budget)
+        if not files:
+            raise BadRequest("the request holds no DICOM parts")
+        result = await ingestor.ingest(clinic, files, study_uid=target_study)
+    await audit(request, "stow.store", stored=len(result.stored), failed=len(result.failed))
+    body = _response_body(request, result)
+    if not result.stored:
+        status = 409
+    elif result.failed:
+        status = 202
+    else:
+        status = 200
+    return web.json_response(body, status=status, content_type=DICOM_JSON)

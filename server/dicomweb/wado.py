@@ -1,0 +1,233 @@
+"""WADO-RS: retrieve instances, metadata, frames and bulk data (PS3.18 §10.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from aiohttp import web
+from pydicom.uid import ExplicitVRLittleEndian
+
+from server import appkeys
+from server.dicomweb.multipart import MultipartWriter, negotiate_multipart
+from server.dicomweb.resources import (
+    audit,
+    authorized_instance,
+    authorized_study,
+    base_url,
+    file_path,
+    uid_param,
+)
+from server.errors import InvalidParameter, NotAcceptable, NotFound
+from server.store.study_index import InstanceRecord
+
+PIXEL_DATA = "7FE00010"
+_CHUNK = 256 * 1024
+MAX_FRAMES_PER_REQUEST = 1000
+
+
+# -- helpers that run in the thread pool ---------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _metadata(path: str, instance_url: str) -> dict[str, Any]:
+    """DICOM JSON of one instance with BulkDataURIs for large binary values (cached: files are
+    immutable once stored)."""
+    ds = pydicom.dcmread(path, defer_size=4096)
+
+    def bulk_uri(elem: pydicom.DataElement) -> str:
+        return f"{instance_url}/bulkdata/{elem.tag:08X}"
+
+    data = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=bulk_uri)
+    if PIXEL_DATA in data:
+        # Viewers fetch pixels per frame; PS3.18 lets the pixel BulkDataURI name the frames.
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        data[PIXEL_DATA] = {
+            "vr": data[PIXEL_DATA].get("vr", "OW"),
+            "BulkDataURI": f"{instance_url}/frames/{','.join(map(str, range(1, frames + 1)))}",
+        }
+    data["00020010"] = {"vr": "UI", "Value": [str(ds.file_meta.TransferSyntaxUID)]}
+    return data
+
+
+def _read_chunks(path: Path, offset: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read(_CHUNK)
+
+
+def _transcode(path: Path, transfer_syntax: str) -> bytes:
+    ds = pydicom.dcmread(path)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()  # pydicom's pixel plugins; sets Explicit VR Little Endian
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(transfer_syntax)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _bulk_value(path: Path, tag: int) -> bytes:
+    ds = pydicom.dcmread(path)
+    if tag not in ds:
+        raise NotFound(f"the instance has no attribute {tag:08X}")
+    value = ds[tag].value
+    if not isinstance(value, bytes | bytearray):
+        raise NotFound(f"attribute {tag:08X} is not bulk data")
+    return bytes(value)
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+def _instance_url(request: web.Request, r: InstanceRecord) -> str:
+    return f"{base_url(request)}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}"
+
+
+async def _scope(request: web.Request) -> list[InstanceRecord]:
+    """The instances a study/series/instance URL names, after the access check."""
+    study = uid_param(request, "study")
+    series = uid_param(request, "series") if "series" in request.match_info else None
+    if "instance" in request.match_info:
+        assert series is not None
+        return [await authorized_instance(request, study, series, uid_param(request, "instance"))]
+    await authorized_study(request, study)
+    records = await request.app[appkeys.STORE].studies.instances(study, series)
+    if not records:
+        raise NotFound("no instances here")
+    return records
+
+
+async def _file_chunks(request: web.Request, path: Path) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    executor = request.app[appkeys.EXECUTOR]
+    offset = 0
+    while chunk := await loop.run_in_executor(executor, _read_chunks, path, offset):
+        offset += len(chunk)
+        yield chunk
+
+
+async def retrieve(request: web.Request) -> web.StreamResponse:
+    media = negotiate_multipart(request.headers.get("Accept"), "application/dicom")
+    wanted = media.params.get("transfer-syntax", ExplicitVRLittleEndian)
+    records = await _scope(request)
+    await audit(
+        request,
+        "wado.retrieve",
+        study=records[0].study_uid,
+        series=request.match_info.get("series"),
+        instances=len(records),
+    )
+    plan: list[tuple[InstanceRecord, str, str]] = []
+    for record in records:
+        stored = (record.attrs.get("00083002", {}).get("Value") or [""])[0]
+        ts = stored if wanted == "*" else wanted
+        if ts not in (stored, ExplicitVRLittleEndian):
+            raise NotAcceptable(
+                f"transfer syntax {ts} is not available; ask for * (as stored, {stored}) "
+                f"or {ExplicitVRLittleEndian}"
+            )
+        plan.append((record, stored, ts))
+    loop = asyncio.get_running_loop()
+    writer = MultipartWriter(request, "application/dicom")
+    for record, stored, ts in plan:
+        path = file_path(request, record)
+        if ts == stored:
+            body: bytes | AsyncIterator[bytes] = _file_chunks(request, path)
+        else:
+            body = await loop.run_in_executor(request.app[appkeys.EXECUTOR], _transcode, path, ts)
+        await writer.part(
+            body,
+            content_type=f"application/dicom; transfer-syntax={ts}",
+            location=_instance_url(request, record),
+        )
+    return await writer.finish()
+
+
+async def metadata(request: web.Request) -> web.Response:
+    records = await _scope(request)
+    await audit(
+        request,
+        "wado.metadata",
+        study=records[0].study_uid,
+        series=request.match_info.get("series"),
+        instances=len(records),
+    )
+    loop = asyncio.get_running_loop()
+    executor = request.app[appkeys.EXECUTOR]
+    payload = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                executor, _metadata, str(file_path(request, r)), _instance_url(request, r)
+            )
+            for r in records
+        )
+    )
+    return web.json_response(
+        list(payload), content_type="application/dicom+json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _frame_list(value: str) -> list[int]:
+    parts = [p.strip() for p in value.replace("%2C", ",").split(",")]
+    if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise InvalidParameter(
+            f"frames must be a comma-separated list of numbers ≥ 1, got {value!r}"
+        )
+    if len(parts) > MAX_FRAMES_PER_REQUEST:
+        raise InvalidParameter(f"at most {MAX_FRAMES_PER_REQUEST} frames per request")
+    return [int(p) for p in parts]
+
+
+async def frames(request: web.Request) -> web.StreamResponse:
+    negotiate_multipart(request.headers.get("Accept"), "application/octet-stream")
+    numbers = _frame_list(request.match_info["frames"])
+    (record,) = await _scope(request)
+    renderer = request.app[appkeys.RENDERER]
+    path = file_path(request, record)
+    # Decode every frame before answering, so a bad frame number is a clean 404, not a cut body.
+    bodies = [await renderer.frame_bytes(path, n) for n in numbers]
+    await audit(
+        request,
+        "wado.frames",
+        study=record.study_uid,
+        series=record.series_uid,
+        instance=record.sop_uid,
+        frames=",".join(map(str, numbers)),
+    )
+    writer = MultipartWriter(request, "application/octet-stream")
+    for n, body in zip(numbers, bodies, strict=True):
+        await writer.part(
+            body,
+            content_type=f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}",
+            location=f"{_instance_url(request, record)}/frames/{n}",
+        )
+    return await writer.finish()
+
+
+async def bulkdata(request: web.Request) -> web.StreamResponse:
+    negotiate_multipart(request.headers.get("Accept"), "application/octet-stream")
+    tag_text = request.match_info["tag"]
+    try:
+        tag = int(tag_text, 16)
+    except ValueError as exc:
+        raise InvalidParameter(f"bulk data tag must be 8 hex digits, got {tag_text!r}") from exc
+    (record,) = await _scope(request)
+    body = await asyncio.get_running_loop().run_in_executor(
+        request.app[appkeys.EXECUTOR], _bulk_value, file_path(request, record), tag
+    )
+    await audit(
+        request,
+        "wado.bulkdata",
+        study=record.study_uid,
+        series=record.series_uid,
+        instance=record.sop_uid,
+        tag=f"{tag:08X}",
+    )
+    writer = MultipartWriter(request, "application/octet-stream")
+    await writer.part(body)
+    return await writer.finish()

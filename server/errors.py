@@ -1,0 +1,157 @@
+"""Every error the API can answer, and the one place where exceptions become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from media.imaging import errors as imaging
+from server.log import event
+
+log = logging.getLogger(__name__)
+
+
+class HuizhenError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class ConfigurationError(HuizhenError):
+    code = "configuration_error"
+    status = 500
+
+
+class BadRequest(HuizhenError):
+    code = "bad_request"
+
+
+class InvalidParameter(HuizhenError):
+    code = "invalid_parameter"
+
+
+class InvalidMessage(HuizhenError):
+    code = "invalid_message"
+
+
+class Unauthenticated(HuizhenError):
+    status = 401
+    code = "unauthenticated"
+
+
+class InvalidCredentials(Unauthenticated):
+    code = "invalid_credentials"
+
+
+class TokenExpired(Unauthenticated):
+    code = "token_expired"
+
+
+class Forbidden(HuizhenError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(HuizhenError):
+    status = 404
+    code = "not_found"
+
+
+class NotAcceptable(HuizhenError):
+    status = 406
+    code = "not_acceptable"
+
+
+class Conflict(HuizhenError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(HuizhenError):
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyRequests(HuizhenError):
+    status = 429
+    code = "too_many_requests"
+
+
+class UnsupportedMediaType(HuizhenError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidDicom(HuizhenError):
+    status = 400
+    code = "invalid_dicom"
+
+
+class ServiceUnavailable(HuizhenError):
+    status = 503
+    code = "service_unavailable"
+
+
+# media/ knows nothing of HTTP; this table is where its exceptions get a status and a code.
+_IMAGING: dict[type[imaging.ImagingError], tuple[int, str]] = {
+    imaging.InvalidDicomError: (400, "invalid_dicom"),
+    imaging.UnsupportedTransferSyntaxError: (415, "unsupported_transfer_syntax"),
+    imaging.ImageTooLargeError: (413, "image_too_large"),
+    imaging.FrameNotFoundError: (404, "frame_not_found"),
+    imaging.InvalidWindowError: (400, "invalid_window"),
+    imaging.InvalidViewportError: (400, "invalid_viewport"),
+    imaging.UnsupportedMediaTypeError: (406, "not_acceptable"),
+}
+
+
+def from_imaging(exc: imaging.ImagingError) -> HuizhenError:
+    status, code = 400, "imaging_error"
+    for cls in type(exc).__mro__:
+        if cls in _IMAGING:
+            status, code = _IMAGING[cls]
+            break
+    err = HuizhenError(getattr(exc, "message", str(exc)))
+    err.status, err.code = status, code
+    return err
+
+
+def json_error(err: HuizhenError) -> web.Response:
+    return web.json_response(err.body(), status=err.status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HuizhenError as err:
+        return json_error(err)
+    except imaging.ImagingError as exc:
+        return json_error(from_imaging(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status, "http_error"
+        )
+        message = exc.reason
+        if exc.status == 413:
+            message = "the request body is over the upload limit (HUIZHEN_MAX_UPLOAD_MB)"
+        return web.json_response({"error": {"code": code, "message": message}}, status=exc.status)
+    except Exception:
+        event(log, "request_failed", logging.ERROR, method=request.method, path=request.path)
+        log.exception("unhandled_error")
+        return web.json_response(
+            {"error": {"code": "internal_error", "message": "internal server error"}}, status=500
+        )

@@ -1,0 +1,324 @@
+"""Ingest: the one way DICOM enters Huizhen (STOW-RS and the kiosk upload both come here).
+
+A request is first spooled to temp files under a byte budget (HUIZHEN_MAX_UPLOAD_MB), so an
+oversized request is refused before anything is stored. Each file is then validated in the thread
+pool, moved into place atomically (rename within one file system) and indexed. A file that fails
+validation leaves nothing behind; the others of the same request are still stored, and each
+outcome is reported per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from media.imaging.validation import read_dataset
+from pydicom import Dataset
+
+from media.imaging.errors import (
+    ImageTooLargeError,
+    ImagingError,
+    InvalidDicomError,
+    UnsupportedTransferSyntaxError,
+)
+from server.config import Settings
+from server.dicomweb.attributes import entry_from_dataset, is_uid
+from server.errors import Conflict, InvalidDicom, PayloadTooLarge
+from server.log import event
+from server.store import Store
+from server.store.study_index import IndexEntry
+
+log = logging.getLogger(__name__)
+
+# PS3.4 Annex B / PS3.18 Failure Reason codes.
+FAILURE_CANNOT_UNDERSTAND = 0xC000
+FAILURE_TRANSFER_SYNTAX = 0xC122
+FAILURE_OUT_OF_RESOURCES = 0xA700
+FAILURE_PROCESSING = 0x0110
+FAILURE_REFUSED = 0xA770  # not authorised (e.g. study of another clinic)
+
+MAX_ZIP_ENTRIES = 20_000
+_SKIPPED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class SpooledFile:
+    path: Path
+    source: str  # what the client called it: form file name, zip member or "part N"
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    source: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class FailedInstance:
+    source: str
+    code: str
+    message: str
+    failure_reason: int
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+
+
+@dataclass
+class IngestResult:
+    stored: list[StoredInstance] = field(default_factory=list)
+    failed: list[FailedInstance] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class UploadBudget:
+    """Counts the bytes of one request against the upload limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise PayloadTooLarge(
+                f"the upload is larger than the limit of {self.limit // 2**20} MiB "
+                "(HUIZHEN_MAX_UPLOAD_MB); nothing was stored",
+                limit_bytes=self.limit,
+            )
+
+
+class Spool:
+    """A private temp directory for one request; whatever was not moved into place is deleted."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / f"upload-{uuid.uuid4().hex}"
+        self.dir.mkdir(parents=True)
+        self.files: list[SpooledFile] = []
+
+    def new_path(self) -> Path:
+        return self.dir / f"{len(self.files):06d}-{uuid.uuid4().hex[:8]}"
+
+    async def write_stream(
+        self, chunks: AsyncIterator[bytes], source: str, budget: UploadBudget
+    ) -> SpooledFile:
+        path = self.new_path()
+        # Small chunk writes to a local temp file; the budget caps the total.
+        with path.open("wb") as fh:
+            async for chunk in chunks:
+                budget.take(len(chunk))
+                fh.write(chunk)
+        spooled = SpooledFile(path, source)
+        self.files.append(spooled)
+        return spooled
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def expand_zip(spool: Spool, archive: SpooledFile, budget: UploadBudget) -> list[SpooledFile]:
+    """Extract a zip's files into the spool (thread pool). Guards against zip bombs by counting
+    the bytes actually inflated, not the sizes the archive claims."""
+    out: list[SpooledFile] = []
+    with zipfile.ZipFile(archive.path) as zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_ENTRIES:
+            raise PayloadTooLarge(f"the zip holds more than {MAX_ZIP_ENTRIES} files")
+        for member in members:
+            name = member.filename
+            base = name.rsplit("/", 1)[-1]
+            if name.startswith("__MACOSX/") or base in _SKIPPED_NAMES or base.startswith("._"):
+                continue
+            path = spool.new_path()
+            with zf.open(member) as src, path.open("wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    budget.take(len(chunk))
+                    dst.write(chunk)
+            spooled = SpooledFile(path, f"{archive.source}:{name}")
+            spool.files.append(spooled)
+            out.append(spooled)
+    archive.path.unlink(missing_ok=True)
+    return out
+
+
+def is_zip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(132)
+    # A DICOM file has 'DICM' at 128; a zip starts with PK\x03\x04 (or is an empty archive).
+    return head[128:132] != b"DICM" and head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, store: Store, executor: Executor) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor
+        self.spool_root = settings.data_dir / "tmp"
+
+    @asynccontextmanager
+    async def spool(self) -> AsyncIterator[tuple[Spool, UploadBudget]]:
+        spool = Spool(self.spool_root)
+        try:
+            yield spool, UploadBudget(self.settings.max_upload_bytes)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(self.executor, spool.cleanup)
+
+    async def expand_archives(
+        self, spool: Spool, files: list[SpooledFile], budget: UploadBudget
+    ) -> list[SpooledFile]:
+        loop = asyncio.get_running_loop()
+        out: list[SpooledFile] = []
+        for f in files:
+            if await loop.run_in_executor(self.executor, is_zip, f.path):
+                try:
+                    out.extend(
+                        await loop.run_in_executor(self.executor, expand_zip, spool, f, budget)
+                    )
+                except zipfile.BadZipFile as exc:
+                    raise InvalidDicom(f"{f.source} is not a readable zip archive ({exc})") from exc
+            else:
+                out.append(f)
+        return out
+
+    async def ingest(
+        self, clinic: str, files: list[SpooledFile], *, study_uid: str | None = None
+    ) -> IngestResult:
+        """Store each file for `clinic`; with `study_uid`, instances of other studies are refused
+        (STOW-RS to /studies/{study})."""
+        result = IngestResult()
+        for f in files:
+            outcome = await self._ingest_one(clinic, f, study_uid)
+            if isinstance(outcome, StoredInstance):
+                result.stored.append(outcome)
+            else:
+                result.failed.append(outcome)
+        event(
+            log, "ingest_done", clinic=clinic, stored=len(result.stored), failed=len(result.failed)
+        )
+        return result
+
+    async def _ingest_one(
+        self, clinic: str, f: SpooledFile, study_uid: str | None
+    ) -> StoredInstance | FailedInstance:
+        loop = asyncio.get_running_loop()
+        try:
+            ds, entry = await loop.run_in_executor(self.executor, self._parse, f.path, clinic)
+        except ImagingError as exc:
+            return FailedInstance(f.source, _imaging_code(exc), exc.message, _imaging_reason(exc))
+        sop_class = str(ds.SOPClassUID)
+        if study_uid is not None and entry.study_uid != study_uid:
+            return FailedInstance(
+                f.source,
+                "wrong_study",
+                "the instance belongs to another study than the URL names",
+                FAILURE_PROCESSING,
+                sop_class,
+                entry.sop_uid,
+            )
+        if await self.store.studies.has_instance(entry.study_uid, entry.sop_uid):
+            owner = await self.store.studies.study_owner(entry.study_uid)
+            if owner == clinic:
+                return _stored(f, sop_class, entry, duplicate=True)
+        final = self.settings.dicom_dir / entry.path
+        try:
+            await loop.run_in_executor(self.executor, _place, f.path, final)
+            if not await self.store.studies.add(entry):
+                # A concurrent upload of the same instance won; its file is the same object.
+                return _stored(f, sop_class, entry, duplicate=True)
+        except Conflict as exc:
+            await loop.run_in_executor(self.executor, _remove_quietly, final)
+            return FailedInstance(
+                f.source, exc.code, exc.message, FAILURE_REFUSED, sop_class, entry.sop_uid
+            )
+        except BaseException:
+            # Index unreachable: do not leave an unindexed file behind.
+            await loop.run_in_executor(self.executor, _remove_quietly, final)
+            raise
+        event(log, "instance_stored", clinic=clinic, study=entry.study_uid, sop=entry.sop_uid)
+        return _stored(f, sop_class, entry, duplicate=False)
+
+    def _parse(self, path: Path, clinic: str) -> tuple[Dataset, IndexEntry]:
+        ds = read_dataset(path, max_pixels=self.settings.max_image_pixels)
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            if not is_uid(str(ds.get(keyword, ""))):
+                raise InvalidDicomError(f"{keyword} is missing or not a valid UID")
+        return ds, entry_from_dataset(ds, clinic)
+
+    async def reindex(self) -> tuple[int, int]:
+        """Rebuild the index from the files (`huizhen reindex`). Returns (indexed, unreadable)."""
+        await self.store.studies.clear()
+        loop = asyncio.get_running_loop()
+        indexed = bad = 0
+        for clinic, path in _walk(self.settings.dicom_dir):
+            try:
+                _, entry = await loop.run_in_executor(self.executor, self._parse, path, clinic)
+            except ImagingError as exc:
+                bad += 1
+                event(log, "reindex_unreadable", logging.WARNING, path=path, error=exc.message)
+                continue
+            if entry.path != str(path.relative_to(self.settings.dicom_dir)):
+                bad += 1
+                event(log, "reindex_misplaced", logging.WARNING, path=path, expected=entry.path)
+                continue
+            try:
+                await self.store.studies.add(entry)
+                indexed += 1
+            except Conflict:
+                bad += 1
+                event(log, "reindex_conflict", logging.WARNING, path=path)
+        return indexed, bad
+
+
+def _walk(root: Path) -> Iterator[tuple[str, Path]]:
+    if not root.is_dir():
+        return
+    for clinic_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(clinic_dir.rglob("*.dcm")):
+            yield clinic_dir.name, path
+
+
+def _place(temp: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temp, final)
+
+
+def _remove_quietly(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _stored(
+    f: SpooledFile, sop_class: str, entry: IndexEntry, *, duplicate: bool
+) -> StoredInstance:
+    return StoredInstance(
+        f.source, sop_class, entry.sop_uid, entry.study_uid, entry.series_uid, duplicate
+    )
+
+
+def _imaging_code(exc: ImagingError) -> str:
+    if isinstance(exc, UnsupportedTransferSyntaxError):
+        return "unsupported_transfer_syntax"
+    if isinstance(exc, ImageTooLargeError):
+        return "image_too_large"
+    return "invalid_dicom"
+
+
+def _imaging_reason(exc: ImagingError) -> int:
+    if isinstance(exc, UnsupportedTransferSyntaxError):
+        return FAILURE_TRANSFER_SYNTAX
+    if isinstance(exc, ImageTooLargeError):
+        return FAILURE_OUT_OF_RESOURCES
+    return FAILURE_CANNOT_UNDERSTAND

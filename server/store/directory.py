@@ -1,0 +1,208 @@
+"""Clinics, departments, users and kiosk devices: who exists and what they belong to."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+from server.errors import Conflict, InvalidParameter, NotFound
+from server.store import keys
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class Role(StrEnum):
+    DOCTOR = "doctor"
+    EXPERT = "expert"
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Clinic:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Department:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    display_name: str
+    role: Role
+    clinic: str | None
+    department: str | None
+    password_hash: str
+    disabled: bool = False
+
+    def public(self) -> dict[str, str | None]:
+        return {
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role.value,
+            "clinic": self.clinic,
+            "department": self.department,
+        }
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    name: str
+    clinic: str
+
+
+def slug(text: str) -> str:
+    """A stable id from a human name ("Qingshui Township" -> "qingshui-township")."""
+    value = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return value[:64] or "x" + hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def check_id(kind: str, value: str) -> str:
+    if not _ID_RE.match(value):
+        raise InvalidParameter(
+            f"{kind} id {value!r} must be 1-64 characters of a-z, 0-9, '.', '_' or '-'"
+        )
+    return value
+
+
+def device_digest(token: str) -> str:
+    # Device tokens are 256-bit random, so a fast hash is enough (no password stretching needed).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Directory:
+    def __init__(self, redis: Redis) -> None:
+        self._r = redis
+
+    # clinics and departments -------------------------------------------------------------
+    async def add_clinic(self, name: str, clinic_id: str | None = None) -> Clinic:
+        cid = check_id("clinic", clinic_id or slug(name))
+        if not await self._r.hsetnx(keys.clinic(cid), "name", name):
+            raise Conflict(f"clinic {cid!r} already exists")
+        await self._r.hset(keys.clinic(cid), mapping={"id": cid, "created_at": int(time.time())})
+        await self._r.sadd(keys.CLINICS, cid)
+        return Clinic(cid, name)
+
+    async def get_clinic(self, clinic_id: str) -> Clinic | None:
+        data = await self._r.hgetall(keys.clinic(clinic_id))
+        return Clinic(clinic_id, data["name"]) if data else None
+
+    async def clinics(self) -> list[Clinic]:
+        ids = sorted(await self._r.smembers(keys.CLINICS))
+        return [c for c in [await self.get_clinic(i) for i in ids] if c]
+
+    async def add_department(self, name: str, department_id: str | None = None) -> Department:
+        did = check_id("department", department_id or slug(name))
+        if not await self._r.hsetnx(keys.department(did), "name", name):
+            raise Conflict(f"department {did!r} already exists")
+        await self._r.hset(keys.department(did), "id", did)
+        await self._r.sadd(keys.DEPARTMENTS, did)
+        return Department(did, name)
+
+    async def get_department(self, department_id: str) -> Department | None:
+        data = await self._r.hgetall(keys.department(department_id))
+        return Department(department_id, data["name"]) if data else None
+
+    async def departments(self) -> list[Department]:
+        ids = sorted(await self._r.smembers(keys.DEPARTMENTS))
+        return [d for d in [await self.get_department(i) for i in ids] if d]
+
+    # users --------------------------------------------------------------------------------
+    async def add_user(
+        self,
+        username: str,
+        *,
+        role: Role,
+        password_hash: str,
+        display_name: str | None = None,
+        clinic: str | None = None,
+        department: str | None = None,
+    ) -> User:
+        check_id("user", username)
+        if role is Role.DOCTOR:
+            if not clinic:
+                raise InvalidParameter("a doctor belongs to a clinic: give --clinic")
+            if await self.get_clinic(clinic) is None:
+                raise NotFound(f"clinic {clinic!r} does not exist")
+        elif clinic:
+            raise InvalidParameter(f"only doctors belong to a clinic, not a {role.value}")
+        if role is Role.EXPERT:
+            if not department:
+                raise InvalidParameter("an expert belongs to a department: give --department")
+            if await self.get_department(department) is None:
+                raise NotFound(f"department {department!r} does not exist")
+        elif department:
+            raise InvalidParameter(f"only experts belong to a department, not a {role.value}")
+        user = User(username, display_name or username, role, clinic, department, password_hash)
+        record = {k: v for k, v in asdict(user).items() if v is not None}
+        record["role"] = role.value
+        record["disabled"] = "0"
+        record["created_at"] = str(int(time.time()))
+        if not await self._r.hsetnx(keys.user(username), "username", username):
+            raise Conflict(f"user {username!r} already exists")
+        await self._r.hset(keys.user(username), mapping=record)
+        await self._r.sadd(keys.USERS, username)
+        return user
+
+    async def get_user(self, username: str) -> User | None:
+        data = await self._r.hgetall(keys.user(username))
+        if not data or "password_hash" not in data:
+            return None
+        return User(
+            username=data["username"],
+            display_name=data.get("display_name", username),
+            role=Role(data["role"]),
+            clinic=data.get("clinic") or None,
+            department=data.get("department") or None,
+            password_hash=data["password_hash"],
+            disabled=data.get("disabled") == "1",
+        )
+
+    async def set_password_hash(self, username: str, password_hash: str) -> None:
+        if not await self._r.exists(keys.user(username)):
+            raise NotFound(f"user {username!r} does not exist")
+        await self._r.hset(keys.user(username), "password_hash", password_hash)
+
+    async def users(self) -> list[User]:
+        names = sorted(await self._r.smembers(keys.USERS))
+        return [u for u in [await self.get_user(n) for n in names] if u]
+
+    # kiosk devices ------------------------------------------------------------------------
+    async def add_device(self, name: str, clinic: str) -> tuple[Device, str]:
+        """Register a kiosk bound to one clinic; returns the device and its one-time-shown token."""
+        if await self.get_clinic(clinic) is None:
+            raise NotFound(f"clinic {clinic!r} does not exist")
+        token = "hzd_" + secrets.token_urlsafe(32)
+        device = Device(id=secrets.token_hex(8), name=name, clinic=clinic)
+        await self._r.hset(keys.device(device_digest(token)), mapping=asdict(device))
+        await self._r.sadd(keys.DEVICES, device_digest(token))
+        return device, token
+
+    async def device_for_token(self, token: str) -> Device | None:
+        data = await self._r.hgetall(keys.device(device_digest(token)))
+        return Device(**data) if data else None
+
+    # login throttling -----------------------------------------------------------------------
+    async def note_login_failure(self, username: str, window_s: int) -> int:
+        key = keys.login_failures(username)
+        async with self._r.pipeline(transaction=True) as pipe:
+            count, _ = await pipe.incr(key).expire(key, window_s, nx=True).execute()
+        return int(count)
+
+    async def login_failures(self, username: str) -> int:
+        return int(await self._r.get(keys.login_failures(username)) or 0)
+
+    async def clear_login_failures(self, username: str) -> None:
+        await self._r.delete(keys.login_failures(username))
