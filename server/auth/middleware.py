@@ -10,7 +10,7 @@ from server.auth.principal import Principal
 from server.auth.tokens import TokenService
 from server.errors import Unauthenticated
 
-PRINCIPAL_KEY = "principal"
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 TOKENS_KEY: web.AppKey[TokenService] = web.AppKey("tokens", TokenService)
 
 _PUBLIC_EXACT = {"/", "/healthz", "/api/auth/login", "/favicon.ico"}

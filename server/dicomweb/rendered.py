@@ -115,7 +115,9 @@ async def _render(
         await audit_write
     headers = {"Cache-Control": "no-store"}  # every view is audited, so no silent re-views
     if image.window is not None:
-        headers["X-Window"] = image.window.to_param()
+        # Always center,width,FUNCTION so a viewer can show it without knowing the default.
+        center_width = image.window.to_param().split(",")[:2]
+        headers["X-Window"] = ",".join([*center_width, image.window.function])
         headers["Access-Control-Expose-Headers"] = "X-Window"
     return web.Response(body=image.content, content_type=image.media_type, headers=headers)
 

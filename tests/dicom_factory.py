@@ -1,0 +1,105 @@
+"""Small, real DICOM files for tests (written with pydicom, read back by the server)."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+
+def ct_dataset(
+    *,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    z: float = 0.0,
+    instance_number: int = 1,
+    rows: int = 32,
+    columns: int = 32,
+    patient_id: str = "P-0001",
+    patient_name: str = "Zhang^San",
+    study_date: str = "20261120",
+    modality: str = "CT",
+    accession: str = "A1",
+    description: str = "CT Chest",
+    seed: int = 0,
+) -> Dataset:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(-1000, 1500, size=(rows, columns), dtype=np.int16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.PatientID = patient_id
+    ds.PatientName = patient_name
+    ds.StudyDate = study_date
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = accession
+    ds.StudyDescription = description
+    ds.Modality = modality
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = instance_number
+    ds.ImagePositionPatient = [0.0, 0.0, z]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SliceLocation = z
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleSlope = 1
+    ds.RescaleIntercept = 0
+    ds.WindowCenter = 40
+    ds.WindowWidth = 400
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def ct_bytes(**kwargs) -> bytes:
+    return to_bytes(ct_dataset(**kwargs))
+
+
+def multipart_related(parts: list[bytes], part_type: str = "application/dicom") -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b""
+    for part in parts:
+        body += f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode() + part + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f'multipart/related; type="{part_type}"; boundary={boundary}'
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
+    """Split a multipart/related response into (headers, payload) parts."""
+    boundary = content_type.split("boundary=")[1].split(";")[0].strip().strip('"')
+    delimiter = b"--" + boundary.encode()
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        chunk = chunk.removeprefix(b"\r\n")
+        head, _, payload = chunk.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode().split("\r\n"):
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        parts.append((headers, payload.removesuffix(b"\r\n")))
+    return parts

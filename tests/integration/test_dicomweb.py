@@ -1,0 +1,276 @@
+"""QIDO-RS, WADO-RS (instances, metadata, frames, rendered, thumbnails) through the real API."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from tests.dicom_factory import ct_bytes, ct_dataset, multipart_related, parse_multipart, to_bytes
+
+
+@pytest.fixture
+async def corpus(client, auth):
+    """Two studies of clinic qingshui: a 5-slice CT uploaded out of order and an MR."""
+    h = await auth("dr.li")
+    ct, ct_series, mr = generate_uid(), generate_uid(), generate_uid()
+    order = [3, 0, 4, 1, 2]
+    datasets = [
+        ct_dataset(study_uid=ct, series_uid=ct_series, z=-10.0 * i, instance_number=5 - i, seed=i)
+        for i in order
+    ]
+    datasets.append(ct_dataset(study_uid=mr, patient_id="P-0002", patient_name="Li^Si",
+                               study_date="20250103", modality="MR", accession="A2",
+                               description="MR Brain"))
+    body, ctype = multipart_related([to_bytes(d) for d in datasets])
+    resp = await client.post("/dicomweb/studies", data=body, headers={**h, "Content-Type": ctype})
+    assert resp.status == 200, await resp.text()
+    return {"headers": h, "ct": ct, "ct_series": ct_series, "mr": mr, "datasets": datasets}
+
+
+def _values(items, tag):
+    return [i[tag]["Value"][0] for i in items]
+
+
+async def _qido(client, h, path, **params):
+    resp = await client.get(path, params=params, headers=h)
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "application/dicom+json"
+    return await resp.json()
+
+
+async def test_qido_studies_matching(client, corpus):
+    h, ct, mr = corpus["headers"], corpus["ct"], corpus["mr"]
+    q = "/dicomweb/studies"
+    everything = await _qido(client, h, q)
+    assert _values(everything, "0020000D") == [ct, mr]  # newest study date first
+    ct_row = everything[0]
+    assert ct_row["00201206"]["Value"] == [1] and ct_row["00201208"]["Value"] == [5]
+    assert ct_row["00080061"]["Value"] == ["CT"]
+    assert ct_row["00100010"]["Value"][0]["Alphabetic"] == "Zhang^San"
+    cases = [
+        ({"PatientID": "P-0002"}, [mr]),
+        ({"PatientName": "zhang*"}, [ct]),
+        ({"00100010": "*si"}, [mr]),
+        ({"PatientName": "L?^Si"}, [mr]),
+        ({"StudyDate": "20250101-20251231"}, [mr]),
+        ({"StudyDate": "20260101-"}, [ct]),
+        ({"StudyDate": "-20250103"}, [mr]),
+        ({"StudyDate": "20261120"}, [ct]),
+        ({"ModalitiesInStudy": "MR"}, [mr]),
+        ({"ModalitiesInStudy": "CT,MR"}, [ct, mr]),
+        ({"StudyInstanceUID": f"{mr},{ct}"}, [ct, mr]),
+        ({"AccessionNumber": "A1"}, [ct]),
+        ({"StudyDescription": "*brain*"}, [mr]),
+        ({"limit": "1"}, [ct]),
+        ({"limit": "1", "offset": "1"}, [mr]),
+        ({"offset": "5"}, []),
+    ]
+    for params, expected in cases:
+        assert _values(await _qido(client, h, q, **params), "0020000D") == expected, params
+
+
+async def test_qido_includefield(client, corpus):
+    h = corpus["headers"]
+    series = await _qido(client, h, f"/dicomweb/studies/{corpus['ct']}/series")
+    assert "00100020" not in series[0]
+    series = await _qido(client, h, f"/dicomweb/studies/{corpus['ct']}/series",
+                         includefield="PatientID,00080020")
+    assert series[0]["00100020"]["Value"] == ["P-0001"] and "00080020" in series[0]
+    every = await _qido(client, h, f"/dicomweb/studies/{corpus['ct']}/instances",
+                        includefield="all")
+    assert "00100010" in every[0] and "00080060" in every[0]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "-1"}, {"offset": "x"}, {"StudyDate": "2026-11-20"}, {"NoSuchKeyword": "1"},
+     {"includefield": "NotAKeyword"}, {"Rows": "512"}, {"fuzzymatching": "maybe"}],
+)
+async def test_qido_invalid_parameters_are_400(client, corpus, params):
+    resp = await client.get("/dicomweb/studies", params=params, headers=corpus["headers"])
+    assert resp.status == 400
+    assert (await resp.json())["error"]["message"]
+
+
+async def test_series_and_instances_in_stack_order(client, corpus):
+    h, ct, se = corpus["headers"], corpus["ct"], corpus["ct_series"]
+    series = await _qido(client, h, f"/dicomweb/studies/{ct}/series")
+    assert _values(series, "0020000E") == [se]
+    assert series[0]["00201209"]["Value"] == [5] and series[0]["00080060"]["Value"] == ["CT"]
+    instances = await _qido(client, h, f"/dicomweb/studies/{ct}/series/{se}/instances")
+    z = [i["00200032"]["Value"][2] for i in instances]
+    assert z == sorted(z)  # ordered along the normal, whatever the upload order was
+    assert _values(instances, "00200013") == [1, 2, 3, 4, 5]
+    assert instances[0]["00081190"]["Value"][0].endswith(instances[0]["00080018"]["Value"][0])
+    only = await _qido(client, h, f"/dicomweb/studies/{ct}/instances", InstanceNumber="3")
+    assert _values(only, "00200013") == [3]
+
+
+async def test_unknown_uids_are_404_and_malformed_400(client, corpus):
+    h, ct, se = corpus["headers"], corpus["ct"], corpus["ct_series"]
+    sop = corpus["datasets"][0].SOPInstanceUID
+    for path in (f"/dicomweb/studies/{generate_uid()}/series",
+                 f"/dicomweb/studies/{ct}/series/{se}/instances/{generate_uid()}/metadata",
+                 f"/dicomweb/studies/{ct}/series/{generate_uid()}/instances/{sop}/rendered"):
+        resp = await client.get(path, headers=h)
+        assert resp.status == 404, path
+        assert (await resp.json())["error"]["code"] == "not_found"
+    resp = await client.get("/dicomweb/studies/not-a-uid/series", headers=h)
+    assert resp.status == 400
+
+
+def _instance_url(corpus, i=0):
+    ds = corpus["datasets"][i]
+    return (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}")
+
+
+async def test_wado_retrieve_instance_and_study(client, corpus):
+    h = corpus["headers"]
+    resp = await client.get(_instance_url(corpus), headers={
+        **h, "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    assert resp.status == 200
+    parts = parse_multipart(await resp.read(), resp.headers["Content-Type"])
+    assert len(parts) == 1
+    ds = pydicom.dcmread(io.BytesIO(parts[0][1]))
+    assert ds.SOPInstanceUID == corpus["datasets"][0].SOPInstanceUID
+    assert np.array_equal(ds.pixel_array, corpus["datasets"][0].pixel_array)
+    resp = await client.get(f"/dicomweb/studies/{corpus['ct']}", headers=h)
+    parts = parse_multipart(await resp.read(), resp.headers["Content-Type"])
+    assert len(parts) == 5
+    resp = await client.get(_instance_url(corpus), headers={**h, "Accept": "application/json"})
+    assert resp.status == 406
+    resp = await client.get(_instance_url(corpus), headers={
+        **h, "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'})
+    assert resp.status == 406
+
+
+async def test_wado_metadata_has_bulkdata_uris(client, corpus):
+    h = corpus["headers"]
+    resp = await client.get(_instance_url(corpus) + "/metadata", headers=h)
+    assert resp.status == 200 and resp.content_type == "application/dicom+json"
+    (meta,) = await resp.json()
+    assert meta["00080018"]["Value"] == [corpus["datasets"][0].SOPInstanceUID]
+    assert meta["7FE00010"]["BulkDataURI"].endswith("/frames/1")
+    assert "InlineBinary" not in meta["7FE00010"]
+    assert meta["00020010"]["Value"] == ["1.2.840.10008.1.2.1"]
+    series = await client.get(
+        f"/dicomweb/studies/{corpus['ct']}/series/{corpus['ct_series']}/metadata", headers=h)
+    assert len(await series.json()) == 5
+
+
+async def test_wado_frames_are_native_pixel_bytes(client, corpus):
+    h = corpus["headers"]
+    resp = await client.get(_instance_url(corpus) + "/frames/1", headers={
+        **h, "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'})
+    assert resp.status == 200
+    parts = parse_multipart(await resp.read(), resp.headers["Content-Type"])
+    assert parts[0][1] == corpus["datasets"][0].PixelData
+    for bad, status in (("0", 400), ("1,x", 400), ("2", 404)):
+        resp = await client.get(_instance_url(corpus) + f"/frames/{bad}", headers=h)
+        assert resp.status == status, bad
+
+
+async def test_rendered_jpeg_png_and_window(client, corpus):
+    h = corpus["headers"]
+    url = _instance_url(corpus) + "/frames/1/rendered"
+    jpeg = await client.get(url, headers={**h, "Accept": "image/jpeg"})
+    assert jpeg.status == 200 and jpeg.content_type == "image/jpeg"
+    assert jpeg.headers["X-Window"].startswith("40,400")  # the file's own first window
+    png = await client.get(url, params={"window": "0,2000,linear"},
+                           headers={**h, "Accept": "image/png"})
+    assert png.status == 200 and png.content_type == "image/png"
+    assert png.headers["X-Window"] == "0,2000,LINEAR"
+    image = np.asarray(Image.open(io.BytesIO(await png.read())))
+    hu = corpus["datasets"][0].pixel_array.astype(float)
+    # PS3.3 C.11.2.1.2.1 LINEAR for c=0, w=2000, 8-bit output.
+    expected = np.clip(((hu - (0 - 0.5)) / (2000 - 1) + 0.5) * 255, 0, 255)
+    assert np.abs(image.astype(float) - expected).max() <= 1.0
+    small = await client.get(url, params={"viewport": "16,16", "quality": "50"}, headers=h)
+    assert Image.open(io.BytesIO(await small.read())).size == (16, 16)
+    whole = await client.get(_instance_url(corpus) + "/rendered", headers=h)
+    assert whole.status == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "accept", "status"),
+    [
+        ({"window": "40"}, "image/jpeg", 400),
+        ({"window": "40,0"}, "image/jpeg", 400),
+        ({"window": "40,400,cubic"}, "image/jpeg", 400),
+        ({"quality": "0"}, "image/jpeg", 400),
+        ({"viewport": "10"}, "image/jpeg", 400),
+        ({"viewport": "0,10"}, "image/jpeg", 400),
+        ({"bogus": "1"}, "image/jpeg", 400),
+        ({}, "image/gif", 406),
+        ({}, "application/dicom", 406),
+    ],
+)
+async def test_rendered_bad_requests(client, corpus, params, accept, status):
+    resp = await client.get(_instance_url(corpus) + "/frames/1/rendered", params=params,
+                            headers={**corpus["headers"], "Accept": accept})
+    assert resp.status == status
+    assert (await resp.json())["error"]["message"]
+
+
+async def test_rendered_frame_out_of_range(client, corpus):
+    resp = await client.get(_instance_url(corpus) + "/frames/7/rendered",
+                            headers=corpus["headers"])
+    assert resp.status == 404
+
+
+async def test_thumbnails(client, corpus):
+    h = corpus["headers"]
+    for url in (f"/dicomweb/studies/{corpus['ct']}/thumbnail",
+                f"/dicomweb/studies/{corpus['ct']}/series/{corpus['ct_series']}/thumbnail",
+                _instance_url(corpus) + "/thumbnail"):
+        resp = await client.get(url, headers=h)
+        assert resp.status == 200 and resp.content_type == "image/jpeg", url
+        assert max(Image.open(io.BytesIO(await resp.read())).size) <= 128
+
+
+async def test_reindex_rebuilds_the_same_index(client, corpus, settings, store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server.ingest import Ingestor
+
+    h = corpus["headers"]
+    before = await _qido(client, h, f"/dicomweb/studies/{corpus['ct']}/instances")
+    await store.studies.clear()
+    assert await _qido(client, h, "/dicomweb/studies") == []
+    with ThreadPoolExecutor(2) as pool:
+        indexed, bad = await Ingestor(settings, store, pool).reindex()
+    assert (indexed, bad) == (6, 0)
+    assert await _qido(client, h, f"/dicomweb/studies/{corpus['ct']}/instances") == before
+
+
+async def test_compressed_instance_transcodes_for_default_accept(client, auth):
+    from pydicom.data import get_testdata_file
+
+    h = await auth("dr.li")
+    data = open(get_testdata_file("JPEG2000.dcm"), "rb").read()  # noqa: SIM115
+    body, ctype = multipart_related([data])
+    resp = await client.post("/dicomweb/studies", data=body, headers={**h, "Content-Type": ctype})
+    assert resp.status == 200
+    url = (await resp.json())["00081199"]["Value"][0]["00081190"]["Value"][0]
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    resp = await client.get("/" + path, headers=h)
+    part_headers, payload = parse_multipart(await resp.read(), resp.headers["Content-Type"])[0]
+    assert "1.2.840.10008.1.2.1" in part_headers["content-type"]
+    ds = pydicom.dcmread(io.BytesIO(payload))
+    assert not ds.file_meta.TransferSyntaxUID.is_compressed
+    rendered = await client.get("/" + path + "/frames/1/rendered", headers=h)
+    assert rendered.status == 200
+
+
+async def test_stow_and_rendered_with_bytes_helper(client, auth):
+    h = await auth("dr.li")
+    one = ct_bytes(rows=16, columns=16)
+    body, ctype = multipart_related([one])
+    assert (await client.post("/dicomweb/studies", data=body,
+                              headers={**h, "Content-Type": ctype})).status == 200

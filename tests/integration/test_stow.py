@@ -1,0 +1,218 @@
+"""STOW-RS and the kiosk upload: valid input is stored once; bad input is refused clearly and
+leaves nothing behind."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import aiohttp
+from pydicom.encaps import encapsulate
+from pydicom.uid import generate_uid
+
+from tests.dicom_factory import ct_bytes, ct_dataset, multipart_related, to_bytes
+
+STOW = "/dicomweb/studies"
+
+
+def _files(settings) -> list:
+    return sorted(p for p in settings.dicom_dir.rglob("*") if p.is_file())
+
+
+def _leftover_temp(settings) -> list:
+    tmp = settings.data_dir / "tmp"
+    return list(tmp.rglob("*")) if tmp.exists() else []
+
+
+async def _stow(client, headers, parts, url=STOW):
+    body, ctype = multipart_related(parts)
+    return await client.post(url, data=body, headers={**headers, "Content-Type": ctype})
+
+
+def _seq(body, tag):
+    return body.get(tag, {}).get("Value", [])
+
+
+async def test_stow_stores_and_reports_each_instance(client, auth, settings, store):
+    h = await auth("dr.li")
+    study = generate_uid()
+    parts = [ct_bytes(study_uid=study, z=float(i), instance_number=i) for i in range(3)]
+    resp = await _stow(client, h, parts)
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "application/dicom+json"
+    body = await resp.json()
+    assert len(_seq(body, "00081199")) == 3
+    assert "00081198" not in body
+    assert body["00081190"]["Value"][0].endswith(f"/dicomweb/studies/{study}")
+    assert len(_files(settings)) == 3
+    assert all(study in str(p) and "qingshui" in str(p) for p in _files(settings))
+    assert _leftover_temp(settings) == []
+
+
+async def test_repeated_sop_instance_is_idempotent(client, auth, settings):
+    h = await auth("dr.li")
+    part = ct_bytes()
+    assert (await _stow(client, h, [part])).status == 200
+    again = await _stow(client, h, [part])
+    assert again.status == 200
+    item = _seq(await again.json(), "00081199")[0]
+    assert item["00081196"]["Value"] == [0xB007]
+    assert len(_files(settings)) == 1
+
+
+async def test_bad_instances_fail_alone_and_leave_nothing(client, auth, settings):
+    h = await auth("dr.li")
+    good = ct_bytes()
+    truncated = ct_bytes()[:-500]
+    no_uid = ct_dataset()
+    del no_uid.SOPInstanceUID
+    huge = ct_dataset(rows=8000, columns=8000)
+    huge.PixelData = b"\0\0" * 4  # dimensions alone are absurd; validation must not trust them
+    resp = await _stow(client, h, [good, b"this is not dicom at all", truncated,
+                                   to_bytes(no_uid), to_bytes(huge)])
+    assert resp.status == 202
+    body = await resp.json()
+    failed = _seq(body, "00081198")
+    assert len(_seq(body, "00081199")) == 1 and len(failed) == 4
+    reasons = [f["00081197"]["Value"][0] for f in failed]
+    assert reasons[0] == 0xC000 and reasons[1] == 0xC000 and reasons[2] == 0xC000
+    assert reasons[3] in (0xA700, 0xC000)
+    assert all(f["00000902"]["Value"][0] for f in failed)  # a human-readable comment each
+    assert len(_files(settings)) == 1
+    assert _leftover_temp(settings) == []
+
+
+async def test_all_failed_is_409_with_reasons(client, auth, settings):
+    h = await auth("dr.li")
+    resp = await _stow(client, h, [b"\0" * 200])
+    assert resp.status == 409
+    assert _seq(await resp.json(), "00081198")
+    assert _files(settings) == []
+
+
+async def test_unsupported_transfer_syntax_is_refused(client, auth, settings):
+    h = await auth("dr.li")
+    ds = ct_dataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder here
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    resp = await _stow(client, h, [to_bytes(ds)])
+    assert resp.status == 409
+    failed = _seq(await resp.json(), "00081198")[0]
+    assert failed["00081197"]["Value"] == [0xC122]
+    assert _files(settings) == []
+
+
+async def test_oversized_upload_is_413_and_stores_nothing(client, auth, settings, store):
+    h = await auth("dr.li")
+    parts = [ct_bytes(rows=512, columns=512, seed=i) for i in range(9)]  # ~4.5 MiB > 4 MiB
+    body, ctype = multipart_related(parts)
+
+    async def chunks():
+        # Streamed without Content-Length: the limit must hold while reading, too.
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+
+    resp = await client.post(STOW, data=chunks(), headers={**h, "Content-Type": ctype})
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+    resp = await client.post(STOW, data=body, headers={**h, "Content-Type": ctype})
+    assert resp.status == 413
+    assert _files(settings) == [] and _leftover_temp(settings) == []
+    assert await store.studies.study_uids(None) == []
+    assert (await client.get("/healthz")).status == 200  # still serving
+
+
+async def test_wrong_content_types_are_415(client, auth):
+    h = await auth("dr.li")
+    resp = await client.post(STOW, data=b"{}", headers={**h, "Content-Type": "application/json"})
+    assert resp.status == 415
+    assert "multipart/related" in (await resp.json())["error"]["message"]
+    body, ctype = multipart_related([b"x"], part_type="application/dicom+json")
+    resp = await client.post(STOW, data=body, headers={**h, "Content-Type": ctype.replace(
+        'type="application/dicom+json"', 'type="application/dicom"')})
+    assert resp.status == 415
+    resp = await client.post(STOW, data=b"", headers={
+        **h, "Content-Type": 'multipart/related; type="application/dicom"'})
+    assert resp.status == 400
+
+
+async def test_only_clinic_doctors_store(client, auth):
+    for user in ("exp.zhang", "coord.liu", "admin"):
+        resp = await _stow(client, await auth(user), [ct_bytes()])
+        assert resp.status == 403, user
+
+
+async def test_a_study_of_another_clinic_cannot_be_extended(client, auth, settings):
+    study = generate_uid()
+    assert (await _stow(client, await auth("dr.li"), [ct_bytes(study_uid=study)])).status == 200
+    resp = await _stow(client, await auth("dr.wang"), [ct_bytes(study_uid=study)])
+    assert resp.status == 409
+    assert _seq(await resp.json(), "00081198")[0]["00081197"]["Value"] == [0xA770]
+    assert all("hetang" not in str(p) for p in _files(settings))
+
+
+async def test_stow_to_a_study_url_refuses_other_studies(client, auth):
+    h = await auth("dr.li")
+    study = generate_uid()
+    resp = await _stow(client, h, [ct_bytes(study_uid=study), ct_bytes()],
+                       url=f"{STOW}/{study}")
+    assert resp.status == 202
+    assert len(_seq(await resp.json(), "00081198")) == 1
+
+
+async def test_single_part_application_dicom_body(client, auth):
+    h = await auth("dr.li")
+    resp = await client.post(STOW, data=ct_bytes(),
+                             headers={**h, "Content-Type": "application/dicom"})
+    assert resp.status == 200
+
+
+# -- kiosk form upload ---------------------------------------------------------------------------
+
+def _form(files: list[tuple[str, bytes]]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, data in files:
+        form.add_field("files", data, filename=name, content_type="application/octet-stream")
+    return form
+
+
+async def test_kiosk_upload_of_files_and_zip(client, auth, settings):
+    h = await auth("dr.li")
+    study = generate_uid()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"CT/IM{i}", ct_bytes(study_uid=study, z=float(i)))
+        zf.writestr("__MACOSX/._IM0", b"junk")
+        zf.writestr("DICOMDIR", b"ignored")
+        zf.writestr("notes.txt", b"not dicom")
+    resp = await client.post("/api/uploads", headers=h, data=_form([
+        ("one.dcm", ct_bytes(study_uid=study, z=9.0)), ("study.zip", archive.getvalue())]))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert len(body["stored"]) == 4
+    assert [f["file"] for f in body["failed"]] == ["study.zip:notes.txt"]
+    assert body["failed"][0]["error"]["code"] == "invalid_dicom"
+    assert len(_files(settings)) == 4
+
+
+async def test_kiosk_upload_errors(client, auth, settings):
+    h = await auth("dr.li")
+    resp = await client.post("/api/uploads", headers=h, data=_form([("x.dcm", b"garbage")]))
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"]["code"] == "nothing_stored" and body["failed"]
+    resp = await client.post("/api/uploads", headers=h, json={"files": []})
+    assert resp.status == 415
+    resp = await client.post("/api/uploads", headers=h, data=_form([]) if False else
+                             aiohttp.FormData({"other": "x"}))
+    assert resp.status in (400, 415)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.dcm", b"\0" * (6 * 2**20))  # inflates past the 4 MiB limit
+    resp = await client.post("/api/uploads", headers=h, data=_form([("bomb.zip", bomb.getvalue())]))
+    assert resp.status == 413
+    assert _files(settings) == [] and _leftover_temp(settings) == []
+    resp = await client.post("/api/uploads", headers=await auth("exp.zhang"),
+                             data=_form([("one.dcm", ct_bytes())]))
+    assert resp.status == 403
