@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from media.imaging.validation import read_dataset
 from pydicom import Dataset
 
 from media.imaging.errors import (
@@ -30,6 +29,7 @@ from media.imaging.errors import (
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
 )
+from media.imaging.validation import read_dataset
 from server.config import Settings
 from server.dicomweb.attributes import entry_from_dataset, is_uid
 from server.errors import Conflict, InvalidDicom, PayloadTooLarge

@@ -77,7 +77,9 @@ def ct_bytes(**kwargs) -> bytes:
     return to_bytes(ct_dataset(**kwargs))
 
 
-def multipart_related(parts: list[bytes], part_type: str = "application/dicom") -> tuple[bytes, str]:
+def multipart_related(
+    parts: list[bytes], part_type: str = "application/dicom"
+) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = b""
     for part in parts:

@@ -51,7 +51,8 @@ async def test_login_needs_json(client):
 
 async def test_repeated_failures_lock_the_account_for_a_while(client):
     for _ in range(10):
-        r = await client.post("/api/auth/login", json={"username": "dr.li", "password": "nope-nope"})
+        r = await client.post("/api/auth/login",
+                              json={"username": "dr.li", "password": "nope-nope"})
         assert r.status == 401
     r = await client.post("/api/auth/login", json={"username": "dr.li", "password": PASSWORD})
     assert r.status == 429

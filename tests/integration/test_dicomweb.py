@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -145,8 +146,9 @@ async def test_wado_retrieve_instance_and_study(client, corpus):
     assert len(parts) == 5
     resp = await client.get(_instance_url(corpus), headers={**h, "Accept": "application/json"})
     assert resp.status == 406
-    resp = await client.get(_instance_url(corpus), headers={
-        **h, "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'})
+    jpeg_baseline = "1.2.840.10008.1.2.4.50"
+    accept = f'multipart/related; type="application/dicom"; transfer-syntax={jpeg_baseline}'
+    resp = await client.get(_instance_url(corpus), headers={**h, "Accept": accept})
     assert resp.status == 406
 
 
@@ -253,7 +255,7 @@ async def test_compressed_instance_transcodes_for_default_accept(client, auth):
     from pydicom.data import get_testdata_file
 
     h = await auth("dr.li")
-    data = open(get_testdata_file("JPEG2000.dcm"), "rb").read()  # noqa: SIM115
+    data = Path(get_testdata_file("JPEG2000.dcm")).read_bytes()
     body, ctype = multipart_related([data])
     resp = await client.post("/dicomweb/studies", data=body, headers={**h, "Content-Type": ctype})
     assert resp.status == 200

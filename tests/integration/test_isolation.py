@@ -1,0 +1,81 @@
+"""A clinic never sees another clinic's patients; admins see none; every read is audited."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.dicom_factory import ct_dataset, multipart_related, to_bytes
+
+
+@pytest.fixture
+async def li_study(client, auth):
+    ds = ct_dataset(study_uid=generate_uid())
+    body, ctype = multipart_related([to_bytes(ds)])
+    resp = await client.post("/dicomweb/studies", data=body,
+                             headers={**(await auth("dr.li")), "Content-Type": ctype})
+    assert resp.status == 200
+    return ds
+
+
+def _urls(ds):
+    study = f"/dicomweb/studies/{ds.StudyInstanceUID}"
+    series = f"{study}/series/{ds.SeriesInstanceUID}"
+    instance = f"{series}/instances/{ds.SOPInstanceUID}"
+    return [
+        study, f"{study}/series", f"{study}/instances", f"{study}/metadata", f"{study}/thumbnail",
+        series, f"{series}/instances", f"{series}/metadata", f"{series}/thumbnail",
+        instance, f"{instance}/metadata", f"{instance}/rendered", f"{instance}/frames/1",
+        f"{instance}/frames/1/rendered", f"{instance}/thumbnail", f"{instance}/bulkdata/7FE00010",
+    ]
+
+
+async def test_other_clinic_gets_404_everywhere(client, auth, li_study):
+    h = await auth("dr.wang")
+    listing = await client.get("/dicomweb/studies", headers=h)
+    assert await listing.json() == []
+    for url in _urls(li_study):
+        resp = await client.get(url, headers=h)
+        assert resp.status == 404, url
+        assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_own_clinic_expert_and_coordinator_can_read(client, auth, li_study):
+    for user in ("dr.li", "exp.zhang", "coord.liu"):
+        h = await auth(user)
+        for url in _urls(li_study):
+            resp = await client.get(url, headers=h)
+            assert resp.status == 200, (user, url, await resp.text())
+
+
+async def test_admin_sees_no_patient_data(client, auth, li_study):
+    h = await auth("admin")
+    assert (await client.get("/dicomweb/studies", headers=h)).status == 403
+    for url in _urls(li_study)[:3]:
+        assert (await client.get(url, headers=h)).status == 403
+
+
+async def test_every_read_is_audited(client, auth, li_study, store):
+    h = await auth("exp.zhang")
+    before = len(await store.audit.recent(1000))
+    urls = _urls(li_study)
+    for url in urls:
+        assert (await client.get(url, headers=h)).status == 200
+    events = (await store.audit.recent(1000))[: len(await store.audit.recent(1000)) - before]
+    assert len(events) == len(urls)
+    for ev in events:
+        f = ev.fields
+        assert f["user"] == "exp.zhang" and f["role"] == "expert"
+        assert f["remote"] and float(f["ts"]) > 0 and f["action"]
+    actions = {ev.fields["action"] for ev in events}
+    assert {"wado.rendered", "wado.metadata", "wado.frames", "wado.retrieve",
+            "qido.series", "qido.instances", "wado.thumbnail", "wado.bulkdata"} <= actions
+    rendered = next(ev for ev in events if ev.fields["action"] == "wado.rendered")
+    assert rendered.fields["instance"] == li_study.SOPInstanceUID
+
+
+async def test_denied_reads_are_not_served_and_other_users_unaffected(client, auth, li_study):
+    wang, li = await auth("dr.wang"), await auth("dr.li")
+    url = _urls(li_study)[-3]
+    assert (await client.get(url, headers=wang)).status == 404
+    assert (await client.get(url, headers=li)).status == 200
