@@ -247,7 +247,8 @@ class Ingestor:
             # Index unreachable: do not leave an unindexed file behind.
             await loop.run_in_executor(self.executor, _remove_quietly, final)
             raise
-        event(log, "instance_stored", clinic=clinic, study=entry.study_uid, sop=entry.sop_uid)
+        event(log, "instance_stored", logging.DEBUG, clinic=clinic, study=entry.study_uid,
+              sop=entry.sop_uid)
         return _stored(f, sop_class, entry, duplicate=False)
 
     def _parse(self, path: Path, clinic: str) -> tuple[Dataset, IndexEntry]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from server.auth.passwords import hash_password
 from server.config import Settings
@@ -58,16 +59,20 @@ USERS = (
 )
 DEMO_CT_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.1"
 DEMO_CR_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.2"
-# Files that ship inside pydicom: other modalities and the compressed transfer syntaxes.
+# Files that ship inside pydicom: other modalities, colour, multi-frame and every compressed
+# transfer syntax we decode. Several share UIDs (or lack them), so each demo copy gets UIDs of its
+# own, derived from its name so that re-running the demo stays idempotent.
 PYDICOM_FILES = (
-    "CT_small.dcm",  # CT, explicit little endian
-    "MR_small.dcm",  # MR
-    "JPEG2000.dcm",  # JPEG 2000
-    "JPGExtended.dcm",  # JPEG extended (12-bit)
-    "JPEGLSNearLossless_16.dcm",  # JPEG-LS
-    "emri_small_RLE.dcm",  # RLE, multi-frame (when present)
-    "SC_rgb_rle.dcm",  # RLE colour
-    "examples_ybr_color.dcm",  # YBR colour, multi-frame
+    "CT_small.dcm",                  # CT, explicit VR little endian
+    "MR_small.dcm",                  # MR
+    "JPEG2000.dcm",                  # JPEG 2000
+    "JPGExtended.dcm",               # JPEG extended, 12-bit
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+    "MR_small_RLE.dcm",              # RLE lossless
+    "SC_rgb_jpeg_dcmtk.dcm",         # JPEG baseline, YBR_FULL colour
+    "SC_rgb_rle_2frame.dcm",         # RLE colour, 2 frames
+    "examples_ybr_color.dcm",        # YBR colour, multi-frame
+    "rtdose_rle.dcm",                # RT dose, RLE, 15 frames
 )
 ACCOUNTS_FILE = "demo_accounts.json"
 
@@ -137,26 +142,26 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
         if await store.studies.study_owner(DEMO_CR_STUDY_UID) is None:
             cr = cr_monochrome1_phantom(study_instance_uid=DEMO_CR_STUDY_UID)
             stored += await _ingest_datasets(ingestor, "qingshui", [cr])
-        paths = [p for p in (_testdata(name) for name in PYDICOM_FILES) if p]
-        async with ingestor.spool() as (spool, _budget):
-            files = [SpooledFile(_copy(spool.new_path(), p), p.name) for p in paths]
-            result = await ingestor.ingest("qingshui", files)
-            stored += sum(not s.duplicate for s in result.stored)
+        samples = [ds for ds in (_sample(name) for name in PYDICOM_FILES) if ds is not None]
+        stored += await _ingest_datasets(ingestor, "qingshui", samples)
     event(log, "demo_seeded", stored=stored)
     return {"password": password, "stored": stored}
 
 
-def _testdata(name: str) -> Path | None:
+def _sample(name: str) -> pydicom.Dataset | None:
     try:
         found = get_testdata_file(name, download=False)
     except (ValueError, OSError):
         return None
-    return Path(found) if found else None
-
-
-def _copy(dst: Path, src: Path) -> Path:
-    dst.write_bytes(src.read_bytes())
-    return dst
+    if not found:
+        return None
+    ds = pydicom.dcmread(found)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        setattr(ds, keyword, generate_uid(entropy_srcs=["huizhen-demo", name, keyword]))
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if not ds.get("StudyDescription"):
+        ds.StudyDescription = f"pydicom sample {name}"
+    return ds
 
 
 async def _ingest_datasets(ingestor: Ingestor, clinic: str, datasets) -> int:
