@@ -40,7 +40,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     embedded = None
     url = settings.redis_url
     if url is None:
-        embedded = EmbeddedRedis(settings.redis_dir, settings.redis_server_binary)
+        embedded = EmbeddedRedis(
+            settings.redis_dir, settings.redis_server_binary, settings.redis_appendfsync
+        )
         url = embedded.start()
 
     async def app_factory() -> web.Application:

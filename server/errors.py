@@ -139,6 +139,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return json_error(err)
     except imaging.ImagingError as exc:
         return json_error(from_imaging(exc))
+    except FileNotFoundError as exc:
+        # The index names a file that is gone: an operator problem, reported, not a crash.
+        event(log, "instance_file_missing", logging.ERROR, path=exc.filename)
+        return json_error(NotFound("the file of this instance is missing on the server"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -24,9 +24,12 @@ _UNIX_PATH_MAX = 100  # sockaddr_un holds 108 bytes; keep a margin
 
 
 class EmbeddedRedis:
-    def __init__(self, directory: Path, binary: str = "redis-server") -> None:
+    def __init__(
+        self, directory: Path, binary: str = "redis-server", appendfsync: str = "everysec"
+    ) -> None:
         self.directory = directory
         self.binary = binary
+        self.appendfsync = appendfsync
         self._proc: subprocess.Popen[bytes] | None = None
         self.socket_path = directory / "redis.sock"
         if len(str(self.socket_path)) > _UNIX_PATH_MAX:

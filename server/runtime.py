@@ -16,7 +16,9 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     embedded = None
     url = settings.redis_url
     if url is None:
-        embedded = EmbeddedRedis(settings.redis_dir, settings.redis_server_binary)
+        embedded = EmbeddedRedis(
+            settings.redis_dir, settings.redis_server_binary, settings.redis_appendfsync
+        )
         url = embedded.start()
     store = Store.from_url(url)
     try:

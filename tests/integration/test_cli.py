@@ -48,7 +48,7 @@ async def test_clinic_and_user_commands_then_login(tmp_path, redis_server, store
 
 
 def test_embedded_redis_keeps_an_append_only_file(tmp_path):
-    embedded = EmbeddedRedis(tmp_path / "redis")
+    embedded = EmbeddedRedis(tmp_path / "redis", appendfsync="always")
     url = embedded.start()
     try:
         import redis

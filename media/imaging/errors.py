@@ -1,0 +1,43 @@
+"""Errors raised by the imaging package.
+
+Every error carries a plain-language ``message`` so the server can map the class to an HTTP
+status in one place and show the message to the user unchanged.
+"""
+
+from __future__ import annotations
+
+
+class ImagingError(Exception):
+    """Base class for every error the imaging package raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidDicomError(ImagingError):
+    """Not a DICOM Part-10 file, truncated, or missing/inconsistent required attributes."""
+
+
+class UnsupportedTransferSyntaxError(ImagingError):
+    """The pixel data is encoded in a way the installed decoders cannot decode."""
+
+
+class ImageTooLargeError(ImagingError):
+    """Rows × Columns × Frames exceeds the configured limit."""
+
+
+class FrameNotFoundError(ImagingError):
+    """The requested (1-based) frame number does not exist in the instance."""
+
+
+class InvalidWindowError(ImagingError):
+    """A window (center/width/function) parameter is malformed or out of range."""
+
+
+class InvalidViewportError(ImagingError):
+    """A viewport size is malformed or not positive."""
+
+
+class UnsupportedMediaTypeError(ImagingError):
+    """The requested rendered media type is not one we can encode."""
