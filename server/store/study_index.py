@@ -11,6 +11,7 @@ Global listings `hz:studies` and `hz:clinic:C:studies` are zsets scored by study
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,9 +85,15 @@ class InstanceRecord:
 
 
 class StudyIndex:
+    # Instances and their owner never change once indexed (STOW is idempotent, nothing is
+    # deleted yet), so the hot path keeps them in-process. When deletion arrives it must
+    # invalidate these entries on every node (pub/sub), or they would outlive the data.
+    HOT_ENTRIES = 50_000
+
     def __init__(self, redis: Redis) -> None:
         self._r = redis
         self._index_script = redis.register_script(_INDEX_INSTANCE)
+        self._hot: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
 
     async def add(self, entry: IndexEntry) -> bool:
         """Index one instance. False when it was already there (idempotent STOW)."""
@@ -208,15 +215,26 @@ class StudyIndex:
     async def study_and_instance(
         self, study_uid: str, sop_uid: str
     ) -> tuple[str | None, InstanceRecord | None]:
-        """Owner clinic and instance in one round trip: the hot path of every rendered frame."""
+        """Owner clinic and instance: the hot path of every rendered frame. One round trip the
+        first time, none after."""
+        key = (study_uid, sop_uid)
+        hot = self._hot.get(key)
+        if hot is not None:
+            self._hot.move_to_end(key)
+            return hot[0], _instance(study_uid, sop_uid, hot[1])
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.hget(keys.study(study_uid), "clinic")
             pipe.hget(keys.study_instances(study_uid), sop_uid)
             owner, value = await pipe.execute()
+        if owner is not None and value is not None:
+            self._hot[key] = (owner, value)
+            if len(self._hot) > self.HOT_ENTRIES:
+                self._hot.popitem(last=False)
         return owner, (_instance(study_uid, sop_uid, value) if value else None)
 
     async def clear(self) -> int:
         """Drop the whole index (reindex rebuilds it from the files)."""
+        self._hot.clear()
         removed = 0
         async for key in self._r.scan_iter(match=f"{keys.PREFIX}:{{study:*", count=1000):
             removed += await self._r.delete(key)
