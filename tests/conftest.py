@@ -18,6 +18,21 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+from tests.netns import NetnsUnavailable, enter_private_netns, interfaces
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The whole session runs in a private network namespace holding only `lo`: WebRTC peers,
+    Chromium and coturn can then reach nothing but loopback, whatever ICE decides."""
+    if os.environ.get("HUIZHEN_TEST_REDIS_URL", "").startswith(("redis://", "rediss://")):
+        # An external Redis over TCP is not reachable from a private namespace.
+        return
+    try:
+        enter_private_netns()
+    except NetnsUnavailable as exc:
+        pytest.exit(f"{exc}; run the tests as root or enable unprivileged user namespaces", 2)
+    assert interfaces() == ["lo"], interfaces()
+
 
 @dataclass(frozen=True)
 class RedisServer:

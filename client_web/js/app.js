@@ -1,0 +1,329 @@
+// index.html: sign-in, study list (QIDO-RS), search, doctor upload, sign-out.
+
+import { applyI18n, getLang, onLangChange, t, toggleLang } from "./i18n.js";
+import {
+  ApiError, TAG, apiJson, first, formatDate, getSession, login, logout, num, personName,
+  takeFlash, uploadFiles, values, watchExpiry,
+} from "./api.js";
+
+const PAGE_SIZE = 50;
+const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+
+const state = {
+  studies: [],      // DICOM JSON study objects, in display order
+  term: "",
+  offset: 0,
+  more: false,
+  loadSeq: 0,
+  lastUpload: null, // last /api/uploads body (re-rendered on language change)
+};
+
+function show(el, visible) {
+  el.hidden = !visible;
+}
+
+// ---- sign-in ------------------------------------------------------------------------------
+
+function showLogin() {
+  show(document.getElementById("login-view"), true);
+  show(document.getElementById("studies-view"), false);
+  show($("logout"), false);
+  show($("user-name"), false);
+  const flash = takeFlash();
+  const box = $("login-message");
+  if (flash) {
+    box.dataset.i18n = flash;
+    box.textContent = t(flash);
+  }
+  show(box, Boolean(flash));
+  $("login-username").focus();
+}
+
+async function onLoginSubmit(ev) {
+  ev.preventDefault();
+  const username = $("login-username").value.trim();
+  const password = $("login-password").value;
+  const errBox = $("login-error");
+  const submit = $("login-submit");
+  show(errBox, false);
+  if (!username || !password) {
+    errBox.textContent = t("login.failed");
+    show(errBox, true);
+    return;
+  }
+  submit.disabled = true;
+  submit.textContent = t("login.busy");
+  try {
+    await login(username, password);
+    $("login-password").value = "";
+    show($("login-message"), false);
+    startStudies();
+  } catch (err) {
+    let key = "login.unreachable";
+    if (err instanceof ApiError && (err.status === 401 || err.status === 400 || err.status === 403)) {
+      key = "login.failed";
+    }
+    errBox.dataset.i18n = key;
+    errBox.textContent = t(key);
+    if (err instanceof ApiError && err.status >= 500) errBox.textContent += ` (${err.message})`;
+    show(errBox, true);
+    $("login-password").select();
+  } finally {
+    submit.disabled = false;
+    submit.textContent = t("login.submit");
+  }
+}
+
+// ---- study list ---------------------------------------------------------------------------
+
+function renderUser(session) {
+  const u = session.user || {};
+  const box = $("user-name");
+  const role = u.role ? ` · ${t(`role.${u.role}`)}` : "";
+  box.textContent = t("user.signedInAs", { name: u.display_name || u.username || "" }) + role;
+  show(box, true);
+}
+
+function startStudies() {
+  const session = getSession();
+  if (!session) {
+    showLogin();
+    return;
+  }
+  watchExpiry(session);
+  show(document.getElementById("login-view"), false);
+  show(document.getElementById("studies-view"), true);
+  show($("logout"), true);
+  renderUser(session);
+  const isDoctor = session.user && session.user.role === "doctor";
+  show($("upload-open"), isDoctor);
+  loadStudies(true);
+}
+
+function qidoUrl(params) {
+  const q = new URLSearchParams({ includefield: "all", limit: String(PAGE_SIZE), ...params });
+  return `/dicomweb/studies?${q}`;
+}
+
+async function qido(params) {
+  return apiJson(qidoUrl(params), { headers: { Accept: "application/dicom+json, application/json" } });
+}
+
+/**
+ * Loads a page of studies. One search box covers patient name and patient ID: both QIDO
+ * queries run and their results are merged (QIDO ANDs the attributes of one query).
+ */
+async function loadStudies(reset) {
+  const seq = ++state.loadSeq;
+  if (reset) {
+    state.offset = 0;
+    state.studies = [];
+  }
+  const errBox = $("studies-error");
+  show(errBox, false);
+  $("study-count").textContent = t("studies.loading");
+  $("studies-more").disabled = true;
+  const term = state.term;
+  const page = { offset: String(state.offset) };
+  try {
+    let lists;
+    if (!term) {
+      lists = [await qido(page)];
+    } else {
+      const wild = term.includes("*") || term.includes("?");
+      const settled = await Promise.allSettled([
+        // names match anywhere ("ming" finds "Li^Ming"), IDs by prefix
+        qido({ ...page, PatientName: wild ? term : `*${term}*` }),
+        qido({ ...page, PatientID: wild ? term : `${term}*` }),
+      ]);
+      const ok = settled.filter((r) => r.status === "fulfilled").map((r) => r.value);
+      if (!ok.length) throw settled[0].reason;
+      lists = ok;
+    }
+    if (seq !== state.loadSeq) return;
+    const seen = new Set(state.studies.map((s) => first(s, TAG.StudyInstanceUID)));
+    let pageMax = 0;
+    for (const list of lists) {
+      const arr = Array.isArray(list) ? list : [];
+      pageMax = Math.max(pageMax, arr.length);
+      for (const study of arr) {
+        const uid = first(study, TAG.StudyInstanceUID);
+        if (!uid || seen.has(uid)) continue;
+        seen.add(uid);
+        state.studies.push(study);
+      }
+    }
+    state.offset += pageMax;
+    state.more = pageMax >= PAGE_SIZE;
+    renderStudies();
+  } catch (err) {
+    if (seq !== state.loadSeq) return;
+    errBox.textContent = t("studies.error", { message: err.message || t("error.network") });
+    show(errBox, true);
+    $("study-count").textContent = "";
+  } finally {
+    if (seq === state.loadSeq) $("studies-more").disabled = false;
+  }
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  if (cls) td.className = cls;
+  td.textContent = text;
+  tr.append(td);
+  return td;
+}
+
+function openStudy(uid) {
+  window.location.assign(`viewer.html?study=${encodeURIComponent(uid)}`);
+}
+
+function renderStudies() {
+  const body = $("study-rows");
+  body.textContent = "";
+  const lang = getLang();
+  for (const study of state.studies) {
+    const uid = first(study, TAG.StudyInstanceUID);
+    const name = personName(study, TAG.PatientName, lang);
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "study-row");
+    tr.dataset.studyUid = uid;
+    cell(tr, name || "—", "patient").dataset.testid = "study-patient";
+    cell(tr, first(study, TAG.PatientID, ""), "nowrap");
+    cell(tr, formatDate(first(study, TAG.StudyDate, "")), "nowrap");
+    cell(tr, values(study, TAG.ModalitiesInStudy).join(", "), "nowrap");
+    cell(tr, first(study, TAG.StudyDescription, "")).dataset.testid = "study-description";
+    cell(tr, String(num(study, TAG.NumberOfStudyRelatedSeries, "")), "num");
+    cell(tr, String(num(study, TAG.NumberOfStudyRelatedInstances, "")), "num");
+    const td = document.createElement("td");
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "primary";
+    btn.textContent = t("studies.open");
+    btn.setAttribute("aria-label", t("studies.open.aria", { name: name || uid }));
+    btn.setAttribute("data-testid", "study-open");
+    btn.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      openStudy(uid);
+    });
+    td.append(btn);
+    tr.append(td);
+    tr.addEventListener("click", () => openStudy(uid));
+    body.append(tr);
+  }
+  const n = state.studies.length;
+  $("study-count").textContent = n ? t(n === 1 ? "studies.count.one" : "studies.count", { n }) : "";
+  const empty = $("studies-empty");
+  empty.textContent = t("studies.empty");
+  show(empty, n === 0);
+  show($("studies-more"), state.more);
+}
+
+// ---- upload (doctors) ---------------------------------------------------------------------
+
+function toggleUpload(open) {
+  const panel = $("upload-panel");
+  const btn = $("upload-open");
+  show(panel, open);
+  btn.setAttribute("aria-expanded", String(open));
+  if (open) panel.querySelector("input[type=file]").focus();
+}
+
+function renderUploadResults() {
+  const box = $("upload-results");
+  box.textContent = "";
+  const body = state.lastUpload;
+  if (!body) return;
+  const stored = body.stored || [];
+  const failed = body.failed || [];
+  $("upload-status").textContent = t("upload.done", { stored: stored.length, failed: failed.length });
+  const ul = document.createElement("ul");
+  for (const item of stored) {
+    const li = document.createElement("li");
+    li.className = "ok";
+    li.setAttribute("data-testid", "upload-result-ok");
+    li.textContent = `${t("upload.stored")}: ${item.file}`;
+    ul.append(li);
+  }
+  for (const item of failed) {
+    const li = document.createElement("li");
+    li.className = "fail";
+    li.setAttribute("data-testid", "upload-result-failed");
+    const e = item.error || {};
+    li.textContent = `${t("upload.failedItem")}: ${item.file} — ${e.message || e.code || ""}`;
+    ul.append(li);
+  }
+  box.append(ul);
+}
+
+async function onFilesChosen(ev) {
+  const input = ev.target;
+  const files = Array.from(input.files || []);
+  if (!files.length) return;
+  const status = $("upload-status");
+  const progress = $("upload-progress");
+  state.lastUpload = null;
+  $("upload-results").textContent = "";
+  progress.value = 0;
+  show(progress, true);
+  input.disabled = true;
+  status.textContent = t("upload.sending", { n: files.length, pct: 0 });
+  try {
+    const body = await uploadFiles(files, (fraction) => {
+      progress.value = fraction;
+      status.textContent = fraction >= 1
+        ? t("upload.processing")
+        : t("upload.sending", { n: files.length, pct: Math.round(fraction * 100) });
+    });
+    state.lastUpload = body;
+    renderUploadResults();
+    loadStudies(true);
+  } catch (err) {
+    status.textContent = t("upload.error", { message: err.message || t("error.network") });
+  } finally {
+    show(progress, false);
+    input.disabled = false;
+    input.value = "";
+  }
+}
+
+// ---- wiring -------------------------------------------------------------------------------
+
+function init() {
+  applyI18n(document);
+  $("lang-toggle").addEventListener("click", toggleLang);
+  onLangChange(() => {
+    const session = getSession();
+    if (session && !document.getElementById("studies-view").hidden) {
+      renderUser(session);
+      renderStudies();
+      renderUploadResults();
+    }
+    for (const id of ["login-message", "login-error"]) {
+      const box = $(id);
+      if (box.dataset.i18n) box.textContent = t(box.dataset.i18n);
+    }
+  });
+  document.querySelector("[data-testid=login-form]").addEventListener("submit", onLoginSubmit);
+  $("logout").addEventListener("click", () => logout());
+  document.querySelector("[data-testid=search-form]").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.term = $("study-search").value.trim();
+    loadStudies(true);
+  });
+  $("search-clear").addEventListener("click", () => {
+    $("study-search").value = "";
+    state.term = "";
+    loadStudies(true);
+  });
+  $("studies-refresh").addEventListener("click", () => loadStudies(true));
+  $("studies-more").addEventListener("click", () => loadStudies(false));
+  $("upload-open").addEventListener("click", () => toggleUpload($("upload-panel").hidden));
+  $("upload-close").addEventListener("click", () => toggleUpload(false));
+  $("upload-input").addEventListener("change", onFilesChosen);
+
+  if (getSession()) startStudies();
+  else showLogin();
+}
+
+init();

@@ -1,0 +1,180 @@
+"""Browser-test fixtures: one live Huizhen server (demo data) and one headless Debian chromium.
+
+The server runs as a subprocess exactly as an operator starts it (`python -m server demo`, then
+`python -m server serve`), on a free port, with its own data dir and Redis database 20.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+REDIS_DB = 20
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+SCREENSHOT_DIR = REPO / "docs" / "screenshots"
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    password: str
+    data_dir: Path
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-4000:]
+
+
+def _wait_healthy(
+    url: str, proc: subprocess.Popen, log_path: Path, deadline_s: float = 30.0
+) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log_path)}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy within {deadline_s}s:\n{_tail(log_path)}")
+
+
+@pytest.fixture(scope="session")
+def live_server(redis_server) -> Iterator[LiveServer]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (`make test` installs Debian's chromium)")
+    import redis
+
+    redis.Redis.from_url(redis_server.url(REDIS_DB)).flushdb()
+    data_dir = Path(tempfile.mkdtemp(prefix="hz-browser-"))
+    port = free_port()
+    password = secrets.token_urlsafe(12)
+    env = {
+        **os.environ,
+        "HUIZHEN_DATA_DIR": str(data_dir),
+        "HUIZHEN_REDIS_URL": redis_server.url(REDIS_DB),
+        "HUIZHEN_SECRET_KEY": secrets.token_urlsafe(32),
+        "HUIZHEN_DEMO_PASSWORD": password,
+        "HUIZHEN_PORT": str(port),
+        "HUIZHEN_HOST": "127.0.0.1",
+        "HUIZHEN_LOG_LEVEL": "WARNING",
+    }
+    log_path = data_dir / "server.log"
+    demo = subprocess.run(
+        [sys.executable, "-m", "server", "demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if demo.returncode != 0:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise RuntimeError(
+            f"`server demo` failed ({demo.returncode}):\n{demo.stdout}\n{demo.stderr}"
+        )
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log_path)
+        yield LiveServer(url, password, data_dir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser(live_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class PageProbe:
+    """A page plus everything it said on the console and every uncaught error."""
+
+    page: object
+    console: list
+    errors: list
+
+    def console_errors(self, allow: tuple[str, ...] = ()) -> list[str]:
+        out = [
+            f"console.{m.type}: {m.text}"
+            for m in self.console
+            if m.type == "error" and not any(a in m.text for a in allow)
+        ]
+        out += [f"pageerror: {e}" for e in self.errors]
+        return out
+
+
+@pytest.fixture
+def probe(browser, live_server) -> Iterator[PageProbe]:
+    context = browser.new_context(
+        base_url=live_server.url,
+        viewport={"width": 1280, "height": 800},
+        locale="en-US",
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    p = PageProbe(page, [], [])
+    page.on("console", lambda msg: p.console.append(msg))
+    page.on("pageerror", lambda err: p.errors.append(err))
+    try:
+        yield p
+    finally:
+        context.close()
+
+
+def screenshot(page, name: str) -> None:
+    """Saved into docs/screenshots/ only when HUIZHEN_SCREENSHOTS=1."""
+    if os.environ.get("HUIZHEN_SCREENSHOTS") != "1":
+        return
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"))
