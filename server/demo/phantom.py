@@ -41,6 +41,9 @@ HU_INTERCEPT = -1024
 _HU_MIN, _HU_MAX = -1024, 3071
 #: Reconstruction field of view (mm); 512 px -> 0.7 mm pixels.
 _FOV_MM = 358.4
+#: Per-slice noise is a shifted window into one larger Gaussian field (see _noise_pool).
+_NOISE_MARGIN = 96
+_NOISE_SIGMA_HU = 7.0
 
 # Tissue values (HU).
 AIR = -1000.0
@@ -144,7 +147,9 @@ class _Canvas:
         box = (slice(y0, y1), slice(x0, x1))
         self.img[box][stamp & within[box]] = value
 
-    def full_mask(self, cx: float, cy: float, a: float, b: float, angle_deg: float = 0.0):
+    def full_mask(
+        self, cx: float, cy: float, a: float, b: float, angle_deg: float = 0.0
+    ) -> np.ndarray:
         """Full-size boolean mask of an ellipse."""
         out = np.zeros(self.img.shape, dtype=bool)
         hit = self.ellipse(cx, cy, a, b, angle_deg)
@@ -240,9 +245,6 @@ def _noise_pool(size: int, rng: np.random.Generator) -> np.ndarray:
     window of it, which is far cheaper than drawing 512x512 fresh normals per slice."""
     return rng.standard_normal((size + _NOISE_MARGIN, size + _NOISE_MARGIN), dtype=np.float32)
 
-
-_NOISE_MARGIN = 96
-_NOISE_SIGMA_HU = 7.0
 
 
 def _ct_slice_hu(grid: _Grid, t: float, z_mm: float, anat: _Anatomy, background: np.ndarray,
