@@ -17,6 +17,8 @@ from server.dicomweb import routes as dicomweb_routes
 from server.errors import error_middleware
 from server.ingest import Ingestor
 from server.log import event
+from server.realtime import websocket
+from server.realtime.services import Realtime
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,19 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     presets.setup(app)
     uploads.setup(app)
     dicomweb_routes.setup(app)
+    websocket.setup(app)
     static.setup(app)
 
+    async def on_startup(app: web.Application) -> None:
+        app[appkeys.REALTIME] = await Realtime.start(settings, store)
+
     async def on_cleanup(app: web.Application) -> None:
+        if appkeys.REALTIME in app:
+            await app[appkeys.REALTIME].close()
         executor.shutdown(wait=False, cancel_futures=True)
         await store.close()
 
+    app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     event(log, "app_created", data_dir=settings.data_dir)
     return app

@@ -10,6 +10,7 @@ from media.imaging.renderer import Renderer
 from server.auth.middleware import TOKENS_KEY
 from server.config import Settings
 from server.ingest import Ingestor
+from server.realtime.services import Realtime
 from server.store import Store
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
@@ -17,6 +18,7 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)
 EXECUTOR: web.AppKey[ThreadPoolExecutor] = web.AppKey("executor", ThreadPoolExecutor)
 RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
+REALTIME: web.AppKey[Realtime] = web.AppKey("realtime", Realtime)
 TOKENS = TOKENS_KEY
 
-__all__ = ["EXECUTOR", "INGESTOR", "RENDERER", "SETTINGS", "STORE", "TOKENS"]
+__all__ = ["EXECUTOR", "INGESTOR", "REALTIME", "RENDERER", "SETTINGS", "STORE", "TOKENS"]

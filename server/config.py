@@ -44,6 +44,14 @@ class Settings:
     # which every audited frame would pay; "everysec" loses at most ~1 s on power loss (never on
     # a crash of Redis or Huizhen alone).
     redis_appendfsync: str = "everysec"
+    # Real-time: STUN/TURN for browsers; TURN credentials are coturn REST ones from turn_secret.
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = field(default="", repr=False)
+    turn_ttl_s: int = 600
+    # Addresses the SFU gathers ICE host candidates on (None: every interface). Tests: 127.0.0.1.
+    ice_host_addresses: tuple[str, ...] | None = None
+    reconnect_grace_s: float = 30.0
 
     @property
     def dicom_dir(self) -> Path:
@@ -78,7 +86,20 @@ class Settings:
             log_level=(env.get("HUIZHEN_LOG_LEVEL") or "INFO").upper(),
             redis_server_binary=env.get("HUIZHEN_REDIS_SERVER") or "redis-server",
             redis_appendfsync=_choice(env, "HUIZHEN_REDIS_APPENDFSYNC", ("everysec", "always")),
+            stun_urls=_list(env, "HUIZHEN_STUN_URLS") or (),
+            turn_urls=_list(env, "HUIZHEN_TURN_URLS") or (),
+            turn_secret=env.get("HUIZHEN_TURN_SECRET") or "",
+            turn_ttl_s=_int(env, "HUIZHEN_TURN_TTL_S", 600, 60),
+            ice_host_addresses=_list(env, "HUIZHEN_ICE_HOST_ADDRESSES"),
+            reconnect_grace_s=float(_int(env, "HUIZHEN_RECONNECT_GRACE_S", 30, 1)),
         )
+
+
+def _list(env: dict[str, str], name: str) -> tuple[str, ...] | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _default_threads() -> int:

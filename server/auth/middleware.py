@@ -13,7 +13,8 @@ from server.errors import Unauthenticated
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 TOKENS_KEY: web.AppKey[TokenService] = web.AppKey("tokens", TokenService)
 
-_PUBLIC_EXACT = {"/", "/healthz", "/api/auth/login", "/favicon.ico"}
+# /api/ws authenticates inside the handler: browsers cannot send headers on a WebSocket.
+_PUBLIC_EXACT = {"/", "/healthz", "/api/auth/login", "/favicon.ico", "/api/ws"}
 _PUBLIC_PREFIXES = ("/ui/",)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from server.store.audit import AuditLog
+from server.store.consults import Consults
 from server.store.directory import Directory
+from server.store.rooms import Rooms
 from server.store.study_index import StudyIndex
 
 
@@ -15,6 +17,8 @@ class Store:
         self.directory = Directory(redis)
         self.studies = StudyIndex(redis)
         self.audit = AuditLog(redis)
+        self.consults = Consults(redis)
+        self.rooms = Rooms(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -65,3 +65,50 @@ def clinic_studies(clinic_id: str) -> str:
 
 
 AUDIT = f"{PREFIX}:audit"
+
+
+def consult(consult_id: str) -> str:
+    return f"{PREFIX}:consult:{consult_id}"
+
+
+def department_ringing(department_id: str) -> str:
+    return f"{PREFIX}:department:{department_id}:ringing"
+
+
+def clinic_consults(clinic_id: str) -> str:
+    return f"{PREFIX}:clinic:{clinic_id}:consults"
+
+
+def room(room_id: str) -> str:
+    return f"{PREFIX}:{{room:{room_id}}}:room"
+
+
+def room_members(room_id: str) -> str:
+    return f"{PREFIX}:{{room:{room_id}}}:members"
+
+
+def room_presence(room_id: str, participant: str) -> str:
+    return f"{PREFIX}:{{room:{room_id}}}:presence:{participant}"
+
+
+def room_invites(room_id: str) -> str:
+    return f"{PREFIX}:{{room:{room_id}}}:invites"
+
+
+def room_events(room_id: str) -> str:
+    return f"{PREFIX}:{{room:{room_id}}}:events"
+
+
+OPEN_ROOMS = f"{PREFIX}:rooms:open"
+
+
+def channel_user(username: str) -> str:
+    return f"{PREFIX}:ch:user:{username}"
+
+
+def channel_department(department_id: str) -> str:
+    return f"{PREFIX}:ch:department:{department_id}"
+
+
+def channel_room(room_id: str) -> str:
+    return f"{PREFIX}:ch:room:{room_id}"

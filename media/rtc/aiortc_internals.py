@@ -1,0 +1,250 @@
+"""Every touch of aiortc / aioice private internals lives here, and only here.
+
+aiortc (pinned ==1.16.0) has no public API for what an SFU needs: taking encoded frames off a
+receiver before they are decoded, being told when a remote asks a sender for a keyframe, naming
+the msid stream of a sender, sending a PLI, or choosing the addresses ICE gathers on. Each helper
+below wraps one such internal. `check_internals()` verifies they still exist; `Sfu` calls it at
+start-up and `tests/rtc/test_aiortc_internals.py` exercises each one, so an aiortc upgrade that
+moves them fails loudly with the attribute's name instead of silently decoding or stalling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import logging
+import queue
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+logger = logging.getLogger(__name__)
+
+# Name-mangled attribute holding the queue the receiver feeds its decoder thread with.
+RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+RECEIVER_SEND_PLI = "_send_rtcp_pli"
+RECEIVER_HANDLE_RTP = "_handle_rtp_packet"
+SENDER_SEND_KEYFRAME = "_send_keyframe"
+SENDER_HANDLE_RTCP = "_handle_rtcp_packet"
+SENDER_STREAM_ID = "_stream_id"
+SENDER_NEXT_ENCODED_FRAME = "_next_encoded_frame"
+TRANSCEIVER_CODECS = "_codecs"
+AIOICE_GET_HOST_ADDRESSES = "get_host_addresses"
+
+FrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
+
+
+class InternalsChanged(RuntimeError):
+    """aiortc/aioice no longer has an internal this module relies on (likely an upgrade)."""
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def check_internals() -> list[str]:
+    """Return one message per missing/changed internal (empty list: all good)."""
+    problems: list[str] = []
+    receiver_init = _source(RTCRtpReceiver.__init__)
+    if "self.__decoder_queue" not in receiver_init:
+        problems.append(f"RTCRtpReceiver.{RECEIVER_DECODER_QUEUE} is no longer created in __init__")
+    handle_rtp = _source(getattr(RTCRtpReceiver, RECEIVER_HANDLE_RTP, None))
+    if "self.__decoder_queue.put((codec, encoded_frame))" not in handle_rtp:
+        problems.append(
+            f"RTCRtpReceiver.{RECEIVER_HANDLE_RTP} no longer puts (codec, encoded_frame) on "
+            f"{RECEIVER_DECODER_QUEUE}"
+        )
+    if not callable(getattr(RTCRtpReceiver, RECEIVER_SEND_PLI, None)):
+        problems.append(f"RTCRtpReceiver.{RECEIVER_SEND_PLI} is missing")
+    if not callable(getattr(RTCRtpSender, SENDER_SEND_KEYFRAME, None)):
+        problems.append(f"RTCRtpSender.{SENDER_SEND_KEYFRAME} is missing")
+    if "self._send_keyframe()" not in _source(getattr(RTCRtpSender, SENDER_HANDLE_RTCP, None)):
+        problems.append(
+            f"RTCRtpSender.{SENDER_HANDLE_RTCP} no longer calls {SENDER_SEND_KEYFRAME} on PLI/FIR"
+        )
+    if "self.__encoder.pack(data)" not in _source(
+        getattr(RTCRtpSender, SENDER_NEXT_ENCODED_FRAME, None)
+    ):
+        problems.append(
+            f"RTCRtpSender.{SENDER_NEXT_ENCODED_FRAME} no longer packs pre-encoded packets"
+        )
+    if "self._stream_id" not in _source(RTCRtpSender.__init__):
+        problems.append(f"RTCRtpSender.{SENDER_STREAM_ID} is no longer set in __init__")
+    if "self._codecs" not in _source(RTCRtpTransceiver.__init__):
+        problems.append(f"RTCRtpTransceiver.{TRANSCEIVER_CODECS} is no longer set in __init__")
+    original = _original_get_host_addresses()
+    if original is None:
+        problems.append(f"aioice.ice.{AIOICE_GET_HOST_ADDRESSES} is missing")
+    else:
+        params = list(inspect.signature(original).parameters)
+        if params != ["use_ipv4", "use_ipv6"]:
+            problems.append(
+                f"aioice.ice.{AIOICE_GET_HOST_ADDRESSES} signature changed: {params}"
+            )
+    frame = JitterFrame(data=b"x", timestamp=1)
+    if getattr(frame, "data", None) != b"x" or getattr(frame, "timestamp", None) != 1:
+        problems.append("aiortc.jitterbuffer.JitterFrame no longer has .data/.timestamp")
+    return problems
+
+
+def assert_internals() -> None:
+    problems = check_internals()
+    if problems:
+        raise InternalsChanged("aiortc internals changed: " + "; ".join(problems))
+
+
+# --- receiver: encoded-frame tap ---------------------------------------------------------------
+
+
+class FrameTap(queue.Queue):
+    """Stands in for a receiver's decoder queue.
+
+    aiortc's receiver depayloads and reassembles frames on the event loop, then puts
+    `(codec, JitterFrame)` on this queue for its decoder thread. We hand the frame to `on_frame`
+    instead, so nothing is decoded. The sentinel `None` (receiver stopping) still reaches the
+    thread so it exits. `decode = True` additionally feeds the real decoder: only used by the
+    re-encoding fallback, which needs decoded frames from `receiver.track`.
+    """
+
+    def __init__(self, on_frame: FrameCallback) -> None:
+        super().__init__()
+        self.on_frame = on_frame
+        self.decode = False
+        self.frames_tapped = 0
+        self.frames_decoded = 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            super().put(item, block, timeout)
+            return
+        codec, frame = item
+        self.frames_tapped += 1
+        try:
+            self.on_frame(codec, frame)
+        except Exception:
+            # A bug in forwarding must not kill aiortc's RTP handling for the whole transport.
+            logger.exception("frame tap callback failed")
+        if self.decode:
+            self.frames_decoded += 1
+            super().put(item, block, timeout)
+
+
+def install_frame_tap(receiver: RTCRtpReceiver, on_frame: FrameCallback) -> FrameTap:
+    """Route a receiver's encoded frames to `on_frame`. Call before the receiver starts
+    (i.e. right after addTransceiver): its decoder thread captures the queue on start."""
+    current = getattr(receiver, RECEIVER_DECODER_QUEUE, None)
+    if not isinstance(current, queue.Queue):
+        raise InternalsChanged(f"RTCRtpReceiver.{RECEIVER_DECODER_QUEUE} is not a queue.Queue")
+    if current.qsize():
+        raise RuntimeError("install_frame_tap called after the receiver started decoding")
+    tap = FrameTap(on_frame)
+    setattr(receiver, RECEIVER_DECODER_QUEUE, tap)
+    return tap
+
+
+async def send_pli(receiver: RTCRtpReceiver) -> int:
+    """Send a Picture Loss Indication for every SSRC the receiver currently hears.
+
+    The media SSRC is not exposed; sending to each active source (normally one, plus RTX after a
+    retransmission) is harmless since senders ignore PLIs for SSRCs that are not theirs."""
+    sent = 0
+    for source in receiver.getSynchronizationSources():
+        await getattr(receiver, RECEIVER_SEND_PLI)(source.source)
+        sent += 1
+    return sent
+
+
+# --- sender ------------------------------------------------------------------------------------
+
+
+def install_keyframe_request_hook(sender: RTCRtpSender, on_request: Callable[[], None]) -> None:
+    """Call `on_request` whenever the remote sends PLI/FIR for this sender.
+
+    aiortc only flags its own encoder; with pre-encoded packets there is no encoder to flag, so
+    the request must travel to the publisher. The original is still called so the re-encoding
+    fallback (which does use the sender's encoder) keeps working."""
+    original = getattr(sender, SENDER_SEND_KEYFRAME, None)
+    if not callable(original):
+        raise InternalsChanged(f"RTCRtpSender.{SENDER_SEND_KEYFRAME} is missing")
+
+    def hooked() -> None:
+        original()
+        try:
+            on_request()
+        except Exception:
+            logger.exception("keyframe request hook failed")
+
+    setattr(sender, SENDER_SEND_KEYFRAME, hooked)
+
+
+def set_sender_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """Set the msid stream id the next offer advertises for this sender (aiortc uses one random
+    id per peer connection; browsers read it as `event.streams[0].id`)."""
+    if not hasattr(sender, SENDER_STREAM_ID):
+        raise InternalsChanged(f"RTCRtpSender.{SENDER_STREAM_ID} is missing")
+    setattr(sender, SENDER_STREAM_ID, stream_id)
+
+
+def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
+    """The codec a transceiver's sender uses (first negotiated codec), or None before that."""
+    codecs = getattr(transceiver, TRANSCEIVER_CODECS, None)
+    if codecs is None:
+        raise InternalsChanged(f"RTCRtpTransceiver.{TRANSCEIVER_CODECS} is missing")
+    return codecs[0] if codecs else None
+
+
+# --- aioice: host addresses --------------------------------------------------------------------
+
+_host_addresses: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "huizhen_rtc_host_addresses", default=None
+)
+_ORIGINAL_ATTR = "__huizhen_original__"
+
+
+def _original_get_host_addresses() -> Callable[..., list[str]] | None:
+    current = getattr(aioice.ice, AIOICE_GET_HOST_ADDRESSES, None)
+    return getattr(current, _ORIGINAL_ATTR, current)
+
+
+def _install_host_address_override() -> None:
+    current = getattr(aioice.ice, AIOICE_GET_HOST_ADDRESSES, None)
+    if current is None:
+        raise InternalsChanged(f"aioice.ice.{AIOICE_GET_HOST_ADDRESSES} is missing")
+    if hasattr(current, _ORIGINAL_ATTR):
+        return
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        chosen = _host_addresses.get()
+        if chosen is None:
+            return current(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    setattr(get_host_addresses, _ORIGINAL_ATTR, current)
+    setattr(aioice.ice, AIOICE_GET_HOST_ADDRESSES, get_host_addresses)
+
+
+@contextlib.contextmanager
+def gather_on(addresses: list[str] | None) -> Iterator[None]:
+    """ICE host candidates gathered inside this block (and in tasks it starts) use exactly
+    `addresses`; None keeps aioice's default (every interface except loopback).
+
+    aioice skips 127.0.0.1, which tests and the bench need. A context variable rather than a
+    process-wide switch, so one `Sfu` doesn't change what other code in the process gathers."""
+    if addresses is None:
+        yield
+        return
+    _install_host_address_override()
+    token = _host_addresses.set(list(addresses))
+    try:
+        yield
+    finally:
+        _host_addresses.reset(token)
+

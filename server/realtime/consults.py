@@ -1,0 +1,100 @@
+"""Consult requests over the page WebSocket: a kiosk doctor starts one, it rings for every
+signed-in expert of the department, exactly one accepts, both land in the consult room."""
+
+from __future__ import annotations
+
+import logging
+
+from server.auth import access
+from server.errors import Forbidden, InvalidParameter, NotFound
+from server.log import event
+from server.realtime.hub import Connection, Hub
+from server.realtime.messages import ConsultAccept, ConsultCancel, ConsultStart
+from server.store import Store, keys
+from server.store.consults import Consult, ConsultState
+from server.store.directory import Role
+
+log = logging.getLogger(__name__)
+
+
+class ConsultService:
+    def __init__(self, store: Store, hub: Hub) -> None:
+        self.store = store
+        self.hub = hub
+
+    async def on_connect(self, conn: Connection) -> None:
+        """Subscribe the page to what concerns its user, and show what is already ringing."""
+        who = conn.principal
+        await self.hub.subscribe(conn, keys.channel_user(who.username))
+        if who.role is Role.EXPERT and who.department:
+            await self.hub.subscribe(conn, keys.channel_department(who.department))
+            for consult in await self.store.consults.ringing(who.department):
+                conn.send({"type": "consult.ringing", "consult": consult.public()})
+
+    async def start(self, conn: Connection, msg: ConsultStart) -> Consult:
+        who = conn.principal
+        access.require_role(who, Role.DOCTOR)
+        assert who.clinic is not None
+        if await self.store.directory.get_department(msg.department) is None:
+            raise NotFound(f"no department {msg.department!r}")
+        if msg.study_uid:
+            owner = await self.store.studies.study_owner(msg.study_uid)
+            access.check_study(who, owner)
+        consult = await self.store.consults.create(
+            clinic=who.clinic, doctor=who.username, department=msg.department,
+            urgency=msg.urgency, question=msg.question, patient_name=msg.patient_name,
+            patient_id=msg.patient_id, study_uid=msg.study_uid,
+        )
+        await self.store.audit.record(
+            action="consult.start", user=who.username, role=who.role.value, clinic=who.clinic,
+            remote=conn.remote, device=who.device, consult=consult.id, study=msg.study_uid or None,
+        )
+        await self.hub.publish(keys.channel_department(msg.department),
+                               {"type": "consult.ringing", "consult": consult.public()})
+        event(log, "consult_started", consult=consult.id, clinic=who.clinic,
+              department=msg.department, urgency=msg.urgency.value)
+        return consult
+
+    async def cancel(self, conn: Connection, msg: ConsultCancel) -> Consult:
+        consult = await self._own_consult(conn, msg.consult_id)
+        if not await self.store.consults.cancel(consult):
+            raise InvalidParameter("the consult is no longer waiting: it cannot be cancelled")
+        await self.hub.publish(keys.channel_department(consult.department),
+                               {"type": "consult.cancelled", "consult_id": consult.id})
+        event(log, "consult_cancelled", consult=consult.id)
+        return await self.store.consults.require(consult.id)
+
+    async def accept(self, conn: Connection, msg: ConsultAccept) -> Consult:
+        who = conn.principal
+        access.require_role(who, Role.EXPERT)
+        consult = await self.store.consults.require(msg.consult_id)
+        if consult.department != who.department:
+            raise Forbidden("this consult is for another department")
+        room_id = self.store.rooms.new_id()
+        accepted = await self.store.consults.accept(consult, who.username, room_id)
+        await self.store.rooms.create(kind="consult", consult_id=consult.id, room_id=room_id)
+        await self.store.rooms.invite(room_id, consult.doctor)
+        await self.store.rooms.invite(room_id, who.username)
+        await self.store.audit.record(
+            action="consult.accept", user=who.username, role=who.role.value, clinic=None,
+            remote=conn.remote, consult=consult.id, room=room_id,
+        )
+        public = accepted.public()
+        await self.hub.publish(keys.channel_department(consult.department),
+                               {"type": "consult.taken", "consult_id": consult.id,
+                                "by": who.username, "_exclude": who.username})
+        await self.hub.publish(keys.channel_user(consult.doctor),
+                               {"type": "consult.accepted", "consult": public})
+        event(log, "consult_accepted", consult=consult.id, expert=who.username, room=room_id)
+        return accepted
+
+    async def _own_consult(self, conn: Connection, consult_id: str) -> Consult:
+        consult = await self.store.consults.get(consult_id)
+        if consult is None or consult.doctor != conn.principal.username:
+            raise NotFound("no such consult of yours")
+        return consult
+
+    async def ended(self, consult_id: str) -> None:
+        consult = await self.store.consults.get(consult_id)
+        if consult is not None and consult.state is ConsultState.ACCEPTED:
+            await self.store.consults.end(consult_id)

@@ -1,0 +1,147 @@
+"""Who is connected to this node, and delivery of events to them from any node.
+
+Each page WebSocket is a `Connection` with its own bounded outbound queue and writer task, so a
+slow 4G client never holds up anyone else. Events travel between nodes over Redis pub/sub: a
+node subscribes to a channel while at least one of its connections wants it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from server.auth.principal import Principal
+from server.log import event
+
+log = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 256
+_background: set[asyncio.Task[object]] = set()
+
+
+def spawn(coro) -> asyncio.Task:  # type: ignore[no-untyped-def]
+    """Fire-and-forget with a reference held until done (asyncio keeps only weak ones)."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+@dataclass(eq=False)
+class Connection:
+    ws: web.WebSocketResponse
+    principal: Principal
+    remote: str | None = None
+    rooms: set[str] = field(default_factory=set)
+    channels: set[str] = field(default_factory=set)
+    _outbox: asyncio.Queue[str | None] = field(
+        default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
+    _writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop())
+
+    def send(self, message: dict) -> None:
+        """Queue a message; a client that cannot keep up is disconnected, not waited for."""
+        try:
+            self._outbox.put_nowait(json.dumps(message, ensure_ascii=False))
+        except asyncio.QueueFull:
+            event(log, "ws_outbox_full", logging.WARNING, user=self.principal.username)
+            spawn(self.ws.close(code=4408, message=b"too slow"))
+
+    async def _write_loop(self) -> None:
+        while (text := await self._outbox.get()) is not None:
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def stop(self) -> None:
+        if self._writer is None:
+            return
+        if self._outbox.full():
+            self._writer.cancel()
+        else:
+            self._outbox.put_nowait(None)  # let queued messages go out first
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+
+class Hub:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._local: dict[str, set[Connection]] = defaultdict(set)
+        self._listener: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        # The connection must hold a subscription before listening; a private no-op channel.
+        await self._pubsub.subscribe("hz:ch:node-alive")
+        self._listener = asyncio.create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._pubsub.aclose()
+
+    async def subscribe(self, conn: Connection, channel: str) -> None:
+        async with self._lock:
+            first = not self._local[channel]
+            self._local[channel].add(conn)
+            conn.channels.add(channel)
+            if first:
+                await self._pubsub.subscribe(channel)
+
+    async def unsubscribe(self, conn: Connection, channel: str) -> None:
+        async with self._lock:
+            members = self._local.get(channel)
+            conn.channels.discard(channel)
+            if members is None:
+                return
+            members.discard(conn)
+            if not members:
+                del self._local[channel]
+                with contextlib.suppress(RedisError, ConnectionError):
+                    await self._pubsub.unsubscribe(channel)
+
+    async def drop(self, conn: Connection) -> None:
+        for channel in list(conn.channels):
+            await self.unsubscribe(conn, channel)
+
+    async def publish(self, channel: str, message: dict) -> None:
+        await self._redis.publish(channel, json.dumps(message, ensure_ascii=False))
+
+    def local(self, channel: str) -> set[Connection]:
+        return set(self._local.get(channel, ()))
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                msg = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, ConnectionError) as exc:
+                event(log, "pubsub_error", logging.WARNING, error=type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
+            if msg is None or msg.get("type") != "message":
+                continue
+            channel = msg["channel"]
+            try:
+                payload = json.loads(msg["data"])
+            except (TypeError, json.JSONDecodeError):
+                continue
+            exclude = payload.pop("_exclude", None)
+            for conn in self.local(channel):
+                if exclude and conn.principal.username == exclude:
+                    continue
+                conn.send(payload)

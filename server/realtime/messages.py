@@ -1,0 +1,143 @@
+"""Signaling messages on the page WebSocket: every inbound message is validated here.
+
+One JSON object per WebSocket text message, with a `type`. A client may add `id`; replies and
+errors about that message carry it back as `ref`. See docs/signaling.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from server.errors import InvalidMessage
+from server.store.consults import Urgency
+
+MAX_MESSAGE_BYTES = 256 * 1024
+_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+_UID = Annotated[str, Field(max_length=64, pattern=r"^$|^[0-9]+(\.[0-9]+)*$")]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str | None = Field(default=None, max_length=64)
+
+
+class Auth(_Message):
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+
+
+class ConsultStart(_Message):
+    type: Literal["consult.start"]
+    department: _ID
+    urgency: Urgency = Urgency.ROUTINE
+    question: str = Field(min_length=1, max_length=500)
+    patient_name: str = Field(default="", max_length=64)
+    patient_id: str = Field(default="", max_length=64)
+    study_uid: _UID = ""
+
+
+class ConsultCancel(_Message):
+    type: Literal["consult.cancel"]
+    consult_id: _ID
+
+
+class ConsultAccept(_Message):
+    type: Literal["consult.accept"]
+    consult_id: _ID
+
+
+class RoomJoin(_Message):
+    type: Literal["room.join"]
+    room_id: _ID
+
+
+class RoomLeave(_Message):
+    type: Literal["room.leave"]
+    room_id: _ID
+
+
+class RoomInvite(_Message):
+    type: Literal["room.invite"]
+    room_id: _ID
+    username: _ID | None = None
+    department: _ID | None = None
+
+    @model_validator(mode="after")
+    def _one_invitee(self) -> RoomInvite:
+        if (self.username is None) == (self.department is None):
+            raise ValueError("give exactly one of username or department")
+        return self
+
+
+class RtcAnswer(_Message):
+    type: Literal["rtc.answer"]
+    room_id: _ID
+    sdp: str = Field(min_length=10, max_length=128 * 1024)
+
+
+class IceCandidate(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    candidate: str = Field(max_length=1024)
+    sdpMid: str | None = Field(default=None, max_length=64)
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)
+
+
+class RtcCandidate(_Message):
+    type: Literal["rtc.candidate"]
+    room_id: _ID
+    candidate: IceCandidate | None = None  # None: end of candidates
+
+
+Inbound = Annotated[
+    Auth | Ping | ConsultStart | ConsultCancel | ConsultAccept | RoomJoin | RoomLeave
+    | RoomInvite | RtcAnswer | RtcCandidate,
+    Field(discriminator="type"),
+]
+_INBOUND: TypeAdapter[Inbound] = TypeAdapter(Inbound)
+TYPES = sorted(
+    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in (Auth, Ping, ConsultStart, ConsultCancel, ConsultAccept, RoomJoin, RoomLeave,
+              RoomInvite, RtcAnswer, RtcCandidate)
+)
+
+
+def parse(text: str | bytes) -> Inbound:
+    """Validate one inbound message; InvalidMessage says exactly what is wrong."""
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InvalidMessage("a message is a JSON object with a 'type'")
+    if data.get("type") not in TYPES:
+        raise InvalidMessage(
+            f"unknown message type {data.get('type')!r}; known: {', '.join(TYPES)}",
+            ref=data.get("id") if isinstance(data.get("id"), str) else None,
+        )
+    try:
+        return _INBOUND.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or '(message)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InvalidMessage(
+            f"invalid {data['type']} message: {problems}",
+            ref=data.get("id") if isinstance(data.get("id"), str) else None,
+        ) from exc
+
+
+def error(code: str, message: str, ref: str | None = None) -> dict:
+    out = {"type": "error", "code": code, "message": message}
+    if ref:
+        out["ref"] = ref
+    return out

@@ -1,0 +1,36 @@
+"""The real-time plane of one process: event hub, consults, rooms and the SFU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from media.rtc.sfu import Sfu
+from server.config import Settings
+from server.realtime.consults import ConsultService
+from server.realtime.hub import Hub
+from server.realtime.rooms import RoomService
+from server.store import Store
+
+
+@dataclass
+class Realtime:
+    hub: Hub
+    consults: ConsultService
+    rooms: RoomService
+    sfu: Sfu
+
+    @classmethod
+    async def start(cls, settings: Settings, store: Store) -> Realtime:
+        hub = Hub(store.redis)
+        await hub.start()
+        # The SFU's own peer connections need no TURN: the server is the reachable side.
+        sfu = Sfu(ice_servers=[], host_addresses=(
+            list(settings.ice_host_addresses) if settings.ice_host_addresses else None))
+        rooms = RoomService(settings, store, hub, sfu)
+        await rooms.start()
+        return cls(hub, ConsultService(store, hub), rooms, sfu)
+
+    async def close(self) -> None:
+        await self.rooms.close()
+        await self.sfu.close()
+        await self.hub.close()

@@ -1,0 +1,135 @@
+"""GET /api/ws: the page WebSocket (kiosk, expert, coordinator) carrying consult events and room
+signaling. Authenticated before anything else: an `Authorization: Bearer` header, or — since
+browsers cannot set headers on a WebSocket — an `auth` message first, within a few seconds.
+A malformed or forbidden message gets an `error` reply; the connection and everyone else go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSMsgType, web
+
+from server import appkeys
+from server.auth.middleware import bearer_token
+from server.auth.principal import Principal
+from server.errors import HuizhenError, InvalidMessage, Unauthenticated
+from server.log import event
+from server.realtime import messages as m
+from server.realtime.hub import Connection
+from server.realtime.services import Realtime
+
+log = logging.getLogger(__name__)
+
+AUTH_TIMEOUT_S = 10.0
+CLOSE_UNAUTHENTICATED = 4401
+
+
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
+    tokens = request.app[appkeys.TOKENS]
+    if "Authorization" in request.headers:
+        return tokens.verify(bearer_token(request))
+    try:
+        first = await ws.receive(timeout=AUTH_TIMEOUT_S)
+    except TimeoutError:
+        raise Unauthenticated("send {\"type\": \"auth\", \"token\": …} first") from None
+    if first.type != WSMsgType.TEXT:
+        return None
+    msg = m.parse(first.data)
+    if not isinstance(msg, m.Auth):
+        raise Unauthenticated("the first message must be auth")
+    return tokens.verify(msg.token)
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=m.MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    try:
+        principal = await _authenticate(request, ws)
+    except HuizhenError as err:
+        await ws.send_json(m.error(err.code, err.message))
+        await ws.close(code=CLOSE_UNAUTHENTICATED, message=err.code.encode())
+        return ws
+    if principal is None:
+        await ws.close(code=CLOSE_UNAUTHENTICATED, message=b"unauthenticated")
+        return ws
+    conn = Connection(ws, principal, request.remote)
+    conn.start()
+    services = request.app[appkeys.REALTIME]
+    await services.consults.on_connect(conn)
+    conn.send({"type": "ready", "user": principal.username, "role": principal.role.value})
+    event(log, "ws_connected", user=principal.username, remote=request.remote)
+    try:
+        async for raw in ws:
+            if raw.type == WSMsgType.TEXT:
+                await _handle(services, conn, raw.data)
+            elif raw.type == WSMsgType.BINARY:
+                conn.send(m.error("invalid_message", "binary messages are not accepted"))
+            elif raw.type == WSMsgType.ERROR:
+                break
+    finally:
+        await services.rooms.disconnected(conn)
+        await services.hub.drop(conn)
+        await conn.stop()
+        event(log, "ws_closed", user=principal.username, code=ws.close_code)
+    return ws
+
+
+async def _handle(services: Realtime, conn: Connection, text: str) -> None:
+    ref = None
+    try:
+        msg = m.parse(text)
+        ref = msg.id
+        reply = await _dispatch(services, conn, msg)
+        if reply is not None:
+            if ref:
+                reply["ref"] = ref
+            conn.send(reply)
+    except InvalidMessage as err:
+        conn.send(m.error(err.code, err.message, err.details.get("ref") or ref))
+    except HuizhenError as err:
+        conn.send(m.error(err.code, err.message, ref))
+    except (asyncio.CancelledError, GeneratorExit):
+        raise
+    except Exception:
+        log.exception("ws_message_failed")
+        conn.send(m.error("internal_error", "the server could not handle this message", ref))
+
+
+async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> dict | None:
+    match msg:
+        case m.Ping():
+            await services.rooms.heartbeat(conn)
+            return {"type": "pong"}
+        case m.Auth():
+            return m.error("invalid_message", "already authenticated")
+        case m.ConsultStart():
+            consult = await services.consults.start(conn, msg)
+            return {"type": "consult.created", "consult": consult.public()}
+        case m.ConsultCancel():
+            consult = await services.consults.cancel(conn, msg)
+            return {"type": "consult.cancelled", "consult_id": consult.id}
+        case m.ConsultAccept():
+            consult = await services.consults.accept(conn, msg)
+            return {"type": "consult.accepted", "consult": consult.public()}
+        case m.RoomJoin():
+            await services.rooms.join(conn, msg.room_id)
+            return None  # room.state was sent; rtc.offer follows
+        case m.RoomLeave():
+            await services.rooms.leave(conn, msg.room_id)
+            return {"type": "room.left", "room_id": msg.room_id}
+        case m.RoomInvite():
+            await services.rooms.invite(conn, msg)
+            return {"type": "room.invite.sent", "room_id": msg.room_id}
+        case m.RtcAnswer():
+            await services.rooms.answer(conn, msg)
+            return None
+        case m.RtcCandidate():
+            await services.rooms.candidate(conn, msg)
+            return None
+    return m.error("invalid_message", f"unhandled message {msg.type}")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/ws", websocket)

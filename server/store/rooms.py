@@ -1,0 +1,182 @@
+"""Rooms (a consult now, MDT meetings later): members, presence with TTL heartbeats, invitations
+and a per-room event stream, all under the room's hash tag `{room:ID}`.
+
+Presence is a key with a TTL equal to the reconnect grace period: a participant whose heartbeats
+stop (dropped 4G link, server restart) stays "reconnecting" until the key expires, then has left.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+from server.errors import Conflict, NotFound
+from server.store import keys
+
+MAX_PARTICIPANTS = 8
+EVENTS_KEPT = 1000
+
+
+class MemberState(StrEnum):
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    LEFT = "left"
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str  # the username: one identity per room, so a rejoin restores the same place
+    display_name: str
+    role: str
+    clinic: str | None
+    department: str | None
+    joined_at: float
+    state: MemberState = MemberState.CONNECTED
+
+    def public(self) -> dict:
+        return {**asdict(self), "state": self.state.value}
+
+
+@dataclass(frozen=True)
+class Room:
+    id: str
+    kind: str
+    consult_id: str
+    created_at: float
+    open: bool
+
+
+# Adding a member checks the room's capacity in the same step.
+_ADD_MEMBER = """
+local members = redis.call('HGETALL', KEYS[1])
+local active = 0
+local present = false
+for i = 1, #members, 2 do
+  if members[i] == ARGV[1] then present = true end
+  local m = cjson.decode(members[i + 1])
+  if m['state'] ~= 'left' then active = active + 1 end
+end
+if not present and active >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class Rooms:
+    def __init__(self, redis: Redis) -> None:
+        self._r = redis
+        self._add_member = redis.register_script(_ADD_MEMBER)
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_hex(8)
+
+    async def create(self, *, kind: str, consult_id: str = "", room_id: str | None = None) -> Room:
+        room = Room(room_id or self.new_id(), kind, consult_id, time.time(), True)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.room(room.id), mapping={
+                "id": room.id, "kind": kind, "consult_id": consult_id,
+                "created_at": repr(room.created_at), "open": "1",
+            })
+            pipe.sadd(keys.OPEN_ROOMS, room.id)
+            await pipe.execute()
+        return room
+
+    async def get(self, room_id: str) -> Room | None:
+        data = await self._r.hgetall(keys.room(room_id))
+        if not data:
+            return None
+        return Room(data["id"], data["kind"], data.get("consult_id", ""),
+                    float(data["created_at"]), data.get("open") == "1")
+
+    async def require_open(self, room_id: str) -> Room:
+        room = await self.get(room_id)
+        if room is None or not room.open:
+            raise NotFound("no such open room")
+        return room
+
+    async def close(self, room_id: str) -> None:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.room(room_id), "open", "0")
+            pipe.srem(keys.OPEN_ROOMS, room_id)
+            await pipe.execute()
+
+    async def open_rooms(self) -> list[str]:
+        return sorted(await self._r.smembers(keys.OPEN_ROOMS))
+
+    # members and presence -------------------------------------------------------------------
+    async def put_member(self, room_id: str, member: Member) -> None:
+        ok = await self._add_member(
+            keys=[keys.room_members(room_id)],
+            args=[member.id, json.dumps(member.public(), ensure_ascii=False), MAX_PARTICIPANTS],
+        )
+        if not ok:
+            raise Conflict(f"the room is full ({MAX_PARTICIPANTS} participants)")
+
+    async def member(self, room_id: str, member_id: str) -> Member | None:
+        raw = await self._r.hget(keys.room_members(room_id), member_id)
+        return _member(raw) if raw else None
+
+    async def set_state(self, room_id: str, member_id: str, state: MemberState) -> Member | None:
+        member = await self.member(room_id, member_id)
+        if member is None:
+            return None
+        updated = Member(**{**asdict(member), "state": state})
+        await self._r.hset(keys.room_members(room_id), member_id,
+                           json.dumps(updated.public(), ensure_ascii=False))
+        return updated
+
+    async def members(self, room_id: str) -> list[Member]:
+        raw = await self._r.hgetall(keys.room_members(room_id))
+        return sorted((_member(v) for v in raw.values()), key=lambda m: m.joined_at)
+
+    async def touch(self, room_id: str, member_id: str, ttl_s: float) -> None:
+        await self._r.set(keys.room_presence(room_id, member_id), "1", px=int(ttl_s * 1000))
+
+    async def present(self, room_id: str, member_ids: list[str]) -> dict[str, bool]:
+        if not member_ids:
+            return {}
+        async with self._r.pipeline(transaction=False) as pipe:
+            for m in member_ids:
+                pipe.exists(keys.room_presence(room_id, m))
+            found = await pipe.execute()
+        return {m: bool(n) for m, n in zip(member_ids, found, strict=True)}
+
+    async def forget_presence(self, room_id: str, member_id: str) -> None:
+        await self._r.delete(keys.room_presence(room_id, member_id))
+
+    # invitations ------------------------------------------------------------------------------
+    async def invite(self, room_id: str, invitee: str) -> None:
+        """`invitee` is a username or `department:ID`."""
+        await self._r.sadd(keys.room_invites(room_id), invitee)
+
+    async def invited(self, room_id: str, username: str, department: str | None) -> bool:
+        candidates = [username] + ([f"department:{department}"] if department else [])
+        async with self._r.pipeline(transaction=False) as pipe:
+            for c in candidates:
+                pipe.sismember(keys.room_invites(room_id), c)
+            return any(await pipe.execute())
+
+    # the room's event stream --------------------------------------------------------------------
+    async def append_event(self, room_id: str, event_type: str, **fields: object) -> str:
+        data = {"type": event_type, "ts": f"{time.time():.3f}",
+                "data": json.dumps(fields, ensure_ascii=False, default=str)}
+        return await self._r.xadd(keys.room_events(room_id), data, maxlen=EVENTS_KEPT,
+                                  approximate=True)
+
+    async def events_since(self, room_id: str, last_id: str = "0", count: int = 200) -> list[dict]:
+        start = "-" if last_id in ("", "0") else f"({last_id}"
+        rows = await self._r.xrange(keys.room_events(room_id), min=start, count=count)
+        return [{"id": i, "type": f["type"], "ts": float(f["ts"]), **json.loads(f["data"])}
+                for i, f in rows]
+
+
+def _member(raw: str) -> Member:
+    data = json.loads(raw)
+    data["state"] = MemberState(data["state"])
+    return Member(**data)
