@@ -36,6 +36,7 @@ run: deps
 
 test: deps
 	$(call need_pkg,chromium,chromium fonts-noto-cjk)
+	$(call need_pkg,turnserver,coturn)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

@@ -120,6 +120,11 @@ class RoomService:
                 current.send({"type": "rtc.state", "room_id": room_id, "state": state})
 
         await self.sfu.room(room_id).join(who.username, send_offer, on_state)
+        await self.store.audit.record(
+            action="room.join", user=who.username, role=who.role.value, clinic=who.clinic,
+            remote=conn.remote, device=who.device, room=room_id, consult=room.consult_id or None,
+            study=(consult.study_uid or None) if consult else None,
+        )
         event(log, "room_joined", room=room_id, user=who.username, rejoined=rejoined)
         return state
 

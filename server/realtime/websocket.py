@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import WSMsgType, web
 
@@ -24,6 +25,32 @@ log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_S = 10.0
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FLOODING = 4429
+
+
+class MessageBudget:
+    """Token bucket per connection: a page sends a few messages a second; a runaway or hostile
+    client is answered with errors, then disconnected, without costing anyone else."""
+
+    def __init__(self, rate: float = 20.0, burst: float = 60.0, max_refused: int = 200) -> None:
+        self.rate, self.burst, self.max_refused = rate, burst, max_refused
+        self.tokens = burst
+        self.refused = 0
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.refused += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.refused > self.max_refused
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
@@ -60,8 +87,17 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await services.consults.on_connect(conn)
     conn.send({"type": "ready", "user": principal.username, "role": principal.role.value})
     event(log, "ws_connected", user=principal.username, remote=request.remote)
+    budget = MessageBudget()
     try:
         async for raw in ws:
+            if not budget.take():
+                if budget.exhausted:
+                    await conn.stop()  # what was already queued still goes out
+                    await ws.close(code=CLOSE_FLOODING, message=b"too many messages")
+                    break
+                if budget.refused % 50 == 1:  # one notice per burst, not one per message
+                    conn.send(m.error("too_many_messages", "slow down: over 20 messages a second"))
+                continue
             if raw.type == WSMsgType.TEXT:
                 await _handle(services, conn, raw.data)
             elif raw.type == WSMsgType.BINARY:

@@ -169,3 +169,49 @@ async def test_a_participant_whose_grace_runs_out_has_left(call):
     await asyncio.sleep(0.1)
     await expert.sock.send(type="room.join", room_id=room_id)
     assert (await expert.sock.expect("error"))["code"] == "not_found"
+
+
+async def test_server_restart_loses_no_room(settings, store, people):
+    """Room state lives in Redis: after a restart the pages reconnect, rejoin, and talk again."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from tests.integration.conftest import login
+
+    async def page(client: TestClient, username: str) -> Participant:
+        token = (await login(client, username))["Authorization"].split()[1]
+        sock = PageSocket(await client.ws_connect("/api/ws"))
+        await sock.send(type="auth", token=token)
+        await sock.expect("ready")
+        return Participant(username, sock)
+
+    first = TestClient(TestServer(create_app(settings, Store.from_url(settings.redis_url))))
+    await first.start_server()
+    doctor, expert = await page(first, "dr.li"), await page(first, "exp.zhang")
+    await doctor.sock.send(type="consult.start", department="radiology", question="Restart?")
+    consult = (await doctor.sock.expect("consult.created"))["consult"]
+    await expert.sock.send(type="consult.accept", consult_id=consult["id"])
+    room_id = (await expert.sock.expect("consult.accepted"))["consult"]["room_id"]
+    for p in (doctor, expert):
+        await p.sock.send(type="room.join", room_id=room_id)
+        await p.sock.expect("room.state")
+    await expert.sees("dr.li")
+    for p in (doctor, expert):
+        await p.close()
+    await first.close()  # the server process goes away, sockets and peer connections with it
+
+    second = TestClient(TestServer(create_app(settings, Store.from_url(settings.redis_url))))
+    await second.start_server()
+    try:
+        doctor, expert = await page(second, "dr.li"), await page(second, "exp.zhang")
+        for p in (doctor, expert):
+            await p.sock.send(type="room.join", room_id=room_id)
+            state = await p.sock.expect("room.state", room_id=room_id)
+            assert state["consult"]["id"] == consult["id"]
+            assert {m["id"] for m in state["participants"]} == {"dr.li", "exp.zhang"}
+        await expert.sees("dr.li")
+        await doctor.sees("exp.zhang")
+    finally:
+        for p in (doctor, expert):
+            await p.sock.close()
+            await p.close()
+        await second.close()

@@ -172,3 +172,15 @@ async def test_roles_and_clinics_are_enforced(connect, client, auth):
     assert (await doctor.expect("error"))["code"] == "not_found"
     await doctor.send(type="room.join", room_id="deadbeef")
     assert (await doctor.expect("error"))["code"] == "not_found"
+
+
+async def test_a_flooding_client_is_refused_then_cut_off(connect):
+    flood = await connect("exp.zhang")
+    calm = await connect("exp.li")
+    for _ in range(300):
+        await flood.send(type="ping")
+    refused = await flood.expect("error")
+    assert refused["code"] == "too_many_messages"
+    assert await flood.closed(timeout=10) == 4429
+    await calm.send(type="ping", id="still-here")
+    assert (await calm.expect("pong"))["ref"] == "still-here"
