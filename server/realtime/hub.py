@@ -84,8 +84,8 @@ class Hub:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        # The connection must hold a subscription before listening; a private no-op channel.
-        await self._pubsub.subscribe("hz:ch:node-alive")
+        # Subscriptions come with the first connections; Redis may even be down right now
+        # (the server still starts and /healthz says 503 until it is back).
         self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
@@ -127,6 +127,9 @@ class Hub:
 
     async def _listen(self) -> None:
         while True:
+            if not self._pubsub.subscribed:
+                await asyncio.sleep(0.2)
+                continue
             try:
                 msg = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, ConnectionError) as exc:
