@@ -5,6 +5,12 @@
 
 const SESSION_KEY = "hz.session";
 const FLASH_KEY = "hz.flash";
+let loginPage = "index.html";
+
+/** Where `goToLogin()` goes: the kiosk and expert pages sign in on their own page. */
+export function setLoginPage(url) {
+  loginPage = url;
+}
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -54,7 +60,7 @@ export function takeFlash() {
 export function goToLogin(flashKey = "session.expired") {
   clearSession();
   if (flashKey) setFlash(flashKey);
-  window.location.assign("index.html");
+  window.location.assign(loginPage);
 }
 
 /** Calls `goToLogin()` when the token's lifetime runs out while the page is open. */
@@ -109,16 +115,19 @@ export async function apiJson(path, options = {}) {
   return response.json();
 }
 
-export async function login(username, password) {
+/** `deviceToken`: a clinic kiosk's registration, binding the session to that kiosk. */
+export async function login(username, password, deviceToken = null) {
+  const body = { username, password };
+  if (deviceToken) body.device_token = deviceToken;
   const response = await apiFetch("/api/auth/login", {
     auth: false,
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify({ username, password }),
+    body: JSON.stringify(body),
   });
-  const body = await response.json();
-  saveSession({ token: body.token, expires_at: body.expires_at, user: body.user });
-  return body;
+  const out = await response.json();
+  saveSession({ token: out.token, expires_at: out.expires_at, user: out.user });
+  return out;
 }
 
 export function logout() {

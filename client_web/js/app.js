@@ -97,6 +97,9 @@ function startStudies() {
   renderUser(session);
   const isDoctor = session.user && session.user.role === "doctor";
   show($("upload-open"), isDoctor);
+  // the tele-consultation pages: doctors call from the kiosk, experts answer at the workstation
+  show($("nav-kiosk"), isDoctor);
+  show($("nav-expert"), Boolean(session.user && session.user.role === "expert"));
   loadStudies(true);
 }
 

@@ -7,8 +7,10 @@ addTrack(camera), addTrack(mic) → createAnswer → setLocalDescription → sen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,7 @@ class RemoteTrackStats:
     publisher_id: str
     kind: str
     mid: str
+    decoding: bool = True
     encoded_frames: int = 0
     encoded_bytes: int = 0
     decoded_frames: int = 0
@@ -46,8 +49,10 @@ class RemoteTrackStats:
 
 class SfuClientPeer:
     """One participant. `decode=False` counts encoded frames off the receiver without decoding
-    (light load generator); `accept_video_codecs` strips other video codecs from the SFU's
-    sendonly m-lines (to exercise the re-encoding fallback)."""
+    (light load generator); `decode_video_limit` caps how many remote video tracks are decoded
+    (the rest are counted encoded); `light_receive` counts the undecoded tracks per RTP packet
+    (frames = marker bits) without aiortc's jitter buffer/NACK/REMB; `accept_video_codecs`
+    strips other video codecs from the SFU's offers (a client without VP8, say)."""
 
     def __init__(
         self,
@@ -58,6 +63,8 @@ class SfuClientPeer:
         video: MediaStreamTrack | None = None,
         audio: MediaStreamTrack | None = None,
         decode: bool = True,
+        decode_video_limit: int | None = None,
+        light_receive: bool = False,
         accept_video_codecs: list[str] | None = None,
         keep_stamps: bool = True,
     ) -> None:
@@ -67,6 +74,8 @@ class SfuClientPeer:
         self.video = video
         self.audio = audio
         self.decode = decode
+        self.decode_video_limit = decode_video_limit
+        self.light_receive = light_receive
         self.accept_video_codecs = (
             [c.lower() for c in accept_video_codecs] if accept_video_codecs else None
         )
@@ -107,7 +116,7 @@ class SfuClientPeer:
     def _restrict_codecs(self, description: aiortc_sdp.SessionDescription) -> str:
         allowed = self.accept_video_codecs or []
         for media in description.media:
-            if media.kind != "video" or media.direction != "sendonly":
+            if media.kind != "video":
                 continue
             keep = [c for c in media.rtp.codecs if c.name.lower() in allowed]
             kept_pts = {c.payloadType for c in keep}
@@ -122,17 +131,31 @@ class SfuClientPeer:
     # -- media ------------------------------------------------------------------------------
 
     def _watch(self, t: RTCRtpTransceiver, publisher_id: str) -> None:
-        stats = RemoteTrackStats(publisher_id=publisher_id, kind=t.kind, mid=t.mid or "")
+        decoding = self.decode
+        if decoding and t.kind == "video" and self.decode_video_limit is not None:
+            decoded = sum(1 for s in self.remote.values() if s.kind == "video" and s.decoding)
+            decoding = decoded < self.decode_video_limit
+        stats = RemoteTrackStats(
+            publisher_id=publisher_id, kind=t.kind, mid=t.mid or "", decoding=decoding
+        )
         self.remote[stats.mid] = stats
 
         def on_frame(codec: Any, frame: Any) -> None:
             stats.encoded_frames += 1
             stats.encoded_bytes += len(frame.data)
-            if not self.decode:
+            if not decoding:
+                self._mark(stats)
+
+        def on_packet(packet: Any) -> None:
+            stats.encoded_bytes += len(packet.payload)
+            if packet.marker or t.kind == "audio":
+                stats.encoded_frames += 1
                 self._mark(stats)
 
         tap = internals.install_frame_tap(t.receiver, on_frame)
-        tap.decode = self.decode
+        tap.decode = decoding
+        if self.light_receive and not decoding:
+            internals.install_packet_counter(t.receiver, on_packet)
         task = asyncio.ensure_future(self._consume(t.receiver.track, stats))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -172,21 +195,21 @@ class SfuClientPeer:
         return tracks[-1] if tracks else None
 
     def frames(self, publisher_id: str, kind: str) -> int:
-        field_name = "decoded_frames" if self.decode else "encoded_frames"
-        return sum(getattr(s, field_name) for s in self.from_publisher(publisher_id, kind))
+        return sum(
+            s.decoded_frames if s.decoding else s.encoded_frames
+            for s in self.from_publisher(publisher_id, kind)
+        )
 
-    async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], limit_s: float = 5.0) -> None:
         """Wait (bounded) until predicate() is true; re-checked on changes and every 50 ms."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_s
         while not predicate():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{self.participant_id}: condition not met in {timeout}s")
+                raise TimeoutError(f"{self.participant_id}: condition not met in {limit_s}s")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(0.05, remaining))
-            except TimeoutError:
-                pass
 
     async def close(self) -> None:
         await self.pc.close()

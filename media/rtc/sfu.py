@@ -50,8 +50,14 @@ def codec_preferences(kind: str, first_mime: str | None = None) -> list[RTCRtpCo
     if kind == "audio":
         return sorted(caps, key=lambda c: c.mimeType.lower() != "audio/opus")
     first = (first_mime or "video/VP8").lower()
-    order = {first: 0, "video/vp8": 1, "video/h264": 2}
-    return sorted(caps, key=lambda c: order.get(c.mimeType.lower(), 3))
+
+    def rank(c: RTCRtpCodecCapability) -> int:
+        mime = c.mimeType.lower()
+        if mime == first:
+            return 0
+        return {"video/vp8": 1, "video/h264": 2}.get(mime, 3)
+
+    return sorted(caps, key=rank)
 
 
 @dataclass
@@ -127,7 +133,13 @@ class SfuRoom:
                 await self._close_participant(old)
             self._request_offer(p)
             first_offer = p.first_offer
-        await asyncio.wait_for(asyncio.shield(first_offer), FIRST_OFFER_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(asyncio.shield(first_offer), FIRST_OFFER_TIMEOUT_S)
+        except BaseException:
+            # No offer reached the client: don't leave a half-joined participant behind.
+            if self._participants.get(participant_id) is p:
+                await self.leave(participant_id)
+            raise
 
     async def answer(self, participant_id: str, sdp: str) -> None:
         """Apply the participant's answer to the latest offer it was sent."""
@@ -165,7 +177,7 @@ class SfuRoom:
             line = line[len("candidate:"):]
         try:
             parsed = candidate_from_sdp(line)
-        except (ValueError, IndexError) as exc:
+        except (AssertionError, ValueError, IndexError) as exc:  # aiortc asserts on the field count
             raise ValueError(f"bad ICE candidate {line!r}") from exc
         parsed.sdpMid = candidate.get("sdpMid")
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
@@ -302,8 +314,11 @@ class SfuRoom:
                 uid=next(self._sfu._uids), publisher_id=p.id, kind=kind,
                 spawn=self._sfu._spawn, relay=self._sfu._relay,
             )
+            # Known before the first frame, so the offers built next put this codec first.
+            codec = internals.negotiated_codec(p.own[kind])
+            pub.mime_type = codec.mimeType if codec is not None else None
             self._publications[key] = pub
-            logger.info("room %s: %s publishes %s", self.room_id, p.id, kind)
+            logger.info("room %s: %s publishes %s (%s)", self.room_id, p.id, kind, pub.mime_type)
             for other in self._participants.values():
                 if other is not p:
                     self._request_offer(other)
@@ -347,6 +362,7 @@ class Sfu:
         self, *, ice_servers: list[IceServer], host_addresses: list[str] | None = None
     ) -> None:
         internals.assert_internals()
+        internals.install_fast_ntp_clock()
         self.ice_servers = list(ice_servers)
         self.host_addresses = None if host_addresses is None else list(host_addresses)
         self._rooms: dict[str, SfuRoom] = {}

@@ -17,21 +17,29 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 
 
 def _pattern(width: int, height: int, count: int) -> list[np.ndarray]:
-    """`count` distinct RGB frames (a moving bar over a gradient with mild noise) so the
-    encoder produces realistic delta frames, computed once."""
+    """`count` distinct RGB frames computed once: a static textured background (gradient plus
+    fixed sensor-like grain) with a moving bar and a "patient" block that drifts and changes
+    shade, so delta frames carry real motion like a consult camera, not full-frame change."""
     rng = np.random.default_rng(7)
     x = np.linspace(0, 255, width, dtype=np.float32)
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    background = np.empty((height, width, 3), dtype=np.uint8)
+    background[..., 0] = x.astype(np.uint8)
+    background[..., 1] = np.broadcast_to(y, (height, width)).astype(np.uint8)
+    background[..., 2] = 128
+    background += rng.integers(0, 12, size=(height, width, 1), dtype=np.uint8)
+    bar_w = max(4, width // 16)
+    block_w, block_h = width // 3, height // 2
     frames = []
     for i in range(count):
-        img = np.empty((height, width, 3), dtype=np.uint8)
-        img[..., 0] = (x + i * 4) % 256
-        img[..., 1] = (y + i * 2) % 256
-        img[..., 2] = 128
-        bar = (i * width // count) % width
-        img[:, bar : bar + max(4, width // 16)] = 255
-        noise = rng.integers(0, 12, size=(height, width, 1), dtype=np.uint8)
-        frames.append(img + noise)
+        img = background.copy()
+        bar = (i * width // max(1, count)) % (width - bar_w)
+        img[:, bar : bar + bar_w] = 255
+        bx = width // 3 + int(width / 12 * np.sin(i / 7))
+        by = height // 4 + int(height / 16 * np.cos(i / 5))
+        patch = background[by : by + block_h, bx : bx + block_w] // 2 + (i * 3) % 128
+        img[by : by + block_h, bx : bx + block_w] = patch
+        frames.append(img)
     return frames
 
 
@@ -90,7 +98,14 @@ def encode_vp8_clip(
     codec.bit_rate = bitrate
     codec.time_base = fractions.Fraction(1, fps)
     codec.gop_size = gop
-    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    codec.thread_count = 2
+    codec.qmin, codec.qmax = 2, 56
+    # Constant bitrate like a live WebRTC encoder (the clip stands in for a kiosk camera).
+    codec.options = {
+        "deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+        "minrate": str(bitrate), "maxrate": str(bitrate), "bufsize": str(bitrate),
+        "undershoot-pct": "100", "overshoot-pct": "15", "static-thresh": "1",
+    }
     count = int(seconds * fps)
     out: list[tuple[bytes, bool]] = []
     for i, arr in enumerate(_pattern(width, height, count)):
@@ -140,4 +155,55 @@ class PreEncodedVideoTrack(MediaStreamTrack):
         packet = av.Packet(data)
         packet.pts = i * (VIDEO_CLOCK // self._pace.fps)
         packet.time_base = VIDEO_TIME_BASE
+        return packet
+
+
+AUDIO_CLOCK = 48000
+AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_CLOCK)
+
+
+def encode_opus_clip(seconds: float = 1.0, tone_hz: float = 440.0) -> list[bytes]:
+    """Encode a tone once as 20 ms Opus packets (a non-silent signal, so packets have a
+    realistic size)."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = AUDIO_CLOCK
+    codec.layout = "stereo"
+    codec.format = "s16"
+    codec.bit_rate = 32000
+    codec.time_base = AUDIO_TIME_BASE
+    samples = 960
+    out: list[bytes] = []
+    for i in range(int(seconds * 50)):
+        t = (np.arange(samples) + i * samples) / AUDIO_CLOCK
+        mono = (np.sin(2 * np.pi * tone_hz * t) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(
+            np.repeat(mono, 2)[None, :], format="s16", layout="stereo"
+        )
+        frame.sample_rate = AUDIO_CLOCK
+        frame.pts = i * samples
+        frame.time_base = AUDIO_TIME_BASE
+        out.extend(bytes(p) for p in codec.encode(frame))
+    out.extend(bytes(p) for p in codec.encode(None))
+    return out
+
+
+class PreEncodedAudioTrack(MediaStreamTrack):
+    """Loops pre-encoded 20 ms Opus packets in real time."""
+
+    kind = "audio"
+
+    def __init__(self, clip: list[bytes]) -> None:
+        super().__init__()
+        if not clip:
+            raise ValueError("empty clip")
+        self._clip = clip
+        self._pace = _Paced(50)
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        i = await self._pace.next()
+        packet = av.Packet(self._clip[i % len(self._clip)])
+        packet.pts = i * 960
+        packet.time_base = AUDIO_TIME_BASE
         return packet

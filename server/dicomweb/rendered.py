@@ -6,7 +6,6 @@ running alongside the render, and the render itself in the thread pool.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from media.imaging.window import Window
 from server import appkeys
 from server.dicomweb.multipart import negotiate
 from server.dicomweb.resources import (
-    audit,
+    audit_soon,
     authorized_instance,
     authorized_study,
     file_path,
@@ -92,27 +91,13 @@ async def _render(
     request: web.Request, record: InstanceRecord, frame: int, params: RenderParams, action: str
 ) -> web.Response:
     media_type = negotiate(request.headers.get("Accept"), RENDERED_TYPES)
-    audit_write = asyncio.ensure_future(
-        audit(
-            request,
-            action,
-            study=record.study_uid,
-            series=record.series_uid,
-            instance=record.sop_uid,
-            frame=frame,
-        )
+    # Queued before anything is rendered; refused (503) if the audit log cannot keep up.
+    audit_soon(request, action, study=record.study_uid, series=record.series_uid,
+               instance=record.sop_uid, frame=frame)
+    image = await request.app[appkeys.RENDERER].render(
+        file_path(request, record), frame, window=params.window, viewport=params.viewport,
+        media_type=media_type, quality=params.quality,
     )
-    try:
-        image = await request.app[appkeys.RENDERER].render(
-            file_path(request, record),
-            frame,
-            window=params.window,
-            viewport=params.viewport,
-            media_type=media_type,
-            quality=params.quality,
-        )
-    finally:
-        await audit_write
     headers = {"Cache-Control": "no-store"}  # every view is audited, so no silent re-views
     if image.window is not None:
         # Always center,width,FUNCTION so a viewer can show it without knowing the default.

@@ -25,6 +25,20 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/dicomweb"
 
 
+def audit_soon(request: web.Request, action: str, **resource: object) -> None:
+    """Queue the audit event of a frame view (see AuditLog.record_soon)."""
+    who = principal(request)
+    request.app[appkeys.STORE].audit.record_soon(
+        action=action,
+        user=who.username,
+        role=who.role.value,
+        clinic=who.clinic,
+        remote=request.remote,
+        device=who.device,
+        **resource,
+    )
+
+
 async def audit(request: web.Request, action: str, **resource: object) -> None:
     """Write who read which patient data; a failure here fails the request (no silent reads)."""
     who = principal(request)

@@ -30,6 +30,18 @@ class ConsultService:
             await self.hub.subscribe(conn, keys.channel_department(who.department))
             for consult in await self.store.consults.ringing(who.department):
                 conn.send({"type": "consult.ringing", "consult": consult.public()})
+        if who.role is Role.DOCTOR and who.clinic:
+            # A kiosk that reloaded (or whose link dropped) while waiting must learn where its
+            # consult stands: still ringing, or accepted with a room to join.
+            for consult in await self.store.consults.of_clinic(who.clinic):
+                if consult.doctor != who.username:
+                    continue
+                if consult.state is ConsultState.RINGING:
+                    conn.send({"type": "consult.created", "consult": consult.public()})
+                elif consult.state is ConsultState.ACCEPTED and consult.room_id:
+                    room = await self.store.rooms.get(consult.room_id)
+                    if room is not None and room.open:
+                        conn.send({"type": "consult.accepted", "consult": consult.public()})
 
     async def start(self, conn: Connection, msg: ConsultStart) -> Consult:
         who = conn.principal
@@ -40,8 +52,10 @@ class ConsultService:
         if msg.study_uid:
             owner = await self.store.studies.study_owner(msg.study_uid)
             access.check_study(who, owner)
+        clinic = await self.store.directory.get_clinic(who.clinic)
         consult = await self.store.consults.create(
-            clinic=who.clinic, doctor=who.username, department=msg.department,
+            clinic=who.clinic, clinic_name=clinic.name if clinic else who.clinic,
+            doctor=who.username, department=msg.department,
             urgency=msg.urgency, question=msg.question, patient_name=msg.patient_name,
             patient_id=msg.patient_id, study_uid=msg.study_uid,
         )

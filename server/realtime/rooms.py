@@ -20,7 +20,7 @@ from media.rtc.sfu import Sfu
 from server.config import Settings
 from server.errors import Forbidden, NotFound
 from server.log import event
-from server.realtime.hub import Connection, Hub, spawn
+from server.realtime.hub import Connection, Hub
 from server.realtime.messages import RoomInvite, RtcAnswer, RtcCandidate
 from server.store import Store, keys
 from server.store.directory import Role
@@ -175,17 +175,22 @@ class RoomService:
         await self._left(room_id, conn.principal.username, reason="left")
 
     async def disconnected(self, conn: Connection) -> None:
-        """The WebSocket closed without a leave: keep the place for the grace period."""
+        """The WebSocket closed without a leave: keep the place for the grace period.
+
+        The SFU keeps the participant's publications (the others keep their transceivers and
+        just see the stream pause); a rejoin swaps in a new peer connection, and only when the
+        grace period runs out does the sweeper remove them from the SFU.
+        """
         for room_id in list(conn.rooms):
             user = conn.principal.username
             if self._attached.get((room_id, user)) is not conn:
-                continue
+                continue  # a newer connection of the same user already holds the place
             await self._detach(conn, room_id)
+            if (room_id, user) in self._attached:
+                continue  # rejoined meanwhile
             member = await self.store.rooms.set_state(room_id, user, MemberState.RECONNECTING)
             if member is not None:
                 await self._announce(room_id, member, "reconnecting")
-            # The media path is gone with the page; a rejoin negotiates a new one.
-            spawn(self.sfu.room(room_id).leave(user))
 
     # ---------------------------------------------------------------------------------------
     def _require_attached(self, conn: Connection, room_id: str) -> None:

@@ -28,4 +28,7 @@ class Store:
         return bool(await self.redis.ping())
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        try:
+            await self.audit.close()
+        finally:
+            await self.redis.aclose()

@@ -1,14 +1,34 @@
-"""The audit stream: every read of patient data, who did it, from where (a Redis Stream)."""
+"""The audit stream: every read of patient data, who did it, from where (a Redis Stream).
+
+Two ways in, one stream. `record` writes before it returns: logins, uploads, consults, searches.
+`record_soon` is for the highest-volume reads — every frame a scrolling viewer renders: the event
+is queued before the response is sent and a writer flushes the queue in one pipeline every
+`FLUSH_INTERVAL_S`. That costs a fraction of a round trip per frame; what could be lost is the
+last ~20 ms of frame views if the process is killed outright (a clean shutdown flushes all).
+When Redis cannot take the events the queue stops growing at `MAX_PENDING` and further views
+are refused, so nothing is ever served unaudited for long.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from server.errors import ServiceUnavailable
+from server.log import event
 from server.store import keys
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.02
+MAX_PENDING = 20_000
 
 
 @dataclass(frozen=True)
@@ -17,38 +37,84 @@ class AuditEvent:
     fields: dict[str, str]
 
 
+def _fields(action: str, user: str, role: str, clinic: str | None, remote: str | None,
+            resource: dict[str, Any]) -> dict[str, str]:
+    fields = {
+        "ts": f"{time.time():.3f}",
+        "action": action,
+        "user": user,
+        "role": role,
+        "clinic": clinic or "",
+        "remote": remote or "",
+    }
+    fields.update({k: str(v) for k, v in resource.items() if v is not None})
+    return fields
+
+
 class AuditLog:
     def __init__(self, redis: Redis) -> None:
         self._r = redis
+        self._pending: list[dict[str, str]] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(
-        self,
-        *,
-        action: str,
-        user: str,
-        role: str,
-        clinic: str | None,
-        remote: str | None,
+        self, *, action: str, user: str, role: str, clinic: str | None, remote: str | None,
         **resource: Any,
     ) -> str:
         # Never trimmed: the audit trail is a clinical record. Export/retention is an ops task.
-        fields = {
-            "ts": f"{time.time():.3f}",
-            "action": action,
-            "user": user,
-            "role": role,
-            "clinic": clinic or "",
-            "remote": remote or "",
-        }
-        fields.update({k: str(v) for k, v in resource.items() if v is not None})
-        return await self._r.xadd(keys.AUDIT, fields)
+        return await self._r.xadd(keys.AUDIT, _fields(action, user, role, clinic, remote, resource))
+
+    def record_soon(
+        self, *, action: str, user: str, role: str, clinic: str | None, remote: str | None,
+        **resource: Any,
+    ) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            raise ServiceUnavailable("the audit log cannot be written right now; try again soon")
+        self._pending.append(_fields(action, user, role, clinic, remote, resource))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        while self._pending:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for fields in batch:
+                    pipe.xadd(keys.AUDIT, fields)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Keep them, oldest first, for the next attempt.
+            self._pending = batch + self._pending
+            event(log, "audit_flush_failed", logging.ERROR, pending=len(self._pending),
+                  error=type(exc).__name__)
+            await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        """Flush what is queued (bounded: a dead Redis must not hang shutdown)."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self.flush()
+        if self._pending:
+            event(log, "audit_events_lost", logging.ERROR, count=len(self._pending))
 
     async def recent(self, count: int = 100) -> list[AuditEvent]:
+        await self.flush()
         rows = await self._r.xrevrange(keys.AUDIT, count=count)
         return [AuditEvent(id=i, fields=f) for i, f in rows]
 
     async def since(self, last_id: str = "0", count: int = 1000) -> list[AuditEvent]:
-        rows = await self._r.xrange(
-            keys.AUDIT, min=f"({last_id}" if last_id != "0" else "-", count=count
-        )
+        await self.flush()
+        rows = await self._r.xrange(keys.AUDIT, min=f"({last_id}" if last_id != "0" else "-",
+                                    count=count)
         return [AuditEvent(id=i, fields=f) for i, f in rows]

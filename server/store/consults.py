@@ -31,6 +31,7 @@ class ConsultState(StrEnum):
 class Consult:
     id: str
     clinic: str
+    clinic_name: str
     doctor: str
     department: str
     urgency: Urgency
@@ -74,11 +75,13 @@ class Consults:
         self._cancel = redis.register_script(_CANCEL)
 
     async def create(
-        self, *, clinic: str, doctor: str, department: str, urgency: Urgency, question: str,
+        self, *, clinic: str, clinic_name: str, doctor: str, department: str, urgency: Urgency,
+        question: str,
         patient_name: str = "", patient_id: str = "", study_uid: str = "",
     ) -> Consult:
         consult = Consult(
-            id=secrets.token_hex(8), clinic=clinic, doctor=doctor, department=department,
+            id=secrets.token_hex(8), clinic=clinic, clinic_name=clinic_name, doctor=doctor,
+            department=department,
             urgency=urgency, question=question, patient_name=patient_name,
             patient_id=patient_id, study_uid=study_uid, state=ConsultState.RINGING,
             created_at=time.time(),
@@ -96,7 +99,8 @@ class Consults:
         if not data:
             return None
         return Consult(
-            id=data["id"], clinic=data["clinic"], doctor=data["doctor"],
+            id=data["id"], clinic=data["clinic"], clinic_name=data.get("clinic_name", ""),
+            doctor=data["doctor"],
             department=data["department"], urgency=Urgency(data["urgency"]),
             question=data["question"], patient_name=data.get("patient_name", ""),
             patient_id=data.get("patient_id", ""), study_uid=data.get("study_uid", ""),
@@ -114,6 +118,11 @@ class Consults:
         ids = await self._r.zrange(keys.department_ringing(department), 0, -1)
         found = [await self.get(i) for i in ids]
         return [c for c in found if c is not None and c.state is ConsultState.RINGING]
+
+    async def of_clinic(self, clinic: str, count: int = 50) -> list[Consult]:
+        """The clinic's most recent consults, newest first."""
+        ids = await self._r.zrevrange(keys.clinic_consults(clinic), 0, count - 1)
+        return [c for c in [await self.get(i) for i in ids] if c is not None]
 
     async def accept(self, consult: Consult, expert: str, room_id: str) -> Consult:
         result = await self._accept(

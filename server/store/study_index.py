@@ -88,12 +88,12 @@ class StudyIndex:
     # Instances and their owner never change once indexed (STOW is idempotent, nothing is
     # deleted yet), so the hot path keeps them in-process. When deletion arrives it must
     # invalidate these entries on every node (pub/sub), or they would outlive the data.
-    HOT_ENTRIES = 50_000
+    HOT_ENTRIES = 20_000
 
     def __init__(self, redis: Redis) -> None:
         self._r = redis
         self._index_script = redis.register_script(_INDEX_INSTANCE)
-        self._hot: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+        self._hot: OrderedDict[tuple[str, str], tuple[str, InstanceRecord]] = OrderedDict()
 
     async def add(self, entry: IndexEntry) -> bool:
         """Index one instance. False when it was already there (idempotent STOW)."""
@@ -221,16 +221,17 @@ class StudyIndex:
         hot = self._hot.get(key)
         if hot is not None:
             self._hot.move_to_end(key)
-            return hot[0], _instance(study_uid, sop_uid, hot[1])
+            return hot
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.hget(keys.study(study_uid), "clinic")
             pipe.hget(keys.study_instances(study_uid), sop_uid)
             owner, value = await pipe.execute()
-        if owner is not None and value is not None:
-            self._hot[key] = (owner, value)
+        record = _instance(study_uid, sop_uid, value) if value else None
+        if owner is not None and record is not None:
+            self._hot[key] = (owner, record)
             if len(self._hot) > self.HOT_ENTRIES:
                 self._hot.popitem(last=False)
-        return owner, (_instance(study_uid, sop_uid, value) if value else None)
+        return owner, record
 
     async def clear(self) -> int:
         """Drop the whole index (reindex rebuilds it from the files)."""

@@ -1,7 +1,10 @@
-"""Browser-test fixtures: one live Huizhen server (demo data) and one headless Debian chromium.
+"""Browser-test fixtures: one live Huizhen server (demo data), a real coturn, and one headless
+Debian chromium with fake camera and microphone.
 
 The server runs as a subprocess exactly as an operator starts it (`python -m server demo`, then
-`python -m server serve`), on a free port, with its own data dir and Redis database 20.
+`python -m server serve`), on a free port, with its own data dir and Redis database 20. The whole
+session runs in a private network namespace holding only `lo` (tests/conftest.py): the server's
+ICE host candidates, coturn's listener and relays and chromium's candidates are all on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -36,8 +39,19 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
 ]
+TURNSERVER = "/usr/bin/turnserver"
 SCREENSHOT_DIR = REPO / "docs" / "screenshots"
+
+
+@dataclass(frozen=True)
+class TurnServer:
+    url: str  # turn:127.0.0.1:<port>?transport=udp
+    secret: str
+    log_path: Path
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,12 @@ class LiveServer:
     url: str
     password: str
     data_dir: Path
+    turn: TurnServer | None = None
+
+    def kiosk_device_token(self) -> str:
+        import json
+
+        return json.loads((self.data_dir / "demo_accounts.json").read_text())["kiosk_device_token"]
 
 
 def _tail(path: Path) -> str:
@@ -68,8 +88,67 @@ def _wait_healthy(
     raise RuntimeError(f"server not healthy within {deadline_s}s:\n{_tail(log_path)}")
 
 
+def _stun_answers(host: str, port: int) -> bool:
+    """True when a STUN Binding request to host:port (UDP) gets a Binding success response."""
+    import socket
+
+    txid = secrets.token_bytes(12)
+    request = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + txid
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        try:
+            sock.sendto(request, (host, port))
+            data, _ = sock.recvfrom(2048)
+        except OSError:
+            return False
+    return data[:2] == b"\x01\x01" and data[8:20] == txid
+
+
 @pytest.fixture(scope="session")
-def live_server(redis_server) -> Iterator[LiveServer]:
+def turn_server() -> Iterator[TurnServer | None]:
+    """A real coturn on loopback with REST (shared-secret) credentials; None when coturn is not
+    installed (`make test` installs it), and the TURN test skips with that reason."""
+    if not os.path.exists(TURNSERVER):
+        yield None
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="hz-turn-"))
+    port = free_port()
+    min_port = 40000 + secrets.randbelow(200) * 100
+    secret = secrets.token_urlsafe(24)
+    log_path = workdir / "turnserver.log"
+    (workdir / "turnserver.conf").write_text("")  # not the machine's /etc/turnserver.conf
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [TURNSERVER, "-c", str(workdir / "turnserver.conf"),
+             "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=huizhen",
+             "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+             f"--min-port={min_port}", f"--max-port={min_port + 99}", "--allow-loopback-peers",
+             "--no-cli", "--no-tls", "--no-dtls", "--fingerprint", "--log-file=stdout",
+             "--simple-log", f"--pidfile={workdir / 'turnserver.pid'}",
+             f"--userdb={workdir / 'turndb'}"],
+            cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        end = time.monotonic() + 10
+        while not _stun_answers("127.0.0.1", port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"turnserver exited with {proc.returncode}:\n{_tail(log_path)}")
+            if time.monotonic() > end:
+                raise RuntimeError(f"turnserver does not answer STUN:\n{_tail(log_path)}")
+            time.sleep(0.1)
+        yield TurnServer(f"turn:127.0.0.1:{port}?transport=udp", secret, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def live_server(redis_server, turn_server) -> Iterator[LiveServer]:
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is not installed (`make test` installs Debian's chromium)")
     import redis
@@ -87,7 +166,12 @@ def live_server(redis_server) -> Iterator[LiveServer]:
         "HUIZHEN_PORT": str(port),
         "HUIZHEN_HOST": "127.0.0.1",
         "HUIZHEN_LOG_LEVEL": "WARNING",
+        # the SFU's ICE candidates: loopback only (the session's namespace has nothing else)
+        "HUIZHEN_ICE_HOST_ADDRESSES": "127.0.0.1",
     }
+    if turn_server is not None:
+        env["HUIZHEN_TURN_URLS"] = turn_server.url
+        env["HUIZHEN_TURN_SECRET"] = turn_server.secret
     log_path = data_dir / "server.log"
     demo = subprocess.run(
         [sys.executable, "-m", "server", "demo"],
@@ -113,7 +197,7 @@ def live_server(redis_server) -> Iterator[LiveServer]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log_path)
-        yield LiveServer(url, password, data_dir)
+        yield LiveServer(url, password, data_dir, turn_server)
     finally:
         proc.terminate()
         try:
@@ -154,22 +238,46 @@ class PageProbe:
         return out
 
 
-@pytest.fixture
-def probe(browser, live_server) -> Iterator[PageProbe]:
+def _new_probe(browser, live_server, locale: str = "en-US") -> tuple[object, PageProbe]:
     context = browser.new_context(
         base_url=live_server.url,
         viewport={"width": 1280, "height": 800},
-        locale="en-US",
+        locale=locale,
+        permissions=["camera", "microphone"],
     )
     page = context.new_page()
     page.set_default_timeout(10_000)
     p = PageProbe(page, [], [])
     page.on("console", lambda msg: p.console.append(msg))
     page.on("pageerror", lambda err: p.errors.append(err))
+    return context, p
+
+
+@pytest.fixture
+def probe(browser, live_server) -> Iterator[PageProbe]:
+    context, p = _new_probe(browser, live_server)
     try:
         yield p
     finally:
         context.close()
+
+
+@pytest.fixture
+def new_probe(browser, live_server) -> Iterator[object]:
+    """A factory of pages, each in its own browser context (own storage, own fake camera and
+    microphone, camera/microphone permission granted): `new_probe(locale="zh-CN")`."""
+    contexts = []
+
+    def make(locale: str = "en-US") -> PageProbe:
+        context, p = _new_probe(browser, live_server, locale)
+        contexts.append(context)
+        return p
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def screenshot(page, name: str) -> None:

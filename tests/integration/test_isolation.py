@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pydicom.uid import generate_uid
 
@@ -61,7 +63,13 @@ async def test_every_read_is_audited(client, auth, li_study, store):
     urls = _urls(li_study)
     for url in urls:
         assert (await client.get(url, headers=h)).status == 200
-    events = (await store.audit.recent(1000))[: len(await store.audit.recent(1000)) - before]
+    # Frame views are flushed by the app within ~20 ms (write-behind); wait for them.
+    for _ in range(100):
+        events = (await store.audit.recent(1000))
+        events = events[: len(events) - before]
+        if len(events) >= len(urls):
+            break
+        await asyncio.sleep(0.02)
     assert len(events) == len(urls)
     for ev in events:
         f = ev.fields
@@ -79,3 +87,29 @@ async def test_denied_reads_are_not_served_and_other_users_unaffected(client, au
     url = _urls(li_study)[-3]
     assert (await client.get(url, headers=wang)).status == 404
     assert (await client.get(url, headers=li)).status == 200
+
+
+async def test_frame_views_are_refused_when_the_audit_log_is_unreachable(
+        aiohttp_client, settings, li_study, tests_free_port):
+    """A server whose Redis is gone keeps queueing frame views only up to a bound, then
+    refuses them (503) rather than serving patient data it cannot audit."""
+    from server.app import create_app
+    from server.store import Store
+    from server.store import audit as audit_module
+    from tests.integration.conftest import login
+
+    app_store = Store.from_url(settings.redis_url)
+    client = await aiohttp_client(create_app(settings, app_store))
+    h = await login(client, "dr.li")
+    url = _urls(li_study)[-3]
+    assert (await client.get(url, headers=h)).status == 200
+    # Point the app's audit log at a dead Redis and shrink the bound for the test.
+    app_store.audit._r = Store.from_url(f"redis://127.0.0.1:{tests_free_port}/0").redis
+    old = audit_module.MAX_PENDING
+    audit_module.MAX_PENDING = 5
+    try:
+        statuses = [(await client.get(url, headers=h)).status for _ in range(8)]
+    finally:
+        audit_module.MAX_PENDING = old
+    assert statuses[0] == 200
+    assert statuses[-1] == 503, statuses

@@ -184,3 +184,20 @@ async def test_a_flooding_client_is_refused_then_cut_off(connect):
     assert await flood.closed(timeout=10) == 4429
     await calm.send(type="ping", id="still-here")
     assert (await calm.expect("pong"))["ref"] == "still-here"
+
+
+async def test_a_kiosk_that_reconnects_learns_where_its_consult_stands(connect):
+    doctor = await connect("dr.li")
+    await doctor.send(type="consult.start", department="radiology", question="Head injury")
+    consult = (await doctor.expect("consult.created"))["consult"]
+    assert consult["clinic_name"] == "Qingshui Township"
+    await doctor.close()
+    again = await connect("dr.li")  # reloaded while waiting
+    assert (await again.expect("consult.created"))["consult"]["id"] == consult["id"]
+    expert = await connect("exp.zhang")
+    await expert.send(type="consult.accept", consult_id=consult["id"])
+    room_id = (await expert.expect("consult.accepted"))["consult"]["room_id"]
+    await again.close()
+    third = await connect("dr.li")  # dropped right when it was answered
+    told = await third.expect("consult.accepted")
+    assert told["consult"]["room_id"] == room_id

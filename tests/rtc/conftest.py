@@ -28,12 +28,17 @@ class Harness:
         self._answers: set[asyncio.Task[Any]] = set()
 
     async def join(
-        self, pid: str, *, video: bool = True, audio: bool = True, **peer_kwargs: Any
+        self, pid: str, *, video: bool = True, audio: bool = True, fps: int = 15,
+        decode: bool = False, **peer_kwargs: Any
     ) -> SfuClientPeer:
+        """A client peer. Everything runs in this one process under one GIL, so by default
+        clients count encoded frames instead of decoding and send 15 fps; tests that must prove
+        the forwarded streams decode pass decode=True."""
         peer = SfuClientPeer(
             pid,
             host_addresses=LOOPBACK,
-            video=SyntheticVideoTrack(320, 240, 30) if video else None,
+            decode=decode,
+            video=SyntheticVideoTrack(320, 240, fps) if video else None,
             audio=AudioStreamTrack() if audio else None,
             **peer_kwargs,
         )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tests.rtc.conftest import Harness
 
 
 async def test_three_participants_receive_each_others_video_and_audio(harness: Harness) -> None:
     ids = ["doctor", "kiosk", "expert"]
     for pid in ids:
-        await harness.join(pid)
+        await harness.join(pid, decode=True)
     for receiver in ids:
         for publisher in ids:
             if publisher == receiver:
@@ -115,7 +117,7 @@ async def test_keyframe_requests_are_rate_limited(harness: Harness) -> None:
 
 async def test_reconnect_keeps_others_receiving(harness: Harness) -> None:
     await harness.join("kiosk")
-    await harness.join("expert")
+    await harness.join("expert", decode=True)  # decoding proves the switch keeps it valid
     await harness.wait_frames("expert", "kiosk", "video", 10)
     old_peer = harness.peers["kiosk"]
     expert = harness.peers["expert"]
@@ -142,3 +144,112 @@ async def test_close_stops_everything(harness: Harness) -> None:
     await harness.sfu.close()
     assert harness.sfu.stats()["participants"] == 0
     assert not harness.sfu._tasks
+
+
+async def test_codec_mismatch_falls_back_to_reencoding(harness: Harness) -> None:
+    """A subscriber that cannot take the publisher's VP8 gets H264 re-encoded by the SFU."""
+    await harness.join("vp8-kiosk")
+    await harness.join("h264-only", video=False, audio=False, decode=True,
+                       accept_video_codecs=["H264"])
+    await harness.wait_frames("h264-only", "vp8-kiosk", "video", 10, timeout=8)
+    peer = harness.peers["h264-only"]
+    track = peer.live("vp8-kiosk", "video")
+    assert track is not None and (track.width, track.height) == (320, 240)
+    stats = harness.room.stats()
+    sub = stats["h264-only"]["subscribed"]["vp8-kiosk/video"]
+    assert (sub["mode"], sub["codec"]) == ("transcode", "video/H264")
+    # Only this path decodes; audio (same codec) is still forwarded as-is.
+    assert stats["vp8-kiosk"]["published"]["video"]["decoded_frames"] > 0
+    assert stats["vp8-kiosk"]["published"]["audio"]["decoded_frames"] == 0
+    assert stats["h264-only"]["subscribed"]["vp8-kiosk/audio"]["mode"] == "forward"
+
+
+async def test_one_outstanding_offer_per_participant(harness: Harness) -> None:
+    """Changes while an offer is unanswered are batched into one re-offer after the answer."""
+    from media.rtc.peer import SfuClientPeer
+    from tests.rtc.conftest import LOOPBACK
+
+    offers: list[str] = []
+
+    async def hold_offer(sdp: str) -> None:
+        offers.append(sdp)
+
+    slow = SfuClientPeer("slow", host_addresses=LOOPBACK, decode=False)
+    harness.peers["slow"] = slow
+    await harness.room.join("slow", hold_offer)
+    assert len(offers) == 1
+    # Two publishers join while "slow" has not answered: no second offer yet.
+    await harness.join("pub1")
+    await harness.join("pub2")
+    await harness.peers["pub1"].wait_for(lambda: harness.room.stats()["pub2"]["answers"] >= 1)
+    await asyncio.sleep(0.3)
+    assert len(offers) == 1
+    await harness.room.answer("slow", await slow.handle_offer(offers[0]))
+    deadline = time.monotonic() + 3
+    while len(offers) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert len(offers) == 2
+    # The single re-offer carries both publishers' tracks (msid = publisher id).
+    assert offers[1].count("a=msid:pub1 ") == 2 and offers[1].count("a=msid:pub2 ") == 2
+    await harness.room.answer("slow", await slow.handle_offer(offers[1]))
+    await slow.wait_for(lambda: slow.frames("pub2", "video") >= 3)
+
+
+async def test_browser_style_candidates_are_accepted(harness: Harness) -> None:
+    await harness.join("kiosk")
+    await harness.room.add_ice_candidate("kiosk", {
+        "candidate": "candidate:842163049 1 udp 1677729535 127.0.0.1 50000 typ host "
+                     "generation 0 ufrag abcd network-cost 999",
+        "sdpMid": "0", "sdpMLineIndex": 0,
+    })
+    await harness.room.add_ice_candidate("kiosk", {"candidate": "", "sdpMid": "0"})
+    await harness.room.add_ice_candidate("nobody", {"candidate": ""})  # unknown: ignored
+    with pytest.raises(ValueError):
+        await harness.room.add_ice_candidate("kiosk", {"candidate": "candidate:garbage"})
+
+
+async def test_failed_first_offer_leaves_no_participant(harness: Harness) -> None:
+    async def broken_socket(sdp: str) -> None:
+        raise ConnectionResetError("websocket closed")
+
+    with pytest.raises(ConnectionResetError):
+        await harness.room.join("gone", broken_socket)
+    assert harness.room.participants == []
+    with pytest.raises(ValueError):
+        await harness.room.join("bad id with spaces", broken_socket)
+
+
+async def test_h264_publisher_is_forwarded_without_decoding(harness: Harness) -> None:
+    """An H264-only publisher: subscribers are offered H264 first and get it passed through."""
+    await harness.join("h264-kiosk", accept_video_codecs=["H264"], audio=False)
+    await harness.join("expert", video=False, audio=False, decode=True)
+    await harness.wait_frames("expert", "h264-kiosk", "video", 10, timeout=8)
+    track = harness.peers["expert"].live("h264-kiosk", "video")
+    assert track is not None and (track.width, track.height) == (320, 240)
+    stats = harness.room.stats()
+    assert stats["h264-kiosk"]["published"]["video"]["codec"] == "video/H264"
+    assert stats["h264-kiosk"]["published"]["video"]["decoded_frames"] == 0
+    assert stats["h264-kiosk"]["published"]["video"]["keyframes_in"] >= 1
+    sub = stats["expert"]["subscribed"]["h264-kiosk/video"]
+    assert (sub["mode"], sub["codec"]) == ("forward", "video/H264")
+
+
+def test_codec_preferences_put_the_publishers_codec_first() -> None:
+    from media.rtc.sfu import codec_preferences
+
+    assert codec_preferences("video")[0].mimeType == "video/VP8"
+    h264_first = [c.mimeType for c in codec_preferences("video", "video/H264")]
+    assert h264_first[0] == "video/H264" and "video/VP8" in h264_first and "video/rtx" in h264_first
+    assert codec_preferences("audio")[0].mimeType == "audio/opus"
+
+
+def test_keyframe_detection() -> None:
+    from media.rtc.forwarding import is_keyframe
+
+    assert is_keyframe("video/VP8", bytes([0x10, 0x02, 0x00]))  # frame tag bit 0 = 0: key
+    assert not is_keyframe("video/VP8", bytes([0x11, 0x02, 0x00]))
+    assert not is_keyframe("video/VP8", b"")
+    idr = b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x00\x01\x65\x88"
+    assert is_keyframe("video/H264", idr)
+    assert not is_keyframe("video/H264", b"\x00\x00\x00\x01\x41\x9a")
+    assert is_keyframe("audio/opus", b"\xfc")

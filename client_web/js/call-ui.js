@@ -1,0 +1,223 @@
+// The in-call view shared by the kiosk and the expert workstation: remote video tiles (one per
+// participant), the self view, mute / camera / hang-up, participant states, the network quality
+// indicator and the reconnecting banners.
+
+import { onLangChange, offLangChange, t } from "./i18n.js";
+import { playMedia } from "./call.js";
+
+export class CallView {
+  /**
+   * `root` holds the call markup (testids remote-grid, self-video, participants, mute,
+   * camera-off, hang-up, net-quality, banner-reconnecting, sound-unblock).
+   */
+  constructor(root, { signal, call, localStream, onHangUp }) {
+    this.root = root;
+    this.signal = signal;
+    this.call = call;
+    this.localStream = localStream;
+    this.onHangUp = onHangUp;
+    this.tiles = new Map(); // id -> {el, video, stream}
+    this.participants = new Map();
+    this.rtcState = "new";
+    this.muted = false;
+    this.cameraOff = false;
+    this.quality = { level: "unknown" };
+    this.listeners = [];
+
+    const self = this.$("self-video");
+    self.srcObject = localStream;
+    playMedia(self);
+
+    this.on(this.$("mute"), "click", () => this.setMuted(!this.muted));
+    this.on(this.$("camera-off"), "click", () => this.setCameraOff(!this.cameraOff));
+    this.on(this.$("hang-up"), "click", () => this.onHangUp());
+    this.on(this.$("sound-unblock"), "click", () => this.unblockSound());
+    this.on(call, "participants", (ev) => {
+      this.participants = new Map(ev.detail);
+      this.render();
+    });
+    this.on(call, "track", (ev) => this.setTrack(ev.detail));
+    this.on(call, "quality", (ev) => {
+      this.quality = ev.detail;
+      this.renderQuality();
+    });
+    this.on(call, "rtc", (ev) => {
+      this.rtcState = ev.detail;
+      this.renderBanner();
+    });
+    this.on(signal, "status", () => this.renderBanner());
+    this.langListener = () => this.renderAll();
+    onLangChange(this.langListener);
+    this.renderAll();
+  }
+
+  $(testid) {
+    return this.root.querySelector(`[data-testid="${testid}"]`);
+  }
+
+  on(target, type, fn) {
+    target.addEventListener(type, fn);
+    this.listeners.push([target, type, fn]);
+  }
+
+  destroy() {
+    for (const [target, type, fn] of this.listeners) target.removeEventListener(type, fn);
+    this.listeners = [];
+    offLangChange(this.langListener);
+    for (const tile of this.tiles.values()) {
+      tile.video.srcObject = null;
+      tile.el.remove();
+    }
+    this.tiles.clear();
+    this.$("self-video").srcObject = null;
+    this.$("banner-reconnecting").hidden = true;
+    this.$("sound-unblock").hidden = true;
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    this.call.setMuted(muted);
+    this.renderButtons();
+  }
+
+  setCameraOff(off) {
+    this.cameraOff = off;
+    this.call.setCameraOff(off);
+    this.renderButtons();
+  }
+
+  unblockSound() {
+    for (const tile of this.tiles.values()) {
+      tile.video.muted = false;
+      playMedia(tile.video);
+    }
+    this.$("sound-unblock").hidden = true;
+  }
+
+  // -- tiles ------------------------------------------------------------------------------------
+
+  tile(id) {
+    let tile = this.tiles.get(id);
+    if (tile) return tile;
+    const el = document.createElement("div");
+    el.className = "tile";
+    el.dataset.testid = "remote-tile";
+    el.dataset.participant = id;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.dataset.testid = "remote-video";
+    video.dataset.participant = id;
+    const placeholder = document.createElement("div");
+    placeholder.className = "tile-placeholder";
+    const name = document.createElement("span");
+    name.className = "tile-name";
+    const state = document.createElement("span");
+    state.className = "tile-state";
+    el.append(video, placeholder, name, state);
+    this.$("remote-grid").append(el);
+    tile = { el, video, placeholder, name, state, stream: null, hasVideo: false };
+    this.tiles.set(id, tile);
+    return tile;
+  }
+
+  setTrack({ id, stream, hasVideo }) {
+    if (!stream && !this.tiles.has(id)) return;
+    const tile = this.tile(id);
+    tile.stream = stream;
+    tile.hasVideo = hasVideo;
+    tile.video.srcObject = stream;
+    if (stream) {
+      playMedia(tile.video, () => {
+        this.$("sound-unblock").hidden = false;
+      });
+    }
+    this.render();
+  }
+
+  render() {
+    const grid = this.$("remote-grid");
+    // participants who are in the room (or still have media) get a tile, in join order
+    const visible = [...this.participants.values()]
+      .filter((p) => p.state !== "left" || (this.tiles.get(p.id) && this.tiles.get(p.id).stream))
+      .sort((a, b) => (a.joined_at || 0) - (b.joined_at || 0));
+    const keep = new Set(visible.map((p) => p.id));
+    for (const [id, tile] of this.tiles) {
+      if (!keep.has(id) && !tile.stream) {
+        tile.video.srcObject = null;
+        tile.el.remove();
+        this.tiles.delete(id);
+      }
+    }
+    for (const p of visible) {
+      const tile = this.tile(p.id);
+      grid.append(tile.el); // keeps the order
+      tile.name.textContent = p.display_name || p.id;
+      tile.el.dataset.state = p.state || "connected";
+      tile.state.textContent = p.state && p.state !== "connected" ? t(`pstate.${p.state}`) : "";
+      tile.placeholder.textContent = tile.hasVideo ? "" : (tile.stream ? t("call.noVideo") : t("call.waitingVideo"));
+      tile.placeholder.hidden = tile.hasVideo;
+    }
+    grid.dataset.count = String(Math.max(1, this.tiles.size));
+    this.renderParticipants();
+  }
+
+  renderParticipants() {
+    const box = this.$("participants");
+    box.textContent = "";
+    const me = document.createElement("span");
+    me.className = "who";
+    me.dataset.state = this.signal.status === "open" ? "connected" : "reconnecting";
+    me.textContent = t("call.you");
+    box.append(me);
+    for (const p of this.participants.values()) {
+      const s = document.createElement("span");
+      s.className = "who";
+      s.dataset.testid = "participant";
+      s.dataset.participant = p.id;
+      s.dataset.state = p.state || "connected";
+      s.textContent = `${p.display_name || p.id} · ${t(`pstate.${p.state || "connected"}`)}`;
+      box.append(s);
+    }
+  }
+
+  renderButtons() {
+    const mute = this.$("mute");
+    mute.setAttribute("aria-pressed", String(this.muted));
+    mute.querySelector(".txt").textContent = t(this.muted ? "call.unmute" : "call.mute");
+    const cam = this.$("camera-off");
+    cam.setAttribute("aria-pressed", String(this.cameraOff));
+    cam.querySelector(".txt").textContent = t(this.cameraOff ? "call.cameraOn" : "call.cameraOff");
+  }
+
+  renderQuality() {
+    const q = this.$("net-quality");
+    const level = this.quality.level || "unknown";
+    q.dataset.level = level;
+    q.dataset.relay = String(Boolean(this.quality.relay));
+    q.querySelector(".txt").textContent = `${t("net.quality")}: ${t(`quality.${level}`)}`;
+    const parts = [];
+    if (this.quality.rtt !== null && this.quality.rtt !== undefined) parts.push(`RTT ${Math.round(this.quality.rtt * 1000)} ms`);
+    if (this.quality.loss !== null && this.quality.loss !== undefined) parts.push(`loss ${(this.quality.loss * 100).toFixed(1)} %`);
+    if (this.quality.bitrate) parts.push(`${Math.round(this.quality.bitrate / 1000)} kbit/s`);
+    if (this.quality.relay) parts.push("TURN");
+    q.title = parts.join(" · ");
+  }
+
+  renderBanner() {
+    const banner = this.$("banner-reconnecting");
+    let key = null;
+    if (this.signal.status !== "open") key = "call.reconnecting";
+    else if (["disconnected", "failed", "reconnecting"].includes(this.rtcState)) key = "call.mediaReconnecting";
+    banner.hidden = !key;
+    banner.textContent = key ? t(key) : "";
+    this.renderParticipants();
+  }
+
+  renderAll() {
+    this.render();
+    this.renderButtons();
+    this.renderQuality();
+    this.renderBanner();
+  }
+}

@@ -1,0 +1,592 @@
+// The call machinery shared by the kiosk and the expert workstation (docs/signaling.md):
+//
+// - `Signal`: the page WebSocket. Authenticates first, pings every 10 s, reconnects with backoff,
+//   matches replies to requests by `id`/`ref`.
+// - `RoomCall`: one consult room. A NEW RTCPeerConnection per join (and per rejoin); the server
+//   always offers, the page answers after ICE gathering (bounded) and trickles what comes later.
+//   Forwarded tracks arrive with stream id = the publisher's participant id.
+// - local media (camera + microphone with dev constraints), a mic level meter, and the network
+//   quality estimate from getStats().
+
+import { goToLogin } from "./api.js";
+
+export const PING_INTERVAL_MS = 10_000;
+export const GATHER_TIMEOUT_MS = 2_000;
+const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
+const BACKOFF_MAX_MS = 10_000;
+const ROOM_KEY = "hz.room";
+const CLOSE_UNAUTHENTICATED = 4401;
+
+/** Page options from the URL: `?ice=relay` forces TURN; `?video=320x240` caps the camera. */
+export function urlOptions(search = window.location.search) {
+  const q = new URLSearchParams(search);
+  const m = /^(\d{2,4})x(\d{2,4})$/.exec(q.get("video") || "");
+  return {
+    relay: q.get("ice") === "relay",
+    video: m ? { width: Number(m[1]), height: Number(m[2]) } : null,
+  };
+}
+
+// ---- the page WebSocket -------------------------------------------------------------------
+
+/**
+ * Events (EventTarget): `status` (detail: "connecting" | "open" | "closed"), `ready`
+ * (detail: {user, role}), `message` (detail: every server message after `ready`).
+ */
+export class Signal extends EventTarget {
+  constructor(token) {
+    super();
+    this.token = token;
+    this.ws = null;
+    this.status = "closed";
+    this.user = null;
+    this.role = null;
+    this.attempt = 0;
+    this.seq = 0;
+    this.pending = new Map(); // id -> {resolve, reject, timer}
+    this.pingTimer = 0;
+    this.retryTimer = 0;
+    this.stopped = false;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.pingTimer);
+    if (this.ws) this.ws.close(1000, "bye");
+    this.ws = null;
+  }
+
+  setStatus(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this.dispatchEvent(new CustomEvent("status", { detail: status }));
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${window.location.host}/api/ws`);
+    this.ws = ws;
+    this.setStatus("connecting");
+    ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.token }));
+    ws.onmessage = (ev) => {
+      if (ws !== this.ws) return;
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      this.onMessage(msg);
+    };
+    ws.onclose = (ev) => {
+      if (ws !== this.ws) return;
+      this.ws = null;
+      clearInterval(this.pingTimer);
+      for (const [, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(Object.assign(new Error("connection lost"), { code: "network" }));
+      }
+      this.pending.clear();
+      this.setStatus("closed");
+      if (ev.code === CLOSE_UNAUTHENTICATED) {
+        this.stopped = true;
+        goToLogin("session.expired");
+        return;
+      }
+      if (this.stopped) return;
+      const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+      this.attempt += 1;
+      const delay = Math.min(BACKOFF_MAX_MS, base * (0.8 + Math.random() * 0.4));
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+    };
+  }
+
+  onMessage(msg) {
+    if (msg.type === "ready") {
+      this.attempt = 0;
+      this.user = msg.user;
+      this.role = msg.role;
+      clearInterval(this.pingTimer);
+      this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
+      this.setStatus("open");
+      this.dispatchEvent(new CustomEvent("ready", { detail: msg }));
+      return;
+    }
+    if (msg.ref && this.pending.has(msg.ref)) {
+      const p = this.pending.get(msg.ref);
+      this.pending.delete(msg.ref);
+      clearTimeout(p.timer);
+      if (msg.type === "error") {
+        p.reject(Object.assign(new Error(msg.message || msg.code), { code: msg.code }));
+      } else {
+        p.resolve(msg);
+      }
+    }
+    this.dispatchEvent(new CustomEvent("message", { detail: msg }));
+  }
+
+  /** Sends a message; returns false when the socket is not open. */
+  send(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || this.status !== "open") return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** Sends with an `id`; resolves with the reply carrying it as `ref`, rejects on `error`. */
+  request(msg, timeoutMs = 15_000) {
+    const id = `m-${++this.seq}`;
+    return new Promise((resolve, reject) => {
+      if (!this.send({ ...msg, id })) {
+        reject(Object.assign(new Error("not connected"), { code: "network" }));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(Object.assign(new Error("no answer from the server"), { code: "timeout" }));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+    });
+  }
+}
+
+// ---- local media --------------------------------------------------------------------------
+
+export async function getLocalMedia({ video = null } = {}) {
+  const v = video
+    ? { width: { ideal: video.width }, height: { ideal: video.height }, frameRate: { ideal: 15 } }
+    : { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20 } }; // 4G-friendly
+  return navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    video: v,
+  });
+}
+
+/** Microphone level 0…1 from an AnalyserNode; `onLevel(level)` about 15 times a second. */
+export class LevelMeter {
+  constructor(stream, onLevel) {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    this.ctx = new Ctx();
+    this.source = this.ctx.createMediaStreamSource(stream);
+    this.analyser = this.ctx.createAnalyser();
+    this.analyser.fftSize = 1024;
+    this.source.connect(this.analyser);
+    this.buf = new Float32Array(this.analyser.fftSize);
+    this.timer = setInterval(() => {
+      this.analyser.getFloatTimeDomainData(this.buf);
+      let sum = 0;
+      for (const x of this.buf) sum += x * x;
+      const rms = Math.sqrt(sum / this.buf.length);
+      onLevel(Math.min(1, rms * 4));
+    }, 66);
+    if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
+  }
+
+  resume() {
+    if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    try {
+      this.source.disconnect();
+    } catch {
+      // already disconnected
+    }
+    this.ctx.close().catch(() => {});
+  }
+}
+
+// ---- network quality ----------------------------------------------------------------------
+
+/**
+ * good / fair / poor from the selected candidate pair's round-trip time and available outgoing
+ * bitrate and the inbound packet loss since the previous sample.
+ */
+export function classifyQuality({ rtt, loss, bitrate }) {
+  if (rtt === null && loss === null && bitrate === null) return "unknown";
+  let level = 0; // 0 good, 1 fair, 2 poor
+  if (rtt !== null) level = Math.max(level, rtt > 0.6 ? 2 : rtt > 0.25 ? 1 : 0);
+  if (loss !== null) level = Math.max(level, loss > 0.08 ? 2 : loss > 0.02 ? 1 : 0);
+  // the estimate only ramps up as far as the encoder needs: 250 kbit/s carries 640×480 video
+  if (bitrate !== null) level = Math.max(level, bitrate < 120_000 ? 2 : bitrate < 250_000 ? 1 : 0);
+  return ["good", "fair", "poor"][level];
+}
+
+/** The selected candidate pair and its local/remote candidates from an RTCStatsReport. */
+export function selectedPair(report) {
+  let pair = null;
+  for (const s of report.values()) {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId);
+  }
+  if (!pair) {
+    for (const s of report.values()) {
+      if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
+    }
+  }
+  if (!pair) return null;
+  return {
+    pair,
+    local: report.get(pair.localCandidateId) || null,
+    remote: report.get(pair.remoteCandidateId) || null,
+  };
+}
+
+// ---- one room -----------------------------------------------------------------------------
+
+export function savedRoom() {
+  return sessionStorage.getItem(ROOM_KEY);
+}
+
+/**
+ * A page's presence in one consult room. Events: `state` (room.state arrived; detail: the
+ * message), `participants` (detail: Map id → participant), `track` (detail: {id, stream}: the
+ * participant's current media, null when it has none), `rtc` (detail: connection state),
+ * `quality` (detail: {level, rtt, loss, bitrate}), `ended` (detail: reason: "left", "closed",
+ * "replaced").
+ */
+export class RoomCall extends EventTarget {
+  constructor(signal, { localStream, relay = false }) {
+    super();
+    this.signal = signal;
+    this.localStream = localStream;
+    this.relay = relay;
+    this.roomId = null;
+    this.pc = null;
+    this.participants = new Map();
+    this.media = new Map(); // participant id -> {audio, video} MediaStreamTracks
+    this.chain = Promise.resolve();
+    this.qualityTimer = 0;
+    this.lastInbound = null;
+    this.joinRef = null;
+    this.rejoinTimer = 0;
+    this.onSignalMessage = (ev) => this.onMessage(ev.detail);
+    this.onSignalReady = () => {
+      if (this.roomId) this.sendJoin();
+    };
+    this.onSignalStatus = (ev) => {
+      if (ev.detail === "closed" && this.roomId) this.dropMedia("reconnecting");
+    };
+    signal.addEventListener("message", this.onSignalMessage);
+    signal.addEventListener("ready", this.onSignalReady);
+    signal.addEventListener("status", this.onSignalStatus);
+  }
+
+  /** Joins (or, after a reload, rejoins) `roomId`; kept in sessionStorage until hang-up. */
+  join(roomId) {
+    this.roomId = roomId;
+    sessionStorage.setItem(ROOM_KEY, roomId);
+    if (this.signal.status === "open") this.sendJoin();
+  }
+
+  sendJoin() {
+    this.joinRef = `join-${Date.now()}`;
+    this.signal.send({ type: "room.join", room_id: this.roomId, id: this.joinRef });
+  }
+
+  /** Hang up: room.leave, then everything is released. */
+  async leave() {
+    const roomId = this.roomId;
+    if (roomId) {
+      try {
+        await this.signal.request({ type: "room.leave", room_id: roomId }, 5000);
+      } catch {
+        // not connected or already gone: the server's grace period ends our place
+      }
+    }
+    this.end("left");
+  }
+
+  end(reason) {
+    if (!this.roomId && !this.pc) return;
+    this.roomId = null;
+    sessionStorage.removeItem(ROOM_KEY);
+    this.closePc();
+    this.signal.removeEventListener("message", this.onSignalMessage);
+    this.signal.removeEventListener("ready", this.onSignalReady);
+    this.signal.removeEventListener("status", this.onSignalStatus);
+    this.dispatchEvent(new CustomEvent("ended", { detail: reason }));
+  }
+
+  setMuted(muted) {
+    for (const t of this.localStream.getAudioTracks()) t.enabled = !muted;
+  }
+
+  setCameraOff(off) {
+    for (const t of this.localStream.getVideoTracks()) t.enabled = !off;
+  }
+
+  // -- signaling ------------------------------------------------------------------------------
+
+  onMessage(msg) {
+    if (msg.room_id && msg.room_id !== this.roomId) return;
+    switch (msg.type) {
+      case "room.state":
+        this.onRoomState(msg);
+        break;
+      case "room.participant": {
+        const p = msg.participant;
+        if (!p || p.id === this.signal.user) break;
+        this.participants.set(p.id, p);
+        if (p.state === "left") this.setMedia(p.id, null);
+        this.emit("participants", this.participants);
+        break;
+      }
+      case "rtc.offer": {
+        const pc = this.pc;
+        if (!pc) break;
+        this.chain = this.chain.then(() => this.answer(pc, msg.sdp)).catch((err) => {
+          console.warn("answering the offer failed", err);
+        });
+        break;
+      }
+      case "rtc.state":
+        this.emit("rtc", msg.state);
+        break;
+      case "room.replaced":
+        this.end("replaced");
+        break;
+      case "error":
+        if (msg.ref && msg.ref === this.joinRef) this.end("closed"); // room gone or not ours
+        break;
+      default:
+    }
+  }
+
+  onRoomState(msg) {
+    this.participants = new Map(
+      (msg.participants || []).filter((p) => p.id !== this.signal.user).map((p) => [p.id, p]),
+    );
+    this.newPc(msg.ice_servers || []);
+    this.emit("state", msg);
+    this.emit("participants", this.participants);
+  }
+
+  newPc(iceServers) {
+    this.closePc();
+    const config = { iceServers, bundlePolicy: "max-bundle" };
+    if (this.relay) config.iceTransportPolicy = "relay";
+    const pc = new RTCPeerConnection(config);
+    pc.tracksAdded = false;
+    pc.answered = false;
+    this.pc = pc;
+    this.chain = Promise.resolve();
+    this.lastInbound = null;
+    pc.onicecandidate = (ev) => {
+      // Candidates found before the answer went out are in its SDP; later ones trickle.
+      if (pc !== this.pc || !pc.answered || !ev.candidate || !ev.candidate.candidate) return;
+      this.signal.send({
+        type: "rtc.candidate",
+        room_id: this.roomId,
+        candidate: {
+          candidate: ev.candidate.candidate,
+          sdpMid: ev.candidate.sdpMid,
+          sdpMLineIndex: ev.candidate.sdpMLineIndex,
+        },
+      });
+    };
+    pc.ontrack = (ev) => {
+      if (pc !== this.pc) return;
+      const stream = ev.streams && ev.streams[0];
+      const id = stream && stream.id;
+      if (!id || id === this.signal.user) return;
+      const m = this.media.get(id) || {};
+      m[ev.track.kind] = ev.track;
+      this.media.set(id, m);
+      // An inactive transceiver (the publisher left or reconnects) removes the track.
+      stream.onremovetrack = (e) => {
+        const cur = this.media.get(id);
+        if (cur && cur[e.track.kind] === e.track) {
+          delete cur[e.track.kind];
+          this.emitTrack(id);
+        }
+      };
+      this.emitTrack(id);
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.pc) return;
+      this.emit("rtc", pc.connectionState);
+      if (pc.connectionState === "failed" && this.signal.status === "open") {
+        // aiortc has no ICE restart: rejoin with a new peer connection.
+        clearTimeout(this.rejoinTimer);
+        this.rejoinTimer = setTimeout(() => this.roomId && this.sendJoin(), 1000);
+      }
+    };
+    clearInterval(this.qualityTimer);
+    this.qualityTimer = setInterval(() => this.sampleQuality(), 2000);
+  }
+
+  closePc() {
+    clearInterval(this.qualityTimer);
+    clearTimeout(this.rejoinTimer);
+    if (this.pc) {
+      this.pc.ontrack = null;
+      this.pc.onicecandidate = null;
+      this.pc.onconnectionstatechange = null;
+      this.pc.close();
+    }
+    this.pc = null;
+    for (const id of [...this.media.keys()]) this.setMedia(id, null);
+  }
+
+  /** The WebSocket dropped: the media path goes with it (the rejoin builds a new one). */
+  dropMedia(state) {
+    this.closePc();
+    this.emit("rtc", state);
+  }
+
+  async answer(pc, sdp) {
+    if (pc !== this.pc) return;
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    if (!pc.tracksAdded) {
+      // The offer's first audio and video transceivers are recvonly for our camera and mic.
+      for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+      pc.tracksAdded = true;
+    }
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await waitForGathering(pc, GATHER_TIMEOUT_MS);
+    if (pc !== this.pc) return;
+    this.signal.send({ type: "rtc.answer", room_id: this.roomId, sdp: pc.localDescription.sdp });
+    pc.answered = true;
+  }
+
+  // -- media ----------------------------------------------------------------------------------
+
+  setMedia(id, m) {
+    if (m) this.media.set(id, m);
+    else this.media.delete(id);
+    this.emitTrack(id);
+  }
+
+  emitTrack(id) {
+    const m = this.media.get(id);
+    const tracks = m ? [m.video, m.audio].filter(Boolean) : [];
+    this.emit("track", { id, stream: tracks.length ? new MediaStream(tracks) : null, hasVideo: Boolean(m && m.video) });
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  async sampleQuality() {
+    const pc = this.pc;
+    if (!pc || pc.connectionState !== "connected") return;
+    let report;
+    try {
+      report = await pc.getStats();
+    } catch {
+      return;
+    }
+    if (pc !== this.pc) return;
+    const sel = selectedPair(report);
+    const rtt = sel && Number.isFinite(sel.pair.currentRoundTripTime) ? sel.pair.currentRoundTripTime : null;
+    const bitrate = sel && Number.isFinite(sel.pair.availableOutgoingBitrate) ? sel.pair.availableOutgoingBitrate : null;
+    let lost = 0;
+    let received = 0;
+    for (const s of report.values()) {
+      if (s.type === "inbound-rtp") {
+        lost += Math.max(0, s.packetsLost || 0);
+        received += s.packetsReceived || 0;
+      }
+    }
+    let loss = null;
+    if (this.lastInbound) {
+      const dl = lost - this.lastInbound.lost;
+      const dr = received - this.lastInbound.received;
+      if (dl + dr > 0) loss = Math.max(0, dl) / (Math.max(0, dl) + Math.max(0, dr));
+    }
+    this.lastInbound = { lost, received };
+    const level = classifyQuality({ rtt, loss, bitrate });
+    this.emit("quality", { level, rtt, loss, bitrate, relay: Boolean(sel && sel.local && sel.local.candidateType === "relay") });
+  }
+
+  /**
+   * For tests and field diagnosis: per remote participant the decoded video frames and received
+   * audio samples, and the selected candidate pair's types.
+   */
+  async diagnostics() {
+    const out = { participants: {}, pair: null, state: this.pc ? this.pc.connectionState : "none" };
+    const pc = this.pc;
+    if (!pc) return out;
+    for (const [id, m] of this.media) {
+      const entry = { framesDecoded: 0, audioSamples: 0, audioPackets: 0, hasVideo: Boolean(m.video), hasAudio: Boolean(m.audio) };
+      for (const kind of ["video", "audio"]) {
+        const track = m[kind];
+        if (!track) continue;
+        const report = await pc.getStats(track);
+        for (const s of report.values()) {
+          if (s.type !== "inbound-rtp") continue;
+          if (kind === "video") entry.framesDecoded += s.framesDecoded || 0;
+          else {
+            entry.audioSamples += s.totalSamplesReceived || 0;
+            entry.audioPackets += s.packetsReceived || 0;
+          }
+        }
+      }
+      out.participants[id] = entry;
+    }
+    const sel = selectedPair(await pc.getStats());
+    if (sel) {
+      out.pair = {
+        local: sel.local && sel.local.candidateType,
+        remote: sel.remote && sel.remote.candidateType,
+        rtt: sel.pair.currentRoundTripTime ?? null,
+      };
+    }
+    return out;
+  }
+}
+
+/** Resolves when ICE gathering is complete, or after `timeoutMs` (the rest then trickles). */
+export function waitForGathering(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (complete) => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve(complete);
+    };
+    const check = () => {
+      if (pc.iceGatheringState === "complete") done(true);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+/** "mm:ss" (or "h:mm:ss") since `startMs`. */
+export function elapsed(startMs, now = Date.now()) {
+  const s = Math.max(0, Math.floor((now - startMs) / 1000));
+  const h = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+/**
+ * Plays a media element; when the browser blocks autoplay with sound (a reload mid-call has no
+ * user gesture) it plays muted and calls `onBlocked()` so the page can offer "tap for sound".
+ */
+export async function playMedia(el, onBlocked) {
+  try {
+    await el.play();
+  } catch (err) {
+    if (err && err.name === "NotAllowedError" && !el.muted) {
+      el.muted = true;
+      try {
+        await el.play();
+      } catch {
+        // still blocked: the tap brings it back
+      }
+      if (onBlocked) onBlocked(el);
+    }
+    // AbortError: a newer srcObject replaced this one; nothing to do
+  }
+}

@@ -1,0 +1,426 @@
+// expert.html: the county expert's workstation. Ringing consult requests and invitations; in a
+// consult, the video beside the attached study in the imaging viewer; invite a colleague.
+
+import { applyI18n, onLangChange, t, toggleLang } from "./i18n.js";
+import { getSession, logout, setLoginPage, watchExpiry } from "./api.js";
+import { bindSignIn, signInMarkup } from "./signin.js";
+import { RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
+import { CallView } from "./call-ui.js";
+import { Viewer, viewerMarkup } from "./viewer-core.js";
+import { DEPARTMENTS_FOR_INVITE } from "./departments.js";
+
+const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+const opts = urlOptions();
+const RING_EVERY_MS = 3000;
+
+const state = {
+  signal: null,
+  stream: null,
+  ringing: new Map(), // consult id -> {consult, seenAt}
+  invitations: new Map(), // room id -> {room_id, from, consult}
+  call: null,
+  view: null,
+  viewer: null,
+  consult: null, // the consult of the current room
+  tickTimer: 0,
+  ringTimer: 0,
+  audio: null,
+};
+
+function showView(id) {
+  for (const v of ["login-view", "lobby-view", "call-view"]) document.getElementById(v).hidden = v !== id;
+}
+
+function notice(key, kind = "info", params = {}) {
+  const box = $("notice");
+  if (!key) {
+    box.hidden = true;
+    delete box.dataset.i18n;
+    return;
+  }
+  box.dataset.i18n = key;
+  box.dataset.kind = kind;
+  box.textContent = t(key, params);
+  box.hidden = false;
+}
+
+// ---- ringing ------------------------------------------------------------------------------
+
+function createdMs(consult) {
+  const c = Number(consult.created_at);
+  return Number.isFinite(c) && c > 0 ? c * 1000 : Date.now();
+}
+
+function consultCard(consult, { invitation = null } = {}) {
+  const card = document.createElement("article");
+  card.className = `consult-card${invitation ? " invitation" : ""}`;
+  card.dataset.testid = invitation ? "invite-card" : "consult-ring";
+  card.dataset.consultId = consult ? consult.id : "";
+  card.dataset.urgency = (consult && consult.urgency) || "routine";
+  const stripe = document.createElement("div");
+  stripe.className = "stripe";
+  const body = document.createElement("div");
+  body.className = "body";
+  const line1 = document.createElement("div");
+  line1.className = "line1";
+  if (invitation) {
+    const who = document.createElement("span");
+    who.className = "patient";
+    who.textContent = t("expert.invitedBy", { from: invitation.from });
+    line1.append(who);
+  }
+  if (consult) {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.dataset.urgency = consult.urgency;
+    badge.textContent = t(`urgency.${consult.urgency}`);
+    const patient = document.createElement("span");
+    patient.className = invitation ? "meta" : "patient";
+    patient.dataset.testid = "consult-ring-patient";
+    patient.textContent = [consult.patient_name, consult.patient_id].filter(Boolean).join(" · ") || "—";
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = `${t("expert.clinic")}: ${consult.clinic} · ${t(`dept.${consult.department}`)}`;
+    const el = document.createElement("span");
+    el.className = "elapsed";
+    el.dataset.testid = "consult-elapsed";
+    el.dataset.since = String(createdMs(consult));
+    el.textContent = t("expert.waitingFor", { t: elapsed(createdMs(consult)) });
+    line1.prepend(badge);
+    line1.append(patient, meta);
+    if (!invitation) line1.append(el);
+    const q = document.createElement("div");
+    q.className = "question";
+    q.textContent = consult.question;
+    body.append(line1, q);
+  } else {
+    body.append(line1);
+  }
+  const button = document.createElement("button");
+  button.type = "button";
+  if (invitation) {
+    button.className = "primary";
+    button.dataset.testid = "invite-join";
+    button.textContent = t("expert.join");
+    button.addEventListener("click", () => joinInvitation(invitation));
+  } else {
+    button.className = "accept";
+    button.dataset.testid = "consult-accept";
+    button.textContent = t("expert.accept");
+    button.addEventListener("click", () => accept(consult, button));
+  }
+  card.append(stripe, body, button);
+  return card;
+}
+
+function renderLobby() {
+  const list = $("consult-list");
+  list.textContent = "";
+  const order = { emergency: 0, urgent: 1, routine: 2 };
+  const items = [...state.ringing.values()].map((r) => r.consult).sort(
+    (a, b) => (order[a.urgency] ?? 3) - (order[b.urgency] ?? 3) || createdMs(a) - createdMs(b),
+  );
+  for (const c of items) list.append(consultCard(c));
+  $("consult-empty").hidden = items.length > 0;
+  const count = $("ring-count");
+  count.dataset.n = String(items.length);
+  count.textContent = items.length ? String(items.length) : "";
+  const inv = $("invite-list");
+  inv.textContent = "";
+  for (const i of state.invitations.values()) inv.append(consultCard(i.consult, { invitation: i }));
+  $("invite-section").hidden = state.invitations.size === 0;
+  const n = items.length + state.invitations.size;
+  document.title = n && !state.call ? `(${n}) ${t("expert.title")}` : t("expert.title");
+  updateRinging();
+}
+
+function tick() {
+  for (const el of document.querySelectorAll("[data-testid=consult-elapsed]")) {
+    el.textContent = t("expert.waitingFor", { t: elapsed(Number(el.dataset.since)) });
+  }
+}
+
+/** A soft two-tone chime every few seconds while something rings and we are not in a call. */
+function updateRinging() {
+  const ringing = !state.call && (state.ringing.size > 0 || state.invitations.size > 0);
+  if (ringing && !state.ringTimer) {
+    chime();
+    state.ringTimer = setInterval(chime, RING_EVERY_MS);
+  } else if (!ringing && state.ringTimer) {
+    clearInterval(state.ringTimer);
+    state.ringTimer = 0;
+  }
+}
+
+function chime() {
+  try {
+    if (!state.audio) state.audio = new (window.AudioContext || window.webkitAudioContext)();
+    const ctx = state.audio;
+    if (ctx.state === "suspended") {
+      ctx.resume().catch(() => {});
+      return; // no user gesture yet: the visual ring carries it
+    }
+    const now = ctx.currentTime;
+    for (const [i, f] of [[0, 880], [1, 660]]) {
+      const o = ctx.createOscillator();
+      const g = ctx.createGain();
+      o.frequency.value = f;
+      g.gain.setValueAtTime(0.0001, now + i * 0.25);
+      g.gain.exponentialRampToValueAtTime(0.2, now + i * 0.25 + 0.02);
+      g.gain.exponentialRampToValueAtTime(0.0001, now + i * 0.25 + 0.22);
+      o.connect(g).connect(ctx.destination);
+      o.start(now + i * 0.25);
+      o.stop(now + i * 0.25 + 0.24);
+    }
+  } catch {
+    // no audio output: the visual ring is enough
+  }
+}
+
+async function ensureStream() {
+  if (state.stream) return state.stream;
+  try {
+    state.stream = await getLocalMedia(opts);
+  } catch (err) {
+    notice("media.failed", "error", { message: err.message });
+    state.stream = new MediaStream(); // the expert can still see and hear the clinic
+  }
+  return state.stream;
+}
+
+async function accept(consult, button) {
+  button.disabled = true;
+  button.textContent = t("expert.accepting");
+  notice(null);
+  await ensureStream();
+  try {
+    const reply = await state.signal.request({ type: "consult.accept", consult_id: consult.id });
+    state.ringing.delete(consult.id);
+    enterCall(reply.consult.room_id, reply.consult);
+  } catch (err) {
+    state.ringing.delete(consult.id);
+    if (err.code === "conflict") notice("expert.taken");
+    else notice("consult.startFailed", "error", { message: err.message });
+    renderLobby();
+  }
+}
+
+async function joinInvitation(invitation) {
+  state.invitations.delete(invitation.room_id);
+  notice(null);
+  await ensureStream();
+  enterCall(invitation.room_id, invitation.consult);
+}
+
+// ---- in the consult -----------------------------------------------------------------------
+
+function renderConsultInfo() {
+  const c = state.consult;
+  $("consult-patient").textContent = c
+    ? [t(`urgency.${c.urgency}`), c.patient_name, c.patient_id, `${t("expert.clinic")}: ${c.clinic}`].filter(Boolean).join(" · ")
+    : "";
+  $("consult-question-text").textContent = c ? `${t("expert.question")}: ${c.question}` : "";
+}
+
+function openStudy(studyUid) {
+  const pane = $("study-pane");
+  if (state.viewer && state.viewer.studyUid === studyUid) return;
+  closeStudy();
+  if (!studyUid) {
+    const empty = document.createElement("div");
+    empty.className = "study-empty";
+    empty.dataset.testid = "study-empty";
+    empty.dataset.i18n = "expert.noStudy";
+    empty.textContent = t("expert.noStudy");
+    pane.append(empty);
+    return;
+  }
+  const root = document.createElement("div");
+  root.className = "viewer embedded";
+  root.innerHTML = viewerMarkup();
+  pane.append(root);
+  applyI18n(root);
+  const viewer = new Viewer(root, studyUid, { globalKeys: false, setTitle: false });
+  state.viewer = viewer;
+  window.huizhenViewer = viewer;
+  viewer.start().catch((err) => viewer.status(t("viewer.error", { message: err.message }), true));
+}
+
+function closeStudy() {
+  if (state.viewer) state.viewer.destroy();
+  state.viewer = null;
+  $("study-pane").textContent = "";
+}
+
+async function enterCall(roomId, consult = null) {
+  await ensureStream();
+  state.consult = consult;
+  renderConsultInfo();
+  const call = new RoomCall(state.signal, { localStream: state.stream, relay: opts.relay });
+  state.call = call;
+  window.huizhenCall = call; // for tests and field diagnosis
+  state.view = new CallView(document.querySelector("#call-view .in-call"), {
+    signal: state.signal,
+    call,
+    localStream: state.stream,
+    onHangUp: () => call.leave(),
+  });
+  call.addEventListener("state", (ev) => {
+    state.consult = ev.detail.consult || state.consult;
+    renderConsultInfo();
+    openStudy(state.consult ? state.consult.study_uid : "");
+  });
+  call.addEventListener("ended", (ev) => {
+    if (state.view) state.view.destroy();
+    state.view = null;
+    state.call = null;
+    state.consult = null;
+    closeStudy();
+    $("invite-status").textContent = "";
+    const reason = ev.detail;
+    notice(reason === "replaced" ? "call.replaced" : reason === "closed" ? "call.closed" : "call.ended");
+    showView("lobby-view");
+    renderLobby();
+  });
+  if (consult) openStudy(consult.study_uid);
+  showView("call-view");
+  updateRinging();
+  call.join(roomId);
+}
+
+async function onInvite(ev) {
+  ev.preventDefault();
+  if (!state.call || !state.call.roomId) return;
+  const username = $("invite-username").value.trim();
+  const department = $("invite-department").value;
+  if (!username && !department) return;
+  const msg = { type: "room.invite", room_id: state.call.roomId };
+  if (username) msg.username = username;
+  else msg.department = department;
+  const status = $("invite-status");
+  $("invite-send").disabled = true;
+  try {
+    await state.signal.request(msg);
+    status.textContent = t("invite.sent");
+    $("invite-username").value = "";
+    $("invite-department").value = "";
+  } catch (err) {
+    status.textContent = t("invite.failed", { message: err.message });
+  } finally {
+    $("invite-send").disabled = false;
+  }
+}
+
+function renderInviteDepartments() {
+  const sel = $("invite-department");
+  const cur = sel.value;
+  sel.textContent = "";
+  sel.append(new Option(`${t("invite.department")}…`, ""));
+  for (const d of DEPARTMENTS_FOR_INVITE) sel.append(new Option(t(`dept.${d}`), d));
+  sel.value = cur;
+}
+
+// ---- signaling ----------------------------------------------------------------------------
+
+function onSignalMessage(msg) {
+  switch (msg.type) {
+    case "consult.ringing":
+      state.ringing.set(msg.consult.id, { consult: msg.consult, seenAt: Date.now() });
+      renderLobby();
+      break;
+    case "consult.taken":
+    case "consult.cancelled":
+      if (state.ringing.delete(msg.consult_id)) renderLobby();
+      break;
+    case "room.invited":
+      if (!state.call || state.call.roomId !== msg.room_id) {
+        state.invitations.set(msg.room_id, msg);
+        renderLobby();
+      }
+      break;
+    default:
+  }
+}
+
+function renderNet() {
+  const pill = $("net-status");
+  const st = state.signal ? state.signal.status : "closed";
+  pill.hidden = false;
+  pill.dataset.state = st;
+  pill.textContent = t(`net.${st}`);
+}
+
+function renderUser(session) {
+  const u = session.user || {};
+  const box = $("user-name");
+  const dept = u.department ? ` · ${t(`dept.${u.department}`)}` : "";
+  box.textContent = t("user.signedInAs", { name: u.display_name || u.username || "" }) + dept;
+  box.hidden = false;
+}
+
+function start(session) {
+  watchExpiry(session);
+  renderUser(session);
+  $("logout").hidden = false;
+  const signal = new Signal(session.token);
+  state.signal = signal;
+  signal.addEventListener("status", renderNet);
+  signal.addEventListener("ready", () => {
+    // the server sends what is ringing now on every (re)connect
+    state.ringing.clear();
+  });
+  signal.addEventListener("message", (ev) => onSignalMessage(ev.detail));
+  signal.start();
+  renderNet();
+  renderInviteDepartments();
+  state.tickTimer = setInterval(tick, 1000);
+  const room = savedRoom();
+  if (room) {
+    enterCall(room);
+  } else {
+    showView("lobby-view");
+    renderLobby();
+  }
+}
+
+function init() {
+  setLoginPage(`expert.html${window.location.search}`);
+  document.getElementById("login-view").innerHTML = signInMarkup();
+  applyI18n(document);
+  $("lang-toggle").addEventListener("click", toggleLang);
+  $("logout").addEventListener("click", async () => {
+    if (state.call) await state.call.leave();
+    if (state.signal) state.signal.stop();
+    if (state.stream) for (const tr of state.stream.getTracks()) tr.stop();
+    logout();
+  });
+  document.querySelector("[data-testid=invite-form]").addEventListener("submit", onInvite);
+  // a click anywhere lets the chime play (browsers start audio only after a user gesture)
+  document.addEventListener("pointerdown", () => {
+    if (state.audio && state.audio.state === "suspended") state.audio.resume().catch(() => {});
+  });
+  onLangChange(() => {
+    const session = getSession();
+    if (session) renderUser(session);
+    renderNet();
+    renderLobby();
+    renderConsultInfo();
+    renderInviteDepartments();
+    const box = $("notice");
+    if (box.dataset.i18n) box.textContent = t(box.dataset.i18n);
+    for (const id of ["login-message", "login-error"]) {
+      const el = $(id);
+      if (el && el.dataset.i18n) el.textContent = t(el.dataset.i18n);
+    }
+  });
+  const session = getSession();
+  if (session) {
+    start(session);
+    return;
+  }
+  showView("login-view");
+  bindSignIn(document.getElementById("login-view"), { onSignedIn: () => start(getSession()) });
+  $("login-username").focus();
+}
+
+init();

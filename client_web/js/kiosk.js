@@ -1,0 +1,465 @@
+// kiosk.html: the township doctor's consult kiosk. Sign in (with the kiosk's device token),
+// camera/microphone self-check, the consult request, waiting, the call (js/call.js).
+
+import { applyI18n, onLangChange, t, toggleLang } from "./i18n.js";
+import {
+  TAG, apiJson, first, formatDate, getSession, logout, personName, setLoginPage, watchExpiry,
+} from "./api.js";
+import { bindSignIn, signInMarkup } from "./signin.js";
+import { LevelMeter, RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
+import { CallView } from "./call-ui.js";
+import { DEPARTMENTS } from "./departments.js";
+
+export const URGENCIES = ["routine", "urgent", "emergency"];
+const DEVICE_KEY = "hz.device_token";
+const CONSULT_KEY = "hz.consult";
+const MIC_SIGNAL_LEVEL = 0.02;
+const MIC_TIMEOUT_MS = 8000;
+const CAMERA_TIMEOUT_MS = 6000;
+
+const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+const opts = urlOptions();
+
+const state = {
+  signal: null,
+  stream: null,
+  meter: null,
+  checkSeq: 0,
+  department: null,
+  urgency: "routine",
+  studies: [],
+  consult: null, // waiting consult {consult, startedAt}
+  waitTimer: 0,
+  call: null,
+  view: null,
+  checks: { camera: { state: "pending", key: "selfcheck.pending" }, mic: { state: "pending", key: "selfcheck.pending" } },
+};
+
+function showView(id) {
+  for (const v of ["login-view", "precall-view", "waiting-view", "call-view"]) {
+    document.getElementById(v).hidden = v !== id;
+  }
+}
+
+function notice(key, kind = "info") {
+  const box = $("notice");
+  if (!key) {
+    box.hidden = true;
+    delete box.dataset.i18n;
+    return;
+  }
+  box.dataset.i18n = key;
+  box.dataset.kind = kind;
+  box.textContent = t(key);
+  box.hidden = false;
+}
+
+/** `?device_token=…` is stored once and removed from the address bar (and history). */
+function takeDeviceToken() {
+  const url = new URL(window.location.href);
+  const given = url.searchParams.get("device_token");
+  if (given) {
+    try {
+      localStorage.setItem(DEVICE_KEY, given);
+    } catch {
+      // storage unavailable: the token applies to this sign-in only
+    }
+    url.searchParams.delete("device_token");
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+    return given;
+  }
+  try {
+    return localStorage.getItem(DEVICE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+// ---- self-check ---------------------------------------------------------------------------
+
+function setCheck(which, st, key, params = {}) {
+  state.checks[which] = { state: st, key, params };
+  const li = $(`selfcheck-${which}`);
+  li.dataset.state = st;
+  li.querySelector(".mark").textContent = st === "ok" ? "✓" : st === "fail" ? "✗" : "…";
+  $(`selfcheck-${which}-text`).textContent = t(key, params);
+}
+
+function stopLocalMedia() {
+  if (state.meter) state.meter.stop();
+  state.meter = null;
+  if (state.stream) for (const tr of state.stream.getTracks()) tr.stop();
+  state.stream = null;
+}
+
+function mediaErrorKey(err) {
+  if (err && (err.name === "NotAllowedError" || err.name === "SecurityError")) return ["selfcheck.denied", {}];
+  if (err && (err.name === "NotFoundError" || err.name === "OverconstrainedError")) return ["selfcheck.missing", {}];
+  return ["selfcheck.failed", { message: (err && err.message) || String(err) }];
+}
+
+async function runSelfCheck() {
+  const seq = ++state.checkSeq;
+  stopLocalMedia();
+  setCheck("camera", "pending", "selfcheck.pending");
+  setCheck("mic", "pending", "selfcheck.pending");
+  $("mic-meter").value = 0;
+  let stream;
+  try {
+    stream = await getLocalMedia(opts);
+  } catch (err) {
+    if (seq !== state.checkSeq) return;
+    const [key, params] = mediaErrorKey(err);
+    setCheck("camera", "fail", key, params);
+    setCheck("mic", "fail", key, params);
+    return;
+  }
+  if (seq !== state.checkSeq) {
+    for (const tr of stream.getTracks()) tr.stop();
+    return;
+  }
+  state.stream = stream;
+  const preview = $("self-preview");
+  preview.srcObject = stream;
+  preview.play().catch(() => {});
+
+  // Camera: a live video track whose frames reach the preview.
+  if (!stream.getVideoTracks().length) {
+    setCheck("camera", "fail", "selfcheck.missing");
+  } else {
+    const started = Date.now();
+    const poll = () => {
+      if (seq !== state.checkSeq) return;
+      const track = stream.getVideoTracks()[0];
+      if (track.readyState !== "live") setCheck("camera", "fail", "selfcheck.failed", { message: "ended" });
+      else if (preview.videoWidth > 0 && preview.readyState >= 2) setCheck("camera", "ok", "selfcheck.ok");
+      else if (Date.now() - started > CAMERA_TIMEOUT_MS) setCheck("camera", "fail", "selfcheck.failed", { message: "no picture" });
+      else setTimeout(poll, 150);
+    };
+    poll();
+  }
+
+  // Microphone: a live audio track with some sound on it.
+  if (!stream.getAudioTracks().length) {
+    setCheck("mic", "fail", "selfcheck.missing");
+    return;
+  }
+  setCheck("mic", "pending", "selfcheck.speak");
+  const started = Date.now();
+  try {
+    state.meter = new LevelMeter(stream, (level) => {
+      if (seq !== state.checkSeq) return;
+      $("mic-meter").value = level;
+      const cur = state.checks.mic.state;
+      if (level >= MIC_SIGNAL_LEVEL && cur !== "ok") setCheck("mic", "ok", "selfcheck.ok");
+      else if (cur === "pending" && Date.now() - started > MIC_TIMEOUT_MS) setCheck("mic", "fail", "selfcheck.noSound");
+    });
+  } catch (err) {
+    setCheck("mic", "fail", "selfcheck.failed", { message: err.message });
+  }
+}
+
+// ---- the request form ---------------------------------------------------------------------
+
+function renderChoices() {
+  const depts = $("departments");
+  depts.textContent = "";
+  for (const d of DEPARTMENTS) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "choice";
+    b.dataset.testid = `dept-${d}`;
+    b.setAttribute("aria-pressed", String(state.department === d));
+    b.textContent = t(`dept.${d}`);
+    b.addEventListener("click", () => {
+      state.department = d;
+      renderChoices();
+    });
+    depts.append(b);
+  }
+  const urg = $("urgencies");
+  urg.textContent = "";
+  for (const u of URGENCIES) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = `choice urgency-${u}`;
+    b.dataset.testid = `urgency-${u}`;
+    b.setAttribute("aria-pressed", String(state.urgency === u));
+    b.textContent = t(`urgency.${u}`);
+    b.addEventListener("click", () => {
+      state.urgency = u;
+      renderChoices();
+    });
+    urg.append(b);
+  }
+}
+
+function renderStudyOptions(loading = false) {
+  const sel = $("study-select");
+  const current = sel.value;
+  sel.textContent = "";
+  const none = new Option(t(loading ? "consult.study.loading" : "consult.study.none"), "");
+  sel.append(none);
+  for (const st of state.studies) {
+    const uid = first(st, TAG.StudyInstanceUID);
+    const label = [
+      personName(st, TAG.PatientName), first(st, TAG.PatientID, ""),
+      formatDate(first(st, TAG.StudyDate, "")), first(st, TAG.StudyDescription, ""),
+    ].filter(Boolean).join(" · ");
+    sel.append(new Option(label, uid));
+  }
+  sel.value = state.studies.some((s) => first(s, TAG.StudyInstanceUID) === current) ? current : "";
+}
+
+async function loadStudies() {
+  renderStudyOptions(true);
+  try {
+    const list = await apiJson("/dicomweb/studies?includefield=all&limit=50", {
+      headers: { Accept: "application/dicom+json, application/json" },
+    });
+    state.studies = Array.isArray(list) ? list : [];
+  } catch {
+    state.studies = []; // the call works without a study
+  }
+  renderStudyOptions();
+}
+
+function onStudyChosen() {
+  const uid = $("study-select").value;
+  const st = state.studies.find((s) => first(s, TAG.StudyInstanceUID) === uid);
+  if (!st) return;
+  if (!$("patient-name").value.trim()) $("patient-name").value = personName(st, TAG.PatientName);
+  if (!$("patient-id").value.trim()) $("patient-id").value = first(st, TAG.PatientID, "");
+}
+
+function formError(key, params) {
+  const box = $("consult-error");
+  box.hidden = !key;
+  box.textContent = key ? t(key, params) : "";
+}
+
+async function onCall(ev) {
+  ev.preventDefault();
+  formError(null);
+  notice(null);
+  const question = $("consult-question").value.trim();
+  if (!state.department || !question) {
+    formError("consult.missing");
+    return;
+  }
+  if (state.meter) state.meter.resume(); // a user gesture: audio may start now
+  const button = $("call-start");
+  button.disabled = true;
+  try {
+    const reply = await state.signal.request({
+      type: "consult.start",
+      department: state.department,
+      urgency: state.urgency,
+      question,
+      patient_name: $("patient-name").value.trim(),
+      patient_id: $("patient-id").value.trim(),
+      study_uid: $("study-select").value,
+    });
+    startWaiting({ consult: reply.consult, startedAt: Date.now() });
+  } catch (err) {
+    formError("consult.startFailed", { message: err.message });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- waiting ------------------------------------------------------------------------------
+
+function startWaiting(waiting) {
+  state.consult = waiting;
+  sessionStorage.setItem(CONSULT_KEY, JSON.stringify(waiting));
+  showView("waiting-view");
+  renderWaiting();
+  clearInterval(state.waitTimer);
+  state.waitTimer = setInterval(renderWaiting, 500);
+}
+
+function renderWaiting() {
+  const w = state.consult;
+  if (!w) return;
+  const c = w.consult;
+  $("waiting-heading").textContent = t("waiting.heading", { dept: t(`dept.${c.department}`) });
+  $("waiting-elapsed").textContent = elapsed(w.startedAt);
+  $("waiting-summary").textContent = [
+    t(`urgency.${c.urgency}`), c.patient_name, c.patient_id, c.question,
+  ].filter(Boolean).join(" · ");
+}
+
+function stopWaiting() {
+  clearInterval(state.waitTimer);
+  state.consult = null;
+  sessionStorage.removeItem(CONSULT_KEY);
+}
+
+async function onCancel() {
+  const w = state.consult;
+  if (!w) return;
+  $("call-cancel").disabled = true;
+  try {
+    await state.signal.request({ type: "consult.cancel", consult_id: w.consult.id });
+    stopWaiting();
+    showPrecall();
+    notice("waiting.cancelled");
+  } catch {
+    // already accepted (consult.accepted is on its way) or offline: keep waiting
+  } finally {
+    $("call-cancel").disabled = false;
+  }
+}
+
+// ---- the call -----------------------------------------------------------------------------
+
+function showPrecall() {
+  showView("precall-view");
+  if (!state.stream) runSelfCheck();
+}
+
+async function enterCall(roomId) {
+  stopWaiting();
+  notice(null);
+  if (state.meter) state.meter.stop();
+  state.meter = null;
+  if (!state.stream) {
+    try {
+      state.stream = await getLocalMedia(opts);
+    } catch (err) {
+      notice("media.failed", "error");
+      state.stream = new MediaStream(); // the expert can still speak to and see the clinic
+    }
+  }
+  const call = new RoomCall(state.signal, { localStream: state.stream, relay: opts.relay });
+  state.call = call;
+  window.huizhenCall = call; // for tests and field diagnosis
+  state.view = new CallView(document.getElementById("call-view"), {
+    signal: state.signal,
+    call,
+    localStream: state.stream,
+    onHangUp: () => call.leave(),
+  });
+  call.addEventListener("ended", (ev) => {
+    if (state.view) state.view.destroy();
+    state.view = null;
+    state.call = null;
+    const reason = ev.detail;
+    notice(reason === "replaced" ? "call.replaced" : reason === "closed" ? "call.closed" : "call.ended");
+    showPrecall();
+    // the self-check preview shows the camera again
+    $("self-preview").srcObject = state.stream;
+  });
+  showView("call-view");
+  call.join(roomId);
+}
+
+function onSignalMessage(msg) {
+  if (msg.type === "consult.accepted" && state.consult && msg.consult.id === state.consult.consult.id) {
+    enterCall(msg.consult.room_id);
+  } else if (msg.type === "consult.cancelled" && state.consult && msg.consult_id === state.consult.consult.id) {
+    stopWaiting();
+    showPrecall();
+  }
+}
+
+function renderNet() {
+  const pill = $("net-status");
+  const st = state.signal ? state.signal.status : "closed";
+  pill.hidden = false;
+  pill.dataset.state = st;
+  pill.textContent = t(`net.${st}`);
+}
+
+// ---- start --------------------------------------------------------------------------------
+
+function renderUser(session) {
+  const u = session.user || {};
+  const box = $("user-name");
+  box.textContent = t("user.signedInAs", { name: u.display_name || u.username || "" });
+  box.hidden = false;
+}
+
+function start(session) {
+  watchExpiry(session);
+  renderUser(session);
+  $("logout").hidden = false;
+  const signal = new Signal(session.token);
+  state.signal = signal;
+  signal.addEventListener("status", renderNet);
+  signal.addEventListener("message", (ev) => onSignalMessage(ev.detail));
+  signal.start();
+  renderNet();
+  renderChoices();
+  loadStudies();
+  const room = savedRoom();
+  if (room) {
+    enterCall(room); // a reload mid-call: rejoin the same room with a new peer connection
+    return;
+  }
+  let waiting = null;
+  try {
+    waiting = JSON.parse(sessionStorage.getItem(CONSULT_KEY) || "null");
+  } catch {
+    waiting = null;
+  }
+  if (waiting && waiting.consult) {
+    startWaiting(waiting);
+    runSelfCheck();
+  } else {
+    showPrecall();
+  }
+}
+
+function init() {
+  const deviceToken = takeDeviceToken();
+  // keep dev/diagnosis parameters (?ice=relay, ?video=…) across a forced sign-in
+  setLoginPage(`kiosk.html${window.location.search}`);
+  document.getElementById("login-view").innerHTML = signInMarkup();
+  applyI18n(document);
+  $("lang-toggle").addEventListener("click", toggleLang);
+  $("logout").addEventListener("click", async () => {
+    if (state.call) await state.call.leave();
+    if (state.consult) await onCancel();
+    if (state.signal) state.signal.stop();
+    stopLocalMedia();
+    logout();
+  });
+  document.querySelector("[data-testid=consult-form]").addEventListener("submit", onCall);
+  $("call-cancel").addEventListener("click", onCancel);
+  $("selfcheck-retry").addEventListener("click", () => runSelfCheck());
+  $("study-select").addEventListener("change", onStudyChosen);
+  onLangChange(() => {
+    const session = getSession();
+    if (session) renderUser(session);
+    renderChoices();
+    renderStudyOptions();
+    renderNet();
+    renderWaiting();
+    for (const which of ["camera", "mic"]) {
+      const c = state.checks[which];
+      setCheck(which, c.state, c.key, c.params);
+    }
+    const box = $("notice");
+    if (box.dataset.i18n) box.textContent = t(box.dataset.i18n);
+    for (const id of ["login-message", "login-error"]) {
+      const el = $(id);
+      if (el && el.dataset.i18n) el.textContent = t(el.dataset.i18n);
+    }
+  });
+
+  const session = getSession();
+  if (session) {
+    start(session);
+    return;
+  }
+  showView("login-view");
+  bindSignIn(document.getElementById("login-view"), {
+    deviceToken,
+    onSignedIn: () => start(getSession()),
+  });
+  $("login-username").focus();
+}
+
+init();
