@@ -89,3 +89,9 @@ def redis_server() -> Iterator[RedisServer]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running for the rest of
+    the session, which the asyncio tests must not share."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
