@@ -21,8 +21,7 @@ from server.auth.passwords import hash_password
 from server.config import Settings
 from server.errors import HuizhenError
 from server.log import event
-from server.redis_server import EmbeddedRedis
-from server.runtime import open_store
+from server.runtime import open_store, redis_url
 from server.store import Store
 from server.store.directory import Role
 
@@ -37,20 +36,13 @@ def _out(line: str = "") -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    embedded = None
-    url = settings.redis_url
-    if url is None:
-        embedded = EmbeddedRedis(
-            settings.redis_dir, settings.redis_server_binary, settings.redis_appendfsync
-        )
-        url = embedded.start()
+    with redis_url(settings) as url:
 
-    async def app_factory() -> web.Application:
-        store = Store.from_url(url)
-        await store.ping()
-        return create_app(settings, store)
+        async def app_factory() -> web.Application:
+            store = Store.from_url(url)
+            await store.ping()
+            return create_app(settings, store)
 
-    try:
         event(log, "serving", url=f"http://{settings.host}:{settings.port}/")
         web.run_app(
             app_factory(),
@@ -60,9 +52,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             access_log=None,
             shutdown_timeout=5,
         )
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 
