@@ -13,6 +13,9 @@ INSTANCE = SERIES + "/instances/{instance}"
 
 def setup(app: web.Application) -> None:
     r = app.router
+    # The router tries dynamic routes in order: the hot path of scrolling viewers goes first.
+    r.add_get(INSTANCE + "/frames/{frame}/rendered", rendered.rendered_frame)
+    r.add_get(INSTANCE + "/rendered", rendered.rendered_frame)
     r.add_get("/dicomweb/studies", qido.search_studies)
     r.add_post("/dicomweb/studies", stow.store_instances)
     r.add_post(STUDY, stow.store_instances)
@@ -26,5 +29,3 @@ def setup(app: web.Application) -> None:
         r.add_get(base + "/thumbnail", rendered.thumbnail)
     r.add_get(INSTANCE + "/frames/{frames}", wado.frames)
     r.add_get(INSTANCE + "/bulkdata/{tag}", wado.bulkdata)
-    r.add_get(INSTANCE + "/rendered", rendered.rendered_frame)
-    r.add_get(INSTANCE + "/frames/{frame}/rendered", rendered.rendered_frame)
