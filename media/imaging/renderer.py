@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
@@ -137,6 +138,7 @@ class Renderer:
         )
         self._luts = LutCache()
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._cold: dict[str, asyncio.Future[Any]] = {}  # path -> its first-view job
         self._counts = {"model_reads": 0, "decodes": 0, "renders": 0}
         self._counts_lock = threading.Lock()  # bumped from executor threads
 
@@ -148,6 +150,12 @@ class Renderer:
         model = self._models.get(key)
         if model is not None:
             return model
+        pending = self._cold.get(key)
+        if pending is not None:
+            await self._after_cold(pending)
+            model = self._models.get(key)
+            if model is not None:
+                return model
         return await self._single_flight(("model", key), self._in_executor(self._read_model, key))
 
     async def render(
@@ -166,6 +174,18 @@ class Renderer:
             raise InvalidWindowError("window must be a Window (use Window.parse for text)")
         quality = min(100, max(1, int(quality)))
         key_path = os.fspath(path)
+        if self._models.get(key_path) is None:
+            pending = self._cold.get(key_path)
+            if pending is None:
+                # First view of this file: header, decode and render in one trip to the pool
+                # (three hops cost more than the header parse itself on a small machine).
+                job = asyncio.ensure_future(self._in_executor(
+                    self._render_cold, key_path, frame, window, viewport, media_type, quality
+                ))
+                self._cold[key_path] = job
+                job.add_done_callback(lambda f, k=key_path: self._forget_cold(k, f))
+                return await asyncio.shield(job)
+            await self._after_cold(pending)  # then everything it cached serves this request
         model = await self.image_model(key_path)
         check_frame(model, frame)
         if not model.is_monochrome:
@@ -214,6 +234,17 @@ class Renderer:
         return out
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _forget_cold(self, key_path: str, job: asyncio.Future[Any]) -> None:
+        if self._cold.get(key_path) is job:
+            del self._cold[key_path]
+
+    @staticmethod
+    async def _after_cold(job: asyncio.Future[Any]) -> None:
+        """Wait for another request's first view of a file; its errors are its own (this
+        request meets them again on its own path if they concern it too)."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(job)
 
     def _count(self, name: str) -> None:
         with self._counts_lock:
@@ -274,6 +305,31 @@ class Renderer:
         return await self._in_executor(
             self._render_job, key, model, decoded, window, viewport, media_type, quality
         )
+
+    def _render_cold(
+        self,
+        key_path: str,
+        frame: int,
+        window: Window | None,
+        viewport: tuple[int, int] | None,
+        media_type: str,
+        quality: int,
+    ) -> RenderedImage:
+        """The whole pipeline in one executor call, filling the same caches as the warm path."""
+        model = self._models.get(key_path)
+        if model is None:
+            model = self._read_model(key_path)
+        check_frame(model, frame)
+        if not model.is_monochrome:
+            window = None
+        key = (key_path, frame, window, viewport, media_type, quality)
+        cached = self._images.get(key)
+        if cached is not None:
+            return cached
+        decoded = self._frames.get((key_path, frame))
+        if decoded is None:
+            decoded = self._decode((key_path, frame), model)
+        return self._render_job(key, model, decoded, window, viewport, media_type, quality)
 
     def _render_job(
         self,
