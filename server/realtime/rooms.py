@@ -64,12 +64,11 @@ class RoomService:
         who = conn.principal
         if who.role is Role.ADMIN:
             raise Forbidden("administrators do not join consult rooms")
-        room = await self.store.rooms.require_open(room_id)
+        await self.store.rooms.require_open(room_id)
         if await self.store.rooms.member(room_id, who.username) is not None:
             return
         if await self.store.rooms.invited(room_id, who.username, who.department):
             return
-        del room
         raise NotFound("no such open room")  # not invited: the room does not exist for you
 
     async def join(self, conn: Connection, room_id: str) -> dict:
