@@ -80,7 +80,7 @@ function consultCard(consult, { invitation = null } = {}) {
     patient.textContent = [consult.patient_name, consult.patient_id].filter(Boolean).join(" · ") || "—";
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.textContent = `${t("expert.clinic")}: ${consult.clinic} · ${t(`dept.${consult.department}`)}`;
+    meta.textContent = `${t("expert.clinic")}: ${consult.clinic_name || consult.clinic} · ${t(`dept.${consult.department}`)}`;
     const el = document.createElement("span");
     el.className = "elapsed";
     el.dataset.testid = "consult-elapsed";
@@ -217,7 +217,7 @@ async function joinInvitation(invitation) {
 function renderConsultInfo() {
   const c = state.consult;
   $("consult-patient").textContent = c
-    ? [t(`urgency.${c.urgency}`), c.patient_name, c.patient_id, `${t("expert.clinic")}: ${c.clinic}`].filter(Boolean).join(" · ")
+    ? [t(`urgency.${c.urgency}`), c.patient_name, c.patient_id, `${t("expert.clinic")}: ${c.clinic_name || c.clinic}`].filter(Boolean).join(" · ")
     : "";
   $("consult-question-text").textContent = c ? `${t("expert.question")}: ${c.question}` : "";
 }
