@@ -103,8 +103,10 @@ def _list(env: dict[str, str], name: str) -> tuple[str, ...] | None:
 
 
 def _default_threads() -> int:
-    # numpy, libjpeg-turbo and Pillow release the GIL: one worker per core plus one for I/O waits.
-    return (os.cpu_count() or 2) + 1
+    # numpy, libjpeg-turbo and Pillow release the GIL and reads come from the page cache: one
+    # worker per core. More threads measured slower here (jobs land on threads whose caches
+    # are cold; docs/benchmarks.md).
+    return os.cpu_count() or 2
 
 
 def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
