@@ -8,8 +8,8 @@ const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
 function main() {
   const root = document.querySelector(".viewer");
-  // viewer.html carries the markup statically (it is on screen before the module runs)
-  if (!root.querySelector("[data-testid=viewport]")) root.insertAdjacentHTML("beforeend", viewerMarkup());
+  // One copy of the viewer's markup, shared with the expert workstation.
+  root.insertAdjacentHTML("beforeend", viewerMarkup());
   applyI18n(document);
   const session = getSession();
   if (!session) {

@@ -63,7 +63,7 @@ def wait_shown(page, slice_no: int | None = None, window: str | None = None) -> 
     page.wait_for_function(
         """([s, w]) => {
           const v = document.querySelector('[data-testid="viewport"]');
-          if (!v.dataset.shownSlice) return false;
+          if (!v || !v.dataset.shownSlice) return false;  // the viewer module builds it
           if (s !== null && v.dataset.shownSlice !== String(s)) return false;
           if (w !== null) {
             const [c, ww] = (v.dataset.shownWindow || '').split(',').map(Number);
