@@ -56,6 +56,8 @@ class ConsultAccept(_Message):
 class RoomJoin(_Message):
     type: Literal["room.join"]
     room_id: _ID
+    # A rejoining page passes the last room event it saw and gets what it missed.
+    last_event_id: str | None = Field(default=None, max_length=32, pattern=r"^\d+-\d+$")
 
 
 class RoomLeave(_Message):

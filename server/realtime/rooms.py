@@ -71,7 +71,9 @@ class RoomService:
             return
         raise NotFound("no such open room")  # not invited: the room does not exist for you
 
-    async def join(self, conn: Connection, room_id: str) -> dict:
+    async def join(
+        self, conn: Connection, room_id: str, last_event_id: str | None = None
+    ) -> dict:
         who = conn.principal
         await self._may_join(conn, room_id)
         room = await self.store.rooms.require_open(room_id)
@@ -107,6 +109,9 @@ class RoomService:
             "grace_s": self.settings.reconnect_grace_s,
         }
         conn.send(state)
+        if last_event_id:
+            missed = await self.store.rooms.events_since(room_id, last_event_id)
+            conn.send({"type": "room.events", "room_id": room_id, "events": missed})
 
         async def send_offer(sdp: str) -> None:
             current = self._attached.get((room_id, who.username))

@@ -150,7 +150,7 @@ async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> dic
             consult = await services.consults.accept(conn, msg)
             return {"type": "consult.accepted", "consult": consult.public()}
         case m.RoomJoin():
-            await services.rooms.join(conn, msg.room_id)
+            await services.rooms.join(conn, msg.room_id, msg.last_event_id)
             return None  # room.state was sent; rtc.offer follows
         case m.RoomLeave():
             await services.rooms.leave(conn, msg.room_id)

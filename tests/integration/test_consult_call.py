@@ -136,6 +136,7 @@ async def test_three_party_consult_with_invite(call):
 async def test_dropped_kiosk_rejoins_within_grace(call):
     doctor, expert, room_id = await _start_and_accept(call)
     await expert.sees("dr.li")
+    last_seen = (await _participant_event(doctor.sock, "joined", "exp.zhang"))["event_id"]
     # The kiosk's 4G link drops: socket and peer connection gone without a goodbye.
     await doctor.sock.close()
     await doctor.close()
@@ -143,8 +144,11 @@ async def test_dropped_kiosk_rejoins_within_grace(call):
     assert reconnecting["participant"]["state"] == "reconnecting"
 
     again = await call("dr.li")
-    await again.sock.send(type="room.join", room_id=room_id)
+    await again.sock.send(type="room.join", room_id=room_id, last_event_id=last_seen)
     state = await again.sock.expect("room.state", room_id=room_id)
+    missed = await again.sock.expect("room.events", room_id=room_id)
+    assert [e["type"] for e in missed["events"]][:1] == ["reconnecting"]  # what it missed
+    assert all(e["id"] > last_seen for e in missed["events"])
     me = next(p for p in state["participants"] if p["id"] == "dr.li")
     assert me["state"] == "connected"
     await _participant_event(expert.sock, "rejoined", "dr.li")
