@@ -29,6 +29,7 @@ from media.imaging.errors import (
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
 )
+from media.imaging.model_sidecar import remove_sidecar, write_sidecar
 from media.imaging.validation import read_dataset
 from server.config import Settings
 from server.dicomweb.attributes import entry_from_dataset, is_uid
@@ -274,6 +275,7 @@ class Ingestor:
                 bad += 1
                 event(log, "reindex_misplaced", logging.WARNING, path=path, expected=entry.path)
                 continue
+            await loop.run_in_executor(self.executor, _keep_model, path)
             try:
                 await self.store.studies.add(entry)
                 indexed += 1
@@ -294,9 +296,21 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
 def _place(temp: Path, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, final)
+    _keep_model(final)
+
+
+def _keep_model(path: Path) -> None:
+    """The renderer's model beside the file: a first view then skips the header parse."""
+    try:
+        write_sidecar(path)
+    except (ImagingError, OSError) as exc:
+        # Only a speed-up: without it the renderer parses the header itself.
+        event(log, "model_sidecar_failed", logging.WARNING, path=path,
+              error=getattr(exc, "message", str(exc)))
 
 
 def _remove_quietly(path: Path) -> None:
+    remove_sidecar(path)
     with suppress(FileNotFoundError):
         path.unlink()
 

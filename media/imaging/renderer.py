@@ -27,6 +27,7 @@ from media.imaging.encoder import encode, normalize_media_type
 from media.imaging.errors import FrameNotFoundError, InvalidViewportError, InvalidWindowError
 from media.imaging.image_model import ImageModel, read_image_model
 from media.imaging.lut import LutCache, display_values
+from media.imaging.model_sidecar import read_sidecar
 from media.imaging.pixel_decoder import (
     DecodedFrame,
     check_frame,
@@ -266,7 +267,8 @@ class Renderer:
         return await asyncio.shield(future)
 
     def _read_model(self, key: str) -> ImageModel:
-        model = read_image_model(key)
+        # The model kept beside the file at ingest spares the header parse; else parse.
+        model = read_sidecar(key) or read_image_model(key)
         self._models.put(key, model)
         self._count("model_reads")
         return model

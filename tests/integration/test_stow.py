@@ -16,7 +16,8 @@ STOW = "/dicomweb/studies"
 
 
 def _files(settings) -> list:
-    return sorted(p for p in settings.dicom_dir.rglob("*") if p.is_file())
+    """Stored DICOM files (each may have its rendering-model sidecar beside it)."""
+    return sorted(p for p in settings.dicom_dir.rglob("*.dcm") if p.is_file())
 
 
 def _leftover_temp(settings) -> list:
@@ -216,3 +217,14 @@ async def test_kiosk_upload_errors(client, auth, settings):
     resp = await client.post("/api/uploads", headers=await auth("exp.zhang"),
                              data=_form([("one.dcm", ct_bytes())]))
     assert resp.status == 403
+
+
+async def test_stored_instances_keep_their_rendering_model_beside_them(client, auth, settings):
+    from media.imaging.model_sidecar import read_sidecar
+
+    h = await auth("dr.li")
+    resp = await _stow(client, h, [ct_bytes()])
+    assert resp.status == 200
+    (stored,) = _files(settings)
+    model = read_sidecar(stored)
+    assert model is not None and (model.rows, model.columns) == (32, 32)
