@@ -1,9 +1,10 @@
 // index.html: sign-in, study list (QIDO-RS), search, doctor upload, sign-out.
 
 import { applyI18n, getLang, onLangChange, t, toggleLang } from "./i18n.js";
+import { bindSignIn, signInMarkup } from "./signin.js";
 import {
-  ApiError, TAG, apiJson, first, formatDate, getSession, login, logout, num, personName,
-  takeFlash, uploadFiles, values, watchExpiry,
+  TAG, apiJson, first, formatDate, getSession, logout, num, personName, uploadFiles, values,
+  watchExpiry,
 } from "./api.js";
 
 const PAGE_SIZE = 50;
@@ -29,49 +30,7 @@ function showLogin() {
   show(document.getElementById("studies-view"), false);
   show($("logout"), false);
   show($("user-name"), false);
-  const flash = takeFlash();
-  const box = $("login-message");
-  if (flash) {
-    box.dataset.i18n = flash;
-    box.textContent = t(flash);
-  }
-  show(box, Boolean(flash));
   $("login-username").focus();
-}
-
-async function onLoginSubmit(ev) {
-  ev.preventDefault();
-  const username = $("login-username").value.trim();
-  const password = $("login-password").value;
-  const errBox = $("login-error");
-  const submit = $("login-submit");
-  show(errBox, false);
-  if (!username || !password) {
-    errBox.textContent = t("login.failed");
-    show(errBox, true);
-    return;
-  }
-  submit.disabled = true;
-  submit.textContent = t("login.busy");
-  try {
-    await login(username, password);
-    $("login-password").value = "";
-    show($("login-message"), false);
-    startStudies();
-  } catch (err) {
-    let key = "login.unreachable";
-    if (err instanceof ApiError && (err.status === 401 || err.status === 400 || err.status === 403)) {
-      key = "login.failed";
-    }
-    errBox.dataset.i18n = key;
-    errBox.textContent = t(key);
-    if (err instanceof ApiError && err.status >= 500) errBox.textContent += ` (${err.message})`;
-    show(errBox, true);
-    $("login-password").select();
-  } finally {
-    submit.disabled = false;
-    submit.textContent = t("login.submit");
-  }
 }
 
 // ---- study list ---------------------------------------------------------------------------
@@ -293,6 +252,8 @@ async function onFilesChosen(ev) {
 // ---- wiring -------------------------------------------------------------------------------
 
 function init() {
+  const loginView = document.getElementById("login-view");
+  loginView.insertAdjacentHTML("beforeend", signInMarkup());
   applyI18n(document);
   $("lang-toggle").addEventListener("click", toggleLang);
   onLangChange(() => {
@@ -307,7 +268,7 @@ function init() {
       if (box.dataset.i18n) box.textContent = t(box.dataset.i18n);
     }
   });
-  document.querySelector("[data-testid=login-form]").addEventListener("submit", onLoginSubmit);
+  bindSignIn(loginView, { onSignedIn: () => startStudies() });
   $("logout").addEventListener("click", () => logout());
   document.querySelector("[data-testid=search-form]").addEventListener("submit", (ev) => {
     ev.preventDefault();

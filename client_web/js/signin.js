@@ -1,4 +1,4 @@
-// The sign-in card of the kiosk and expert pages (index.html has its own, with the study list).
+// The sign-in card of every page (study list, kiosk, expert workstation).
 
 import { ApiError, login, takeFlash } from "./api.js";
 import { t } from "./i18n.js";
