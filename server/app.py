@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -40,6 +41,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         executor,
         frame_cache_bytes=settings.frame_cache_mb * 2**20,
         image_cache_bytes=settings.image_cache_mb * 2**20,
+        # One strip per core: more strips than cores only adds joins and thread hand-offs.
+        jpeg_strips=min(settings.render_threads, os.cpu_count() or 1),
     )
     app[appkeys.INGESTOR] = Ingestor(settings, store, executor)
 

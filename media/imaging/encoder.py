@@ -26,6 +26,28 @@ def normalize_media_type(media_type: str) -> str:
     return base
 
 
+def jpeg_subsampling(image: np.ndarray, quality: int) -> str:
+    # Colour at high quality keeps full-resolution chroma (ultrasound/pathology text, thin lines).
+    return "444" if image.ndim == 2 or quality >= 90 else "420"
+
+
+def jpeg_mcu(image: np.ndarray, quality: int) -> tuple[int, int]:
+    """(width, height) of one MCU for the settings `encode_jpeg` uses (T.81 A.2)."""
+    return (16, 16) if jpeg_subsampling(image, quality) == "420" else (8, 8)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """Baseline JPEG of a uint8 (rows, cols) or (rows, cols, 3) array; quality 1..100."""
+    gray = image.ndim == 2
+    # libjpeg-turbo via simplejpeg is several times faster than Pillow's encoder.
+    return simplejpeg.encode_jpeg(
+        np.ascontiguousarray(image[..., None] if gray else image),
+        quality=quality,
+        colorspace="GRAY" if gray else "RGB",
+        colorsubsampling=jpeg_subsampling(image, quality),
+    )
+
+
 def encode(image: np.ndarray, media_type: str, quality: int) -> bytes:
     """`image` is uint8 (rows, cols) grayscale or (rows, cols, 3) RGB; quality is 1..100."""
     media_type = normalize_media_type(media_type)
@@ -33,16 +55,7 @@ def encode(image: np.ndarray, media_type: str, quality: int) -> bytes:
         raise ValueError(f"expected a 2-D or RGB uint8 image, got {image.dtype} {image.shape}")
     quality = min(100, max(1, int(quality)))
     if media_type == JPEG:
-        gray = image.ndim == 2
-        pixels = np.ascontiguousarray(image[..., None] if gray else image)
-        # libjpeg-turbo via simplejpeg is several times faster than Pillow's encoder. Colour at
-        # high quality keeps full-resolution chroma (ultrasound/pathology text and thin lines).
-        return simplejpeg.encode_jpeg(
-            pixels,
-            quality=quality,
-            colorspace="GRAY" if gray else "RGB",
-            colorsubsampling="444" if quality >= 90 else "420",
-        )
+        return encode_jpeg(image, quality)
     picture = Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB")
     buffer = io.BytesIO()
     if media_type == PNG:

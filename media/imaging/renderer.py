@@ -23,9 +23,10 @@ import numpy as np
 from PIL import Image
 
 from media.imaging.cache import ByteLRU
-from media.imaging.encoder import encode, normalize_media_type
+from media.imaging.encoder import JPEG, encode, encode_jpeg, jpeg_mcu, normalize_media_type
 from media.imaging.errors import FrameNotFoundError, InvalidViewportError, InvalidWindowError
 from media.imaging.image_model import ImageModel, read_image_model
+from media.imaging.jpeg_restart import join_strips, plan_strips
 from media.imaging.lut import LutCache, display_values
 from media.imaging.model_sidecar import read_sidecar
 from media.imaging.pixel_decoder import (
@@ -46,6 +47,8 @@ T = TypeVar("T")
 #: nearest for thin structures, and ~3x faster than LANCZOS at thumbnail sizes.
 RESAMPLE = Image.Resampling.BILINEAR
 MAX_VIEWPORT_SIDE = 16384
+#: Below this many pixels a JPEG is encoded whole: splitting would cost more than it saves.
+STRIP_MIN_PIXELS = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,27 @@ def _check_viewport(viewport: tuple[int, int] | None) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
-def render_pixels(
+@dataclass(frozen=True)
+class DisplayRows:
+    """8-bit display rows of one frame, made on demand so strips can be made in parallel."""
+
+    table: np.ndarray | None  # the frame's lookup table, applied to `source` rows
+    source: np.ndarray  # index values for `table`, else final 8-bit pixels
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        if self.table is None:
+            return self.source[start:stop]
+        # mode="clip" skips numpy's per-element bounds error path; the index is in range.
+        return np.take(self.table, self.source[start:stop], mode="clip")
+
+
+def display_rows(
     decoded: DecodedFrame, model: ImageModel, window: Window | None, luts: LutCache
-) -> tuple[np.ndarray, Window | None]:
-    """8-bit display pixels of a decoded frame and the window applied (None for color)."""
+) -> tuple[DisplayRows, Window | None]:
+    """How to make the display rows of a decoded frame, and the window applied (None for
+    color or a VOI LUT Sequence)."""
     if decoded.rgb is not None:
-        return decoded.rgb, None
+        return DisplayRows(None, decoded.rgb), None
     transform = model.transform(decoded.frame)
     if decoded.index is not None:
         table, applied = luts.get_or_build(
@@ -97,10 +115,21 @@ def render_pixels(
             domain_max=decoded.domain_max,
             window=window,
         )
-        return np.take(table, decoded.index), applied
+        return DisplayRows(table, decoded.index), applied
     # Too many distinct values for a table (32-bit data): run the chain over the pixels.
     assert decoded.stored is not None
-    return display_values(decoded.stored, transform, inverted=model.inverted, window=window)
+    pixels, applied = display_values(
+        decoded.stored, transform, inverted=model.inverted, window=window
+    )
+    return DisplayRows(None, pixels), applied
+
+
+def render_pixels(
+    decoded: DecodedFrame, model: ImageModel, window: Window | None, luts: LutCache
+) -> tuple[np.ndarray, Window | None]:
+    """8-bit display pixels of a decoded frame and the window applied (None for color)."""
+    source, applied = display_rows(decoded, model, window, luts)
+    return source.rows(0, model.rows), applied
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -130,8 +159,10 @@ class Renderer:
         *,
         frame_cache_bytes: int = 512 * 2**20,
         image_cache_bytes: int = 128 * 2**20,
+        jpeg_strips: int = 1,
     ) -> None:
         self._executor = executor
+        self._strips = jpeg_strips  # >1: JPEGs are encoded as that many strips in parallel
         self._models: ByteLRU[ImageModel] = ByteLRU(32 * 2**20, _model_nbytes)
         self._frames: ByteLRU[Any] = ByteLRU(frame_cache_bytes, _frame_nbytes)
         self._images: ByteLRU[RenderedImage] = ByteLRU(
@@ -195,9 +226,22 @@ class Renderer:
         cached = self._images.get(key)
         if cached is not None:
             return cached
-        return await self._single_flight(
-            ("image", key), self._render_uncached(key, model, window, viewport, media_type, quality)
-        )
+        pending = self._inflight.get(("image", key))
+        if pending is not None:
+            return await asyncio.shield(pending)
+        decoded = self._frames.get((key_path, frame))
+        if decoded is None:
+            work: Awaitable[RenderedImage] = self._render_uncached(
+                key, model, window, viewport, media_type, quality
+            )
+        else:
+            # The scrolling case: straight to the pool, no intermediate task (each loop
+            # iteration saved is latency on every frame).
+            work = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._render_job, key, model, decoded, window, viewport,
+                media_type, quality,
+            )
+        return await self._single_flight(("image", key), work)
 
     async def frame_bytes(self, path: str | os.PathLike[str], frame: int) -> bytes:
         """Stored values of `frame` as native little-endian bytes (PS3.18 octet-stream frame).
@@ -343,12 +387,48 @@ class Renderer:
         media_type: str,
         quality: int,
     ) -> RenderedImage:
-        pixels, applied = render_pixels(decoded, model, window, self._luts)
-        pixels = _resize(pixels, fit_viewport(model.columns, model.rows, viewport))
-        result = RenderedImage(encode(pixels, media_type, quality), media_type, applied)
+        size = fit_viewport(model.columns, model.rows, viewport)
+        source, applied = display_rows(decoded, model, window, self._luts)
+        content = None
+        if media_type == JPEG and size == (model.columns, model.rows):
+            content = self._jpeg_in_strips(source, model, quality)
+        if content is None:
+            pixels = _resize(source.rows(0, model.rows), size)
+            content = encode(pixels, media_type, quality)
+        result = RenderedImage(content, media_type, applied)
         self._images.put(key, result)
         self._count("renders")
         return result
+
+
+    def _jpeg_in_strips(self, source: DisplayRows, model: ImageModel, quality: int) -> bytes | None:
+        """The frame's JPEG made as strips on idle pool threads, or None when not worth it.
+
+        Runs on a pool thread. Strips go to the pool too; any strip no thread has started by the
+        time this thread is done with its own is taken back and done here, so a busy pool never
+        waits on itself and a quiet one renders a slice in about half the time.
+        """
+        if self._strips < 2 or model.rows * model.columns < STRIP_MIN_PIXELS:
+            return None
+        sample = source.rows(0, 1)
+        plan = plan_strips(model.rows, model.columns, self._strips, jpeg_mcu(sample, quality))
+        if plan is None:
+            return None
+
+        def strip(bounds: tuple[int, int]) -> bytes:
+            return encode_jpeg(source.rows(*bounds), quality)
+
+        bounds = plan.bounds()
+        try:
+            offered = [self._executor.submit(strip, b) for b in bounds[1:]]
+        except RuntimeError:  # executor shutting down: do it all here
+            offered = []
+        strips = [strip(bounds[0])]
+        for b, future in zip(bounds[1:], offered, strict=False):
+            strips.append(strip(b) if future.cancel() else future.result())
+        for b in bounds[1 + len(offered):]:
+            strips.append(strip(b))
+        return join_strips(strips, plan)
 
 
 def _frame_nbytes(value: DecodedFrame | bytes) -> int:
