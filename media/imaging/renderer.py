@@ -410,8 +410,8 @@ class Renderer:
         """
         if self._strips < 2 or model.rows * model.columns < STRIP_MIN_PIXELS:
             return None
-        sample = source.rows(0, 1)
-        plan = plan_strips(model.rows, model.columns, self._strips, jpeg_mcu(sample, quality))
+        mcu = jpeg_mcu(source.source, quality)  # index/pixels: same ndim as the display image
+        plan = plan_strips(model.rows, model.columns, self._strips, mcu)
         if plan is None:
             return None
 
