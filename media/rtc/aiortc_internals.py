@@ -10,20 +10,30 @@ moves them fails loudly with the attribute's name instead of silently decoding o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import inspect
 import logging
 import queue
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import aioice.ice
 import aiortc.clock
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.codecs import get_encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +48,20 @@ SENDER_NEXT_ENCODED_FRAME = "_next_encoded_frame"
 TRANSCEIVER_CODECS = "_codecs"
 AIOICE_GET_HOST_ADDRESSES = "get_host_addresses"
 CLOCK_CURRENT_NTP_TIME = "current_ntp_time"
+# What RTCRtpSender._run_rtp keeps per packet, read by its RTCP SR and NACK/RTX paths.
+SENDER_RTP_HISTORY = "_RTCRtpSender__rtp_history"
+SENDER_EXTENSIONS_MAP = "_RTCRtpSender__rtp_header_extensions_map"
+SENDER_MID = "_RTCRtpSender__mid"
+SENDER_SR_FIELDS = (
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+)
+DTLS_TX_SRTP = "_tx_srtp"
+DTLS_TX_COUNTERS = ("_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets")
+ICE_CONNECTION = "_connection"
+AIOICE_NOMINATED = "_nominated"
 
 FrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 
@@ -94,6 +118,26 @@ def check_internals() -> list[str]:
             )
     if not callable(getattr(aiortc.clock, CLOCK_CURRENT_NTP_TIME, None)):
         problems.append(f"aiortc.clock.{CLOCK_CURRENT_NTP_TIME} is missing")
+    run_rtp = _source(getattr(RTCRtpSender, "_run_rtp", None))
+    for needle in ("self.__rtp_history[", "packet.serialize(self.__rtp_header_extensions_map)",
+                   "packet.extensions.abs_send_time", "packet.extensions.mid = self.__mid",
+                   "self.__octet_count += len(payload)", "self.__packet_count += 1",
+                   "self.transport._send_rtp(packet_bytes)"):
+        if needle not in run_rtp:
+            problems.append(f"RTCRtpSender._run_rtp no longer does {needle!r}")
+    sender_init = _source(RTCRtpSender.__init__)
+    for name in (SENDER_RTP_HISTORY, SENDER_EXTENSIONS_MAP, SENDER_MID, *SENDER_SR_FIELDS):
+        if f"self.__{name.split('__', 1)[1]}" not in sender_init:
+            problems.append(f"RTCRtpSender.{name} is no longer set in __init__")
+    send_rtp = _source(getattr(RTCDtlsTransport, "_send_rtp", None))
+    if "self._tx_srtp.protect(data)" not in send_rtp or "self.__tx_packets" not in send_rtp:
+        problems.append("RTCDtlsTransport._send_rtp no longer protects with _tx_srtp")
+    if "self._connection" not in _source(RTCIceTransport.__init__):
+        problems.append(f"RTCIceTransport.{ICE_CONNECTION} is no longer set in __init__")
+    if "self._nominated" not in _source(aioice.ice.Connection.__init__):
+        problems.append(f"aioice Connection.{AIOICE_NOMINATED} is no longer set in __init__")
+    if "self.transport.sendto(data, addr)" not in _source(aioice.ice.StunProtocol.send_data):
+        problems.append("aioice StunProtocol.send_data no longer sends straight to its transport")
     frame = JitterFrame(data=b"x", timestamp=1)
     if getattr(frame, "data", None) != b"x" or getattr(frame, "timestamp", None) != 1:
         problems.append("aiortc.jitterbuffer.JitterFrame no longer has .data/.timestamp")
@@ -218,6 +262,85 @@ def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | 
     if codecs is None:
         raise InternalsChanged(f"RTCRtpTransceiver.{TRANSCEIVER_CODECS} is missing")
     return codecs[0] if codecs else None
+
+
+class RtpFrameSender:
+    """Sends encoded frames on an RTCRtpSender at once, from the caller, with no task per frame.
+
+    aiortc's own path is one asyncio task per sender that wakes for every frame (track.recv(),
+    pack, then awaits per packet down three layers). In a room every published frame fans out
+    to every subscriber, so those wake-ups were a third of the SFU's CPU. This does the same
+    per-packet work as ``RTCRtpSender._run_rtp`` — same RTP header and extensions, the history
+    its NACK/RTX path retransmits from, the counters its RTCP sender reports use — and sends
+    through the DTLS transport's SRTP context and the nominated ICE pair synchronously.
+    The sender's own task stays alive (RTCP, the re-encoding fallback) but is fed nothing.
+    """
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
+        self._sender = sender
+        self._encoder = get_encoder(codec)
+        self._payload_type = codec.payloadType
+        self._history: dict[int, RtpPacket] = getattr(sender, SENDER_RTP_HISTORY)
+        self._extensions_map = getattr(sender, SENDER_EXTENSIONS_MAP)
+        self._mid = getattr(sender, SENDER_MID)
+        self._sequence_number = secrets.randbelow(1 << 16)
+        self._timestamp_origin = secrets.randbelow(1 << 32)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def send(self, frame: Any) -> bool:
+        """Packetize and send one encoded frame (anything with ``bytes()``, ``pts`` and
+        ``time_base``, like ``av.Packet``). False when the transport cannot send now."""
+        sender = self._sender
+        dtls = sender.transport
+        if dtls.state != "connected" or not sender._enabled:
+            return False
+        pair = getattr(getattr(dtls.transport, ICE_CONNECTION), AIOICE_NOMINATED).get(1)
+        if pair is None:
+            return False
+        payloads, timestamp = self._encoder.pack(frame)
+        if not payloads:
+            return True
+        timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF
+        ssrc = sender._ssrc
+        srtp = getattr(dtls, DTLS_TX_SRTP)
+        protocol = pair.protocol
+        direct = type(protocol) is aioice.ice.StunProtocol
+        now = fast_ntp_time()
+        abs_send_time = (now >> 14) & 0x00FFFFFF
+        seq = self._sequence_number
+        last = len(payloads) - 1
+        sent_bytes = octets = 0
+        for i, payload in enumerate(payloads):
+            packet = RtpPacket(self._payload_type, 1 if i == last else 0, seq, timestamp, ssrc,
+                               payload)
+            packet.extensions.abs_send_time = abs_send_time
+            packet.extensions.mid = self._mid
+            self._history[seq % RTP_HISTORY_SIZE] = packet
+            data = srtp.protect(packet.serialize(self._extensions_map))
+            if direct:
+                protocol.transport.sendto(data, pair.remote_addr)
+            else:  # a TURN-relayed pair may have to bind a channel first: keep its async path
+                task = asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
+                self._pending.add(task)
+                task.add_done_callback(self._sent)
+            sent_bytes += len(data)
+            octets += len(payload)
+            seq = (seq + 1) & 0xFFFF
+        self._sequence_number = seq
+        ntp_field, rtp_field, octet_field, packet_field = SENDER_SR_FIELDS
+        setattr(sender, ntp_field, now)
+        setattr(sender, rtp_field, timestamp)
+        setattr(sender, octet_field, getattr(sender, octet_field) + octets)
+        setattr(sender, packet_field, getattr(sender, packet_field) + len(payloads))
+        bytes_field, packets_field = DTLS_TX_COUNTERS
+        setattr(dtls, bytes_field, getattr(dtls, bytes_field) + sent_bytes)
+        setattr(dtls, packets_field, getattr(dtls, packets_field) + len(payloads))
+        return True
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("relayed RTP send failed: %r", task.exception())
 
 
 # --- aioice: host addresses --------------------------------------------------------------------

@@ -210,7 +210,19 @@ class ForwardTrack(MediaStreamTrack):
         self._offset = 0
         self._last_out: int | None = None
         self._relay_track: MediaStreamTrack | None = None
+        # Set once the subscriber's sender runs: frames then go out from push() directly.
+        self._sender: Any = None
+        self._codec_of: Callable[[], RTCRtpCodecParameters | None] = lambda: None
+        self._direct: internals.RtpFrameSender | None = None
         publication.tracks.add(self)
+
+    def use_sender(
+        self, sender: Any, codec_of: Callable[[], RTCRtpCodecParameters | None]
+    ) -> None:
+        """The RTCRtpSender reading this track and how to learn its negotiated codec: once the
+        sender starts, frames are packetized and sent from `push` with no task per frame."""
+        self._sender = sender
+        self._codec_of = codec_of
 
     # -- called by the publication ---------------------------------------------------------
 
@@ -248,7 +260,13 @@ class ForwardTrack(MediaStreamTrack):
         packet = av.Packet(data)
         packet.pts = pts
         packet.time_base = _TIME_BASE[self.kind]
-        self._queue.put_nowait(packet)
+        if self._direct is not None:
+            if not self._direct.send(packet):
+                # Not connected right now (ICE/DTLS down): resume on a keyframe later.
+                self._waiting_keyframe = self.kind == "video"
+                return
+        else:
+            self._queue.put_nowait(packet)
         self.stats.frames += 1
         self.stats.bytes += len(data)
 
@@ -263,6 +281,7 @@ class ForwardTrack(MediaStreamTrack):
             # The sender only starts reading once the subscriber's transport is up: frames
             # queued before that would be stale, so forwarding (and the keyframe wait) starts now.
             self._started = True
+            self._start_direct()
             self.publication.request_keyframe()
         while True:
             if self.readyState != "live":
@@ -276,7 +295,17 @@ class ForwardTrack(MediaStreamTrack):
                 continue
             return item
 
+    def _start_direct(self) -> None:
+        codec = self._codec_of() if self._sender is not None else None
+        if codec is None or self.transcoding:
+            return  # frames go through the queue to the sender's own task
+        try:
+            self._direct = internals.RtpFrameSender(self._sender, codec)
+        except Exception:  # an aiortc change: forwarding still works, just the slower way
+            logger.exception("direct RTP sending unavailable for %s", self.subscriber_id)
+
     def stop(self) -> None:
+        self._direct = None
         if self.readyState == "live":
             self._queue.put_nowait(None)
         super().stop()
@@ -298,6 +327,7 @@ class ForwardTrack(MediaStreamTrack):
             self.subscriber_id, self.target_mime, self.publication.publisher_id, mime,
         )
         self.transcoding = True
+        self._direct = None  # the sender's own task encodes the relay's frames from now on
         self._drain()
         self._subscribe_relay()
         self.publication.update_decode()
@@ -322,6 +352,8 @@ class ForwardTrack(MediaStreamTrack):
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": "transcode" if self.transcoding else "forward",
+            # direct: sent from the publisher's frame callback; task: the sender's own loop
+            "sending": "direct" if self._direct is not None else "task",
             "codec": self.target_mime,
             **self.stats.__dict__,
         }

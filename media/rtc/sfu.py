@@ -283,6 +283,7 @@ class SfuRoom:
             t.sender.replaceTrack(track)
             internals.set_sender_stream_id(t.sender, pub.publisher_id)
             internals.install_keyframe_request_hook(t.sender, track.keyframe_requested)
+            track.use_sender(t.sender, lambda t=t: internals.negotiated_codec(t))
             p.subscriptions[pub.uid] = _Subscription(pub, t, track)
 
     def _after_answer(self, p: _Participant) -> None:

@@ -32,6 +32,9 @@ async def test_three_participants_receive_each_others_video_and_audio(harness: H
     assert stats["kiosk"]["state"] == "connected"
     assert stats["kiosk"]["published"]["video"]["codec"] == "video/VP8"
     assert stats["doctor"]["subscribed"]["kiosk/video"]["frames"] >= 10
+    # Both kinds go out from the frame callback (RtpFrameSender), not the per-sender task.
+    for name in ("kiosk/video", "kiosk/audio"):
+        assert stats["doctor"]["subscribed"][name]["sending"] == "direct"
     assert harness.states["kiosk"][-1] == "connected"
 
 
@@ -158,6 +161,7 @@ async def test_codec_mismatch_falls_back_to_reencoding(harness: Harness) -> None
     stats = harness.room.stats()
     sub = stats["h264-only"]["subscribed"]["vp8-kiosk/video"]
     assert (sub["mode"], sub["codec"]) == ("transcode", "video/H264")
+    assert sub["sending"] == "task"  # the sender's own encoder loop
     # Only this path decodes; audio (same codec) is still forwarded as-is.
     assert stats["vp8-kiosk"]["published"]["video"]["decoded_frames"] > 0
     assert stats["vp8-kiosk"]["published"]["audio"]["decoded_frames"] == 0
