@@ -19,6 +19,7 @@ import queue
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from struct import pack
 from typing import Any
 
 import aioice.ice
@@ -33,7 +34,7 @@ from aiortc import (
 from aiortc.codecs import get_encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions, RtpPacket
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,9 @@ def check_internals() -> list[str]:
                    "self.transport._send_rtp(packet_bytes)"):
         if needle not in run_rtp:
             problems.append(f"RTCRtpSender._run_rtp no longer does {needle!r}")
+    next_frame = _source(getattr(RTCRtpSender, SENDER_NEXT_ENCODED_FRAME, None))
+    if "if not self._enabled" not in next_frame:
+        problems.append("RTCRtpSender._enabled no longer gates sending")
     sender_init = _source(RTCRtpSender.__init__)
     for name in (SENDER_RTP_HISTORY, SENDER_EXTENSIONS_MAP, SENDER_MID, *SENDER_SR_FIELDS):
         if f"self.__{name.split('__', 1)[1]}" not in sender_init:
@@ -264,6 +268,27 @@ def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | 
     return codecs[0] if codecs else None
 
 
+def rtp_packets(
+    payloads: list[bytes], payload_type: int, sequence_number: int, timestamp: int, ssrc: int,
+    extensions: HeaderExtensions, extensions_map: Any,
+) -> list[tuple[RtpPacket, bytes]]:
+    """The RTP packets of one frame and their bytes, byte-identical to ``RtpPacket.serialize``
+    but with the extension block built once per frame instead of once per packet."""
+    profile, value = extensions_map.set(extensions)
+    first_byte = 0x90 if value else 0x80  # version 2; X bit when there are extensions
+    block = pack("!HH", profile, len(value) >> 2) + value if value else b""
+    out = []
+    last = len(payloads) - 1
+    for i, payload in enumerate(payloads):
+        marker = 1 if i == last else 0
+        seq = (sequence_number + i) & 0xFFFF
+        packet = RtpPacket(payload_type, marker, seq, timestamp, ssrc, payload)
+        packet.extensions = extensions
+        header = pack("!BBHLL", first_byte, (marker << 7) | payload_type, seq, timestamp, ssrc)
+        out.append((packet, header + block + payload))
+    return out
+
+
 class RtpFrameSender:
     """Sends encoded frames on an RTCRtpSender at once, from the caller, with no task per frame.
 
@@ -306,17 +331,17 @@ class RtpFrameSender:
         protocol = pair.protocol
         direct = type(protocol) is aioice.ice.StunProtocol
         now = fast_ntp_time()
-        abs_send_time = (now >> 14) & 0x00FFFFFF
+        # Every packet of a frame carries the same extensions (abs-send-time is taken once per
+        # frame): build the extension block once, and the 12-byte header per packet.
+        extensions = HeaderExtensions()
+        extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
+        extensions.mid = self._mid
         seq = self._sequence_number
-        last = len(payloads) - 1
         sent_bytes = octets = 0
-        for i, payload in enumerate(payloads):
-            packet = RtpPacket(self._payload_type, 1 if i == last else 0, seq, timestamp, ssrc,
-                               payload)
-            packet.extensions.abs_send_time = abs_send_time
-            packet.extensions.mid = self._mid
-            self._history[seq % RTP_HISTORY_SIZE] = packet
-            data = srtp.protect(packet.serialize(self._extensions_map))
+        for packet, raw in rtp_packets(payloads, self._payload_type, seq, timestamp, ssrc,
+                                       extensions, self._extensions_map):
+            self._history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
+            data = srtp.protect(raw)
             if direct:
                 protocol.transport.sendto(data, pair.remote_addr)
             else:  # a TURN-relayed pair may have to bind a channel first: keep its async path
@@ -324,8 +349,8 @@ class RtpFrameSender:
                 self._pending.add(task)
                 task.add_done_callback(self._sent)
             sent_bytes += len(data)
-            octets += len(payload)
-            seq = (seq + 1) & 0xFFFF
+            octets += len(packet.payload)
+        seq = (seq + len(payloads)) & 0xFFFF
         self._sequence_number = seq
         ntp_field, rtp_field, octet_field, packet_field = SENDER_SR_FIELDS
         setattr(sender, ntp_field, now)
