@@ -135,6 +135,23 @@ async def test_single_flight(executor, ct_path: str) -> None:
     assert stats["inflight"] == 0
 
 
+async def test_warm_single_flight_survives_a_cancelled_waiter(executor, ct_path: str) -> None:
+    """Warm renders share one pool job; a viewer that goes away cancels only its own wait."""
+    renderer = Renderer(executor)
+    await renderer.render(ct_path, window=Window(1, 2))  # decoded and cached from here on
+    window = Window(50, 350)
+    leaving = asyncio.ensure_future(renderer.render(ct_path, window=window))
+    staying = asyncio.ensure_future(renderer.render(ct_path, window=window))
+    await asyncio.sleep(0)  # both are now waiting on the same job
+    leaving.cancel()
+    image = await staying
+    assert leaving.cancelled()
+    assert image.content.startswith(b"\xff\xd8")
+    stats = renderer.stats()
+    assert stats["renders"] == 2 and stats["inflight"] == 0
+    assert await renderer.render(ct_path, window=window) is image  # cached by the shared job
+
+
 async def test_frame_bytes(executor, ct_path: str) -> None:
     renderer = Renderer(executor)
     data = await renderer.frame_bytes(ct_path, 1)
