@@ -388,11 +388,13 @@ class Renderer:
         quality: int,
     ) -> RenderedImage:
         size = fit_viewport(model.columns, model.rows, viewport)
-        source, applied = display_rows(decoded, model, window, self._luts)
-        content = None
+        made = None
         if media_type == JPEG and size == (model.columns, model.rows):
-            content = self._jpeg_in_strips(source, model, quality)
-        if content is None:
+            made = self._jpeg_in_strips(decoded, model, window, quality)
+        if made is not None:
+            content, applied = made
+        else:
+            source, applied = display_rows(decoded, model, window, self._luts)
             pixels = _resize(source.rows(0, model.rows), size)
             content = encode(pixels, media_type, quality)
         result = RenderedImage(content, media_type, applied)
@@ -401,34 +403,47 @@ class Renderer:
         return result
 
 
-    def _jpeg_in_strips(self, source: DisplayRows, model: ImageModel, quality: int) -> bytes | None:
-        """The frame's JPEG made as strips on idle pool threads, or None when not worth it.
+    def _jpeg_in_strips(
+        self, decoded: DecodedFrame, model: ImageModel, window: Window | None, quality: int
+    ) -> tuple[bytes, Window | None] | None:
+        """The frame's JPEG made as strips on idle pool threads (and the window applied), or
+        None when not worth it.
 
-        Runs on a pool thread. Strips go to the pool too; any strip no thread has started by the
-        time this thread is done with its own is taken back and done here, so a busy pool never
-        waits on itself and a quiet one renders a slice in about half the time.
+        Runs on a pool thread. Strips are offered to the pool first, so a helper thread wakes
+        while this one builds the lookup table; any strip no thread has started by the time
+        this one is done with its own is taken back and done here, so a busy pool never waits
+        on itself and a quiet one renders a slice in about half the time.
         """
         if self._strips < 2 or model.rows * model.columns < STRIP_MIN_PIXELS:
             return None
-        mcu = jpeg_mcu(source.source, quality)  # index/pixels: same ndim as the display image
-        plan = plan_strips(model.rows, model.columns, self._strips, mcu)
+        shape_of = next(a for a in (decoded.rgb, decoded.index, decoded.stored) if a is not None)
+        plan = plan_strips(model.rows, model.columns, self._strips, jpeg_mcu(shape_of, quality))
         if plan is None:
             return None
+        ready: concurrent.futures.Future[DisplayRows] = concurrent.futures.Future()
 
         def strip(bounds: tuple[int, int]) -> bytes:
-            return encode_jpeg(source.rows(*bounds), quality)
+            return encode_jpeg(ready.result().rows(*bounds), quality)
 
         bounds = plan.bounds()
         try:
             offered = [self._executor.submit(strip, b) for b in bounds[1:]]
         except RuntimeError:  # executor shutting down: do it all here
             offered = []
+        try:
+            source, applied = display_rows(decoded, model, window, self._luts)
+        except BaseException as exc:
+            for future in offered:
+                future.cancel()
+            ready.set_exception(exc)  # helpers already running stop at once
+            raise
+        ready.set_result(source)
         strips = [strip(bounds[0])]
         for b, future in zip(bounds[1:], offered, strict=False):
             strips.append(strip(b) if future.cancel() else future.result())
         for b in bounds[1 + len(offered):]:
             strips.append(strip(b))
-        return join_strips(strips, plan)
+        return join_strips(strips, plan), applied
 
 
 def _frame_nbytes(value: DecodedFrame | bytes) -> int:
