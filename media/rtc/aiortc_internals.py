@@ -289,6 +289,25 @@ def rtp_packets(
     return out
 
 
+class FramePacker:
+    """Splits an encoded frame into RTP payloads with aiortc's own packetizer for the codec.
+
+    One per publication, shared by all its subscribers: the payloads (VP8 descriptors with
+    their picture ids, H264 FU-A/STAP-A) are the same for everyone, so a frame is packetized
+    once however many receive it. A subscriber that skipped frames while waiting for a keyframe
+    sees a picture-id jump, which is what a loss looks like; it restarts on that keyframe.
+    """
+
+    def __init__(self, codec: RTCRtpCodecParameters) -> None:
+        self.mime_type = codec.mimeType
+        self._encoder = get_encoder(codec)
+
+    def pack(self, frame: Any) -> list[bytes]:
+        """Payloads of one encoded frame (an ``av.Packet``)."""
+        payloads, _timestamp = self._encoder.pack(frame)
+        return payloads
+
+
 class RtpFrameSender:
     """Sends encoded frames on an RTCRtpSender at once, from the caller, with no task per frame.
 
@@ -299,11 +318,11 @@ class RtpFrameSender:
     its NACK/RTX path retransmits from, the counters its RTCP sender reports use — and sends
     through the DTLS transport's SRTP context and the nominated ICE pair synchronously.
     The sender's own task stays alive (RTCP, the re-encoding fallback) but is fed nothing.
+    The caller packetizes (`FramePacker`) and gives the RTP timestamp.
     """
 
     def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
         self._sender = sender
-        self._encoder = get_encoder(codec)
         self._payload_type = codec.payloadType
         self._history: dict[int, RtpPacket] = getattr(sender, SENDER_RTP_HISTORY)
         self._extensions_map = getattr(sender, SENDER_EXTENSIONS_MAP)
@@ -312,9 +331,9 @@ class RtpFrameSender:
         self._timestamp_origin = secrets.randbelow(1 << 32)
         self._pending: set[asyncio.Task[None]] = set()
 
-    def send(self, frame: Any) -> bool:
-        """Packetize and send one encoded frame (anything with ``bytes()``, ``pts`` and
-        ``time_base``, like ``av.Packet``). False when the transport cannot send now."""
+    def send(self, payloads: list[bytes], timestamp: int) -> bool:
+        """Send one frame already packetized (see `FramePacker`) with its RTP timestamp in the
+        codec's clock. False when the transport cannot send now."""
         sender = self._sender
         dtls = sender.transport
         if dtls.state != "connected" or not sender._enabled:
@@ -322,7 +341,6 @@ class RtpFrameSender:
         pair = getattr(getattr(dtls.transport, ICE_CONNECTION), AIOICE_NOMINATED).get(1)
         if pair is None:
             return False
-        payloads, timestamp = self._encoder.pack(frame)
         if not payloads:
             return True
         timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF

@@ -91,6 +91,7 @@ class Publication:
     _generation: int = 0
     _last_request: float = -1e9
     _deferred: asyncio.TimerHandle | None = None
+    _packer: internals.FramePacker | None = None
     closed: bool = False
 
     def bind(self, owner: object, receiver: RTCRtpReceiver, tap: internals.FrameTap) -> bool:
@@ -120,8 +121,19 @@ class Publication:
         key = is_keyframe(codec.mimeType, data)
         if key and self.kind == "video":
             self.stats.keyframes_in += 1
+        payloads: list[bytes] | None = None
         for track in self.tracks:
-            track.push(codec.mimeType, data, frame.timestamp, key, source.generation)
+            if track.direct and payloads is None:
+                payloads = self._packed(codec, data, frame.timestamp)
+            track.push(codec.mimeType, data, frame.timestamp, key, source.generation, payloads)
+
+    def _packed(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> list[bytes]:
+        if self._packer is None or self._packer.mime_type != codec.mimeType:
+            self._packer = internals.FramePacker(codec)
+        packet = av.Packet(data)
+        packet.pts = timestamp
+        packet.time_base = _TIME_BASE[self.kind]
+        return self._packer.pack(packet)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe (PLI), merged to ≤ 1 per KEYFRAME_MIN_INTERVAL_S.
@@ -230,7 +242,13 @@ class ForwardTrack(MediaStreamTrack):
         if self.transcoding:
             self._subscribe_relay()
 
-    def push(self, mime: str, data: bytes, timestamp: int, key: bool, generation: int) -> None:
+    @property
+    def direct(self) -> bool:
+        return self._direct is not None
+
+    def push(self, mime: str, data: bytes, timestamp: int, key: bool, generation: int,
+             payloads: list[bytes] | None = None) -> None:
+        """One frame of the publication; `payloads` is it packetized (for direct sending)."""
         if not self._started or self.transcoding or self.readyState != "live":
             return
         if self.target_mime is not None and mime.lower() != self.target_mime.lower():
@@ -257,15 +275,16 @@ class ForwardTrack(MediaStreamTrack):
                 return
         pts = timestamp + self._offset
         self._last_out = pts
-        packet = av.Packet(data)
-        packet.pts = pts
-        packet.time_base = _TIME_BASE[self.kind]
-        if self._direct is not None:
-            if not self._direct.send(packet):
+        if self._direct is not None and payloads is not None:
+            # The time bases are the codecs' RTP clocks (90 kHz, 48 kHz): pts is the timestamp.
+            if not self._direct.send(payloads, pts):
                 # Not connected right now (ICE/DTLS down): resume on a keyframe later.
                 self._waiting_keyframe = self.kind == "video"
                 return
         else:
+            packet = av.Packet(data)
+            packet.pts = pts
+            packet.time_base = _TIME_BASE[self.kind]
             self._queue.put_nowait(packet)
         self.stats.frames += 1
         self.stats.bytes += len(data)
