@@ -268,15 +268,48 @@ def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | 
     return codecs[0] if codecs else None
 
 
+class ExtensionBlock:
+    """A sender's RTP header-extension block (RFC 8285: mid and abs-send-time as negotiated),
+    byte-identical to what ``RtpPacket.serialize`` writes, built once: per frame only the three
+    abs-send-time bytes change, so they are patched into a template."""
+
+    _PROBE = 0xA5C3E1
+
+    def __init__(self, extensions_map: Any, mid: str | None) -> None:
+        self._map = extensions_map
+        self._mid = mid
+        probe = self._serialize(self._PROBE)
+        marker = self._PROBE.to_bytes(3, "big")
+        self._offset = probe.find(marker)
+        self._template = probe if probe.count(marker) <= 1 else None
+
+    def extensions(self, abs_send_time: int) -> HeaderExtensions:
+        extensions = HeaderExtensions()
+        extensions.abs_send_time = abs_send_time
+        extensions.mid = self._mid
+        return extensions
+
+    def block(self, abs_send_time: int) -> bytes:
+        template = self._template
+        if template is None:
+            return self._serialize(abs_send_time)
+        if self._offset < 0:  # abs-send-time not negotiated: the block never changes
+            return template
+        return (template[: self._offset] + abs_send_time.to_bytes(3, "big")
+                + template[self._offset + 3:])
+
+    def _serialize(self, abs_send_time: int) -> bytes:
+        profile, value = self._map.set(self.extensions(abs_send_time))
+        return pack("!HH", profile, len(value) >> 2) + value if value else b""
+
+
 def rtp_packets(
     payloads: list[bytes], payload_type: int, sequence_number: int, timestamp: int, ssrc: int,
-    extensions: HeaderExtensions, extensions_map: Any,
+    extensions: HeaderExtensions, block: bytes,
 ) -> list[tuple[RtpPacket, bytes]]:
-    """The RTP packets of one frame and their bytes, byte-identical to ``RtpPacket.serialize``
-    but with the extension block built once per frame instead of once per packet."""
-    profile, value = extensions_map.set(extensions)
-    first_byte = 0x90 if value else 0x80  # version 2; X bit when there are extensions
-    block = pack("!HH", profile, len(value) >> 2) + value if value else b""
+    """The RTP packets of one frame and their bytes (header + extension `block` + payload),
+    byte-identical to ``RtpPacket.serialize``; the packets go to the sender's NACK history."""
+    first_byte = 0x90 if block else 0x80  # version 2; X bit when there are extensions
     out = []
     last = len(payloads) - 1
     for i, payload in enumerate(payloads):
@@ -325,8 +358,11 @@ class RtpFrameSender:
         self._sender = sender
         self._payload_type = codec.payloadType
         self._history: dict[int, RtpPacket] = getattr(sender, SENDER_RTP_HISTORY)
-        self._extensions_map = getattr(sender, SENDER_EXTENSIONS_MAP)
-        self._mid = getattr(sender, SENDER_MID)
+        # Built when the sender starts: its extensions are negotiated by then.
+        self._extensions = ExtensionBlock(
+            getattr(sender, SENDER_EXTENSIONS_MAP), getattr(sender, SENDER_MID)
+        )
+        self._nominated: dict[int, Any] | None = None
         self._sequence_number = secrets.randbelow(1 << 16)
         self._timestamp_origin = secrets.randbelow(1 << 32)
         self._pending: set[asyncio.Task[None]] = set()
@@ -338,7 +374,9 @@ class RtpFrameSender:
         dtls = sender.transport
         if dtls.state != "connected" or not sender._enabled:
             return False
-        pair = getattr(getattr(dtls.transport, ICE_CONNECTION), AIOICE_NOMINATED).get(1)
+        if self._nominated is None:  # aioice keeps (and updates) one dict per connection
+            self._nominated = getattr(getattr(dtls.transport, ICE_CONNECTION), AIOICE_NOMINATED)
+        pair = self._nominated.get(1)
         if pair is None:
             return False
         if not payloads:
@@ -350,14 +388,14 @@ class RtpFrameSender:
         direct = type(protocol) is aioice.ice.StunProtocol
         now = fast_ntp_time()
         # Every packet of a frame carries the same extensions (abs-send-time is taken once per
-        # frame): build the extension block once, and the 12-byte header per packet.
-        extensions = HeaderExtensions()
-        extensions.abs_send_time = (now >> 14) & 0x00FFFFFF
-        extensions.mid = self._mid
+        # frame): one extension block per frame, then a 12-byte header per packet.
+        abs_send_time = (now >> 14) & 0x00FFFFFF
         seq = self._sequence_number
         sent_bytes = octets = 0
-        for packet, raw in rtp_packets(payloads, self._payload_type, seq, timestamp, ssrc,
-                                       extensions, self._extensions_map):
+        for packet, raw in rtp_packets(
+            payloads, self._payload_type, seq, timestamp, ssrc,
+            self._extensions.extensions(abs_send_time), self._extensions.block(abs_send_time),
+        ):
             self._history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
             data = srtp.protect(raw)
             if direct:

@@ -143,29 +143,30 @@ async def test_packet_counter_replaces_receive_path() -> None:
         await b.close()
 
 
-@pytest.mark.parametrize("configured", [True, False])
-def test_rtp_packets_match_aiortc_serialization(configured: bool) -> None:
+@pytest.mark.parametrize("configured", ["mid+abs-send-time", "mid", ""])
+def test_rtp_packets_match_aiortc_serialization(configured: str) -> None:
     """The direct sender's bytes are exactly what RtpPacket.serialize would produce, so NACK
     retransmissions from the history (serialized by aiortc) match the originals."""
     from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-    from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
+    from aiortc.rtp import HeaderExtensionsMap
 
     ext_map = HeaderExtensionsMap()
-    if configured:
-        ext_map.configure(RTCRtpParameters(headerExtensions=[
-            RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-            RTCRtpHeaderExtensionParameters(
-                id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
-        ]))
-    extensions = HeaderExtensions()
-    extensions.abs_send_time = 0x123456
-    extensions.mid = "4"
+    negotiated = [
+        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+        RTCRtpHeaderExtensionParameters(
+            id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+    ][: len(configured.split("+")) if configured else 0]
+    ext_map.configure(RTCRtpParameters(headerExtensions=negotiated))
+    block = internals.ExtensionBlock(ext_map, "4")
     payloads = [b"\x90\x80" + bytes(range(200)), b"\x80\x00abc", b"\x80\x00last"]
-    packets = internals.rtp_packets(payloads, 96, 65534, 0xFFFFFFF0, 0xDEADBEEF, extensions,
-                                    ext_map)
-    assert [p.sequence_number for p, _ in packets] == [65534, 65535, 0]
-    assert [p.marker for p, _ in packets] == [0, 0, 1]
-    for packet, raw in packets:
-        assert raw == packet.serialize(ext_map)
-    if configured:
-        assert packets[0][1][0] & 0x10  # the extension bit is set
+    for abs_send_time in (0, 0x123456, 0xFFFFFF, 0xA5C3E1):
+        packets = internals.rtp_packets(
+            payloads, 96, 65534, 0xFFFFFFF0, 0xDEADBEEF,
+            block.extensions(abs_send_time), block.block(abs_send_time),
+        )
+        assert [p.sequence_number for p, _ in packets] == [65534, 65535, 0]
+        assert [p.marker for p, _ in packets] == [0, 0, 1]
+        for packet, raw in packets:
+            assert packet.extensions.abs_send_time == abs_send_time
+            assert raw == packet.serialize(ext_map)
+        assert bool(packets[0][1][0] & 0x10) is bool(configured)  # the extension bit
