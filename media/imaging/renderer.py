@@ -26,7 +26,7 @@ from media.imaging.cache import ByteLRU
 from media.imaging.encoder import JPEG, encode, encode_jpeg, jpeg_mcu, normalize_media_type
 from media.imaging.errors import FrameNotFoundError, InvalidViewportError, InvalidWindowError
 from media.imaging.image_model import ImageModel, read_image_model
-from media.imaging.jpeg_restart import join_strips, plan_strips
+from media.imaging.jpeg_restart import StripJoinError, join_strips, plan_strips
 from media.imaging.lut import LutCache, display_values
 from media.imaging.model_sidecar import read_sidecar
 from media.imaging.pixel_decoder import (
@@ -426,10 +426,10 @@ class Renderer:
             return encode_jpeg(ready.result().rows(*bounds), quality)
 
         bounds = plan.bounds()
-        try:
-            offered = [self._executor.submit(strip, b) for b in bounds[1:]]
-        except RuntimeError:  # executor shutting down: do it all here
-            offered = []
+        offered: list[concurrent.futures.Future[bytes]] = []
+        with contextlib.suppress(RuntimeError):  # executor shutting down: the rest is done here
+            for b in bounds[1:]:
+                offered.append(self._executor.submit(strip, b))
         try:
             source, applied = display_rows(decoded, model, window, self._luts)
         except BaseException as exc:
@@ -443,7 +443,11 @@ class Renderer:
             strips.append(strip(b) if future.cancel() else future.result())
         for b in bounds[1 + len(offered):]:
             strips.append(strip(b))
-        return join_strips(strips, plan), applied
+        try:
+            return join_strips(strips, plan), applied
+        except StripJoinError:  # an encoder setting we did not expect: encode it whole
+            log.warning("jpeg_strips_not_joinable rows=%d columns=%d", model.rows, model.columns)
+            return encode_jpeg(source.rows(0, model.rows), quality), applied
 
 
 def _frame_nbytes(value: DecodedFrame | bytes) -> int:

@@ -74,6 +74,7 @@ class AuditLog:
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._append_batch = redis.register_script(_APPEND_BATCH)
+        self._flush_lock = asyncio.Lock()
 
     async def record(
         self, *, action: str, user: str, role: str, clinic: str | None, remote: str | None,
@@ -98,23 +99,31 @@ class AuditLog:
             await self.flush()
 
     async def flush(self) -> None:
-        while self._pending:
-            # Bounded calls: a long backlog must not stall Redis for everyone else.
-            batch, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
-            args: list[str | int] = []
-            for fields in batch:
-                args.append(len(fields))
-                for item in fields.items():
-                    args.extend(item)
-            try:
-                await self._append_batch(keys=[keys.AUDIT], args=args)
-            except (RedisError, OSError) as exc:
-                # Keep them, oldest first, for the next attempt.
-                self._pending = batch + self._pending
-                event(log, "audit_flush_failed", logging.ERROR, pending=len(self._pending),
-                      error=type(exc).__name__)
-                await asyncio.sleep(0.5)
-                return
+        # One flush at a time (writer, recent(), since()): batches land in queue order.
+        async with self._flush_lock:
+            while self._pending:
+                # Bounded calls: a long backlog must not stall Redis for everyone else.
+                batch, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
+                args: list[str | int] = []
+                for fields in batch:
+                    args.append(len(fields))
+                    for item in fields.items():
+                        args.extend(item)
+                try:
+                    # client=: the script follows this log's connection, not the one it was
+                    # registered with.
+                    await self._append_batch(keys=[keys.AUDIT], args=args, client=self._r)
+                except (RedisError, OSError) as exc:
+                    # Keep them, oldest first, for the next attempt.
+                    self._pending = batch + self._pending
+                    event(log, "audit_flush_failed", logging.ERROR, pending=len(self._pending),
+                          error=type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    return
+                except BaseException:
+                    # Cancelled mid-call (shutdown): keep them for close() to write or count.
+                    self._pending = batch + self._pending
+                    raise
 
     async def close(self) -> None:
         """Flush what is queued (bounded: a dead Redis must not hang shutdown)."""
