@@ -129,7 +129,17 @@ def check_internals() -> list[str]:
     next_frame = _source(getattr(RTCRtpSender, SENDER_NEXT_ENCODED_FRAME, None))
     if "if not self._enabled" not in next_frame:
         problems.append("RTCRtpSender._enabled no longer gates sending")
+    if "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)" not in _source(
+        getattr(RTCRtpSender, "_retransmit", None)
+    ):
+        problems.append("RTCRtpSender._retransmit no longer reads the history by seq % size")
+    run_rtcp = _source(getattr(RTCRtpSender, "_run_rtcp", None))
+    for name in SENDER_SR_FIELDS:
+        if f"self.__{name.split('__', 1)[1]}" not in run_rtcp:
+            problems.append(f"RTCRtpSender._run_rtcp no longer reports {name}")
     sender_init = _source(RTCRtpSender.__init__)
+    if "self._ssrc" not in sender_init:
+        problems.append("RTCRtpSender._ssrc is no longer set in __init__")
     for name in (SENDER_RTP_HISTORY, SENDER_EXTENSIONS_MAP, SENDER_MID, *SENDER_SR_FIELDS):
         if f"self.__{name.split('__', 1)[1]}" not in sender_init:
             problems.append(f"RTCRtpSender.{name} is no longer set in __init__")
@@ -140,6 +150,9 @@ def check_internals() -> list[str]:
         problems.append(f"RTCIceTransport.{ICE_CONNECTION} is no longer set in __init__")
     if "self._nominated" not in _source(aioice.ice.Connection.__init__):
         problems.append(f"aioice Connection.{AIOICE_NOMINATED} is no longer set in __init__")
+    pair_source = _source(aioice.ice.CandidatePair)
+    if "self.protocol" not in pair_source or "def remote_addr" not in pair_source:
+        problems.append("aioice CandidatePair no longer has .protocol/.remote_addr")
     if "self.transport.sendto(data, addr)" not in _source(aioice.ice.StunProtocol.send_data):
         problems.append("aioice StunProtocol.send_data no longer sends straight to its transport")
     frame = JitterFrame(data=b"x", timestamp=1)
@@ -356,6 +369,7 @@ class RtpFrameSender:
 
     def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
         self._sender = sender
+        self.codec = codec
         self._payload_type = codec.payloadType
         self._history: dict[int, RtpPacket] = getattr(sender, SENDER_RTP_HISTORY)
         # Built when the sender starts: its extensions are negotiated by then.
@@ -363,7 +377,9 @@ class RtpFrameSender:
             getattr(sender, SENDER_EXTENSIONS_MAP), getattr(sender, SENDER_MID)
         )
         self._nominated: dict[int, Any] | None = None
-        self._sequence_number = secrets.randbelow(1 << 16)
+        # Lower half, like aiortc: a start just below the wrap could desynchronise the SRTP
+        # rollover counter of a receiver that missed the first packets.
+        self._sequence_number = secrets.randbelow(1 << 15)
         self._timestamp_origin = secrets.randbelow(1 << 32)
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -398,9 +414,9 @@ class RtpFrameSender:
         ):
             self._history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
             data = srtp.protect(raw)
-            if direct:
+            if direct:  # host and TURN-relayed pairs alike (a TurnTransport's sendto is sync)
                 protocol.transport.sendto(data, pair.remote_addr)
-            else:  # a TURN-relayed pair may have to bind a channel first: keep its async path
+            else:  # some other protocol object: keep aioice's async path
                 task = asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
                 self._pending.add(task)
                 task.add_done_callback(self._sent)

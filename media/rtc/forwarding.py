@@ -16,6 +16,7 @@ from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCRtpReceiver
+from aiortc.codecs import get_encoder
 from aiortc.contrib.media import MediaRelay
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
@@ -122,10 +123,19 @@ class Publication:
         if key and self.kind == "video":
             self.stats.keyframes_in += 1
         payloads: list[bytes] | None = None
+        failed: list[ForwardTrack] = []
         for track in self.tracks:
             if track.direct and payloads is None:
                 payloads = self._packed(codec, data, frame.timestamp)
-            track.push(codec.mimeType, data, frame.timestamp, key, source.generation, payloads)
+            try:
+                track.push(codec.mimeType, data, frame.timestamp, key, source.generation,
+                           payloads)
+            except Exception:  # one subscriber's failure must not starve the others
+                logger.exception("forwarding %s to %s failed; stopping that track",
+                                 self.publisher_id, track.subscriber_id)
+                failed.append(track)
+        for track in failed:
+            track.stop()
 
     def _packed(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> list[bytes]:
         if self._packer is None or self._packer.mime_type != codec.mimeType:
@@ -226,6 +236,8 @@ class ForwardTrack(MediaStreamTrack):
         self._sender: Any = None
         self._codec_of: Callable[[], RTCRtpCodecParameters | None] = lambda: None
         self._direct: internals.RtpFrameSender | None = None
+        self._force_keyframe = False
+        self._reencoder: asyncio.Task[None] | None = None
         publication.tracks.add(self)
 
     def use_sender(
@@ -249,17 +261,20 @@ class ForwardTrack(MediaStreamTrack):
     def push(self, mime: str, data: bytes, timestamp: int, key: bool, generation: int,
              payloads: list[bytes] | None = None) -> None:
         """One frame of the publication; `payloads` is it packetized (for direct sending)."""
-        if not self._started or self.transcoding or self.readyState != "live":
+        if not self._started or self.readyState != "live":
+            return
+        if generation != self._generation:
+            self._generation = generation
+            # Continue where the previous source stopped, one nominal frame later (the
+            # re-encoding loop uses the same offset, so a switch keeps timestamps monotonic).
+            last = self._last_out
+            self._offset = 0 if last is None else last + _STEP[self.kind] - timestamp
+            self._waiting_keyframe = self.kind == "video"
+        if self.transcoding:
             return
         if self.target_mime is not None and mime.lower() != self.target_mime.lower():
             self._start_transcoding(mime)
             return
-        if generation != self._generation:
-            self._generation = generation
-            # Continue where the previous source stopped, one nominal frame later.
-            last = self._last_out
-            self._offset = 0 if last is None else last + _STEP[self.kind] - timestamp
-            self._waiting_keyframe = self.kind == "video"
         if self._waiting_keyframe:
             if not key:
                 self.stats.dropped_waiting_keyframe += 1
@@ -293,6 +308,7 @@ class ForwardTrack(MediaStreamTrack):
 
     def keyframe_requested(self) -> None:
         self.stats.keyframe_requests_from_subscriber += 1
+        self._force_keyframe = True  # for our own re-encoding loop, if it runs
         self.publication.request_keyframe()
 
     async def recv(self) -> Any:
@@ -305,7 +321,7 @@ class ForwardTrack(MediaStreamTrack):
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
-            if self._relay_track is not None:
+            if self._relay_track is not None and self._direct is None:
                 return await self._relay_track.recv()
             item = await self._queue.get()
             if item is None:
@@ -325,6 +341,9 @@ class ForwardTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         self._direct = None
+        if self._reencoder is not None:
+            self._reencoder.cancel()
+            self._reencoder = None
         if self.readyState == "live":
             self._queue.put_nowait(None)
         super().stop()
@@ -346,12 +365,40 @@ class ForwardTrack(MediaStreamTrack):
             self.subscriber_id, self.target_mime, self.publication.publisher_id, mime,
         )
         self.transcoding = True
-        self._direct = None  # the sender's own task encodes the relay's frames from now on
         self._drain()
         self._subscribe_relay()
         self.publication.update_decode()
         self.publication.request_keyframe()
+        if self._direct is not None:
+            # Keep one RTP numbering on this SSRC: our loop encodes and the direct sender
+            # sends. (Handing over to the sender's own task would restart its sequence numbers
+            # and SRTP would refuse the jump.)
+            self._reencoder = self.publication.spawn(self._reencode(self._direct))
         self._queue.put_nowait(_SWITCH)
+
+    async def _reencode(self, direct: internals.RtpFrameSender) -> None:
+        """Decoded frames from the relay, encoded in the subscriber's codec, sent directly."""
+        encoder = get_encoder(direct.codec)
+        loop = asyncio.get_running_loop()
+        while self.transcoding and self.readyState == "live" and self._direct is direct:
+            relay = self._relay_track
+            if relay is None:
+                await asyncio.sleep(0.02)  # the source is between receivers (reconnect)
+                continue
+            try:
+                frame = await relay.recv()
+            except MediaStreamError:
+                if relay is self._relay_track:
+                    await asyncio.sleep(0.02)
+                continue
+            force, self._force_keyframe = self._force_keyframe, False
+            payloads, timestamp = await loop.run_in_executor(None, encoder.encode, frame, force)
+            if not payloads or self._direct is not direct:
+                continue
+            pts = (timestamp + self._offset) & 0xFFFFFFFF
+            self._last_out = pts
+            if direct.send(payloads, pts):
+                self.stats.frames += 1
 
     def _subscribe_relay(self) -> None:
         if self._relay_track is not None:

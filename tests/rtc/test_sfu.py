@@ -161,11 +161,44 @@ async def test_codec_mismatch_falls_back_to_reencoding(harness: Harness) -> None
     stats = harness.room.stats()
     sub = stats["h264-only"]["subscribed"]["vp8-kiosk/video"]
     assert (sub["mode"], sub["codec"]) == ("transcode", "video/H264")
-    assert sub["sending"] == "task"  # the sender's own encoder loop
+    assert sub["sending"] == "direct"  # our re-encoding loop feeds RtpFrameSender
     # Only this path decodes; audio (same codec) is still forwarded as-is.
     assert stats["vp8-kiosk"]["published"]["video"]["decoded_frames"] > 0
     assert stats["vp8-kiosk"]["published"]["audio"]["decoded_frames"] == 0
     assert stats["h264-only"]["subscribed"]["vp8-kiosk/audio"]["mode"] == "forward"
+
+
+async def test_publisher_codec_change_keeps_the_subscriber_stream(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kiosk that reconnects publishing H264 instead of VP8: the expert's VP8 transceiver
+    switches to re-encoding and keeps playing. The RTP numbering must stay one sequence on that
+    SSRC; aiortc's own sender loop would restart it and SRTP would refuse the jump, so the two
+    start points are forced far apart here."""
+    import aiortc.rtcrtpsender
+
+    from media.rtc import aiortc_internals as internals
+
+    monkeypatch.setattr(aiortc.rtcrtpsender, "random_sequence_number", lambda: 1000)
+    original_init = internals.RtpFrameSender.__init__
+
+    def far_start(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        original_init(self, *args, **kwargs)
+        self._sequence_number = 20000
+
+    monkeypatch.setattr(internals.RtpFrameSender, "__init__", far_start)
+    await harness.join("kiosk")
+    await harness.join("expert", decode=True)
+    await harness.wait_frames("expert", "kiosk", "video", 10)
+    old = harness.peers["kiosk"]
+    await harness.join("kiosk", accept_video_codecs=["H264"])
+    await old.close()
+    before = harness.peers["expert"].frames("kiosk", "video")
+    await harness.wait_frames("expert", "kiosk", "video", before + 15, timeout=10)
+    sub = harness.room.stats()["expert"]["subscribed"]["kiosk/video"]
+    assert (sub["mode"], sub["sending"]) == ("transcode", "direct")
+    track = harness.peers["expert"].live("kiosk", "video")
+    assert track is not None and (track.width, track.height) == (320, 240)
 
 
 async def test_one_outstanding_offer_per_participant(harness: Harness) -> None:
