@@ -263,10 +263,6 @@ function init() {
       renderStudies();
       renderUploadResults();
     }
-    for (const id of ["login-message", "login-error"]) {
-      const box = $(id);
-      if (box.dataset.i18n) box.textContent = t(box.dataset.i18n);
-    }
   });
   bindSignIn(loginView, { onSignedIn: () => startStudies() });
   $("logout").addEventListener("click", () => logout());

@@ -5,6 +5,20 @@
 import { onLangChange, offLangChange, t } from "./i18n.js";
 import { playMedia } from "./call.js";
 
+/** Show a translated notice in `box` (null `key` hides it); `setLang` re-translates it via its
+ * `data-i18n`. */
+export function showNotice(box, key, kind = "info", params = {}) {
+  if (!key) {
+    box.hidden = true;
+    delete box.dataset.i18n;
+    return;
+  }
+  box.dataset.i18n = key;
+  box.dataset.kind = kind;
+  box.textContent = t(key, params);
+  box.hidden = false;
+}
+
 export class CallView {
   /**
    * `root` holds the call markup (testids remote-grid, self-video, participants, mute,

@@ -5,7 +5,7 @@ import { applyI18n, onLangChange, t, toggleLang } from "./i18n.js";
 import { getSession, logout, setLoginPage, watchExpiry } from "./api.js";
 import { bindSignIn, signInMarkup } from "./signin.js";
 import { RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView } from "./call-ui.js";
+import { CallView, showNotice } from "./call-ui.js";
 import { Viewer, viewerMarkup } from "./viewer-core.js";
 import { DEPARTMENTS_FOR_INVITE } from "./departments.js";
 
@@ -32,16 +32,7 @@ function showView(id) {
 }
 
 function notice(key, kind = "info", params = {}) {
-  const box = $("notice");
-  if (!key) {
-    box.hidden = true;
-    delete box.dataset.i18n;
-    return;
-  }
-  box.dataset.i18n = key;
-  box.dataset.kind = kind;
-  box.textContent = t(key, params);
-  box.hidden = false;
+  showNotice($("notice"), key, kind, params);
 }
 
 // ---- ringing ------------------------------------------------------------------------------
@@ -406,12 +397,6 @@ function init() {
     renderLobby();
     renderConsultInfo();
     renderInviteDepartments();
-    const box = $("notice");
-    if (box.dataset.i18n) box.textContent = t(box.dataset.i18n);
-    for (const id of ["login-message", "login-error"]) {
-      const el = $(id);
-      if (el && el.dataset.i18n) el.textContent = t(el.dataset.i18n);
-    }
   });
   const session = getSession();
   if (session) {

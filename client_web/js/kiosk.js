@@ -7,7 +7,7 @@ import {
 } from "./api.js";
 import { bindSignIn, signInMarkup } from "./signin.js";
 import { LevelMeter, RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView } from "./call-ui.js";
+import { CallView, showNotice } from "./call-ui.js";
 import { DEPARTMENTS } from "./departments.js";
 
 export const URGENCIES = ["routine", "urgent", "emergency"];
@@ -42,16 +42,7 @@ function showView(id) {
 }
 
 function notice(key, kind = "info") {
-  const box = $("notice");
-  if (!key) {
-    box.hidden = true;
-    delete box.dataset.i18n;
-    return;
-  }
-  box.dataset.i18n = key;
-  box.dataset.kind = kind;
-  box.textContent = t(key);
-  box.hidden = false;
+  showNotice($("notice"), key, kind);
 }
 
 /** `?device_token=…` is stored once and removed from the address bar (and history). */
@@ -440,12 +431,6 @@ function init() {
     for (const which of ["camera", "mic"]) {
       const c = state.checks[which];
       setCheck(which, c.state, c.key, c.params);
-    }
-    const box = $("notice");
-    if (box.dataset.i18n) box.textContent = t(box.dataset.i18n);
-    for (const id of ["login-message", "login-error"]) {
-      const el = $(id);
-      if (el && el.dataset.i18n) el.textContent = t(el.dataset.i18n);
     }
   });
 
