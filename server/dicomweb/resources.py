@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -25,32 +26,21 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/dicomweb"
 
 
+def _who(request: web.Request) -> dict[str, Any]:
+    """The audit fields that say who read, from where."""
+    who = principal(request)
+    return {"user": who.username, "role": who.role.value, "clinic": who.clinic,
+            "remote": request.remote, "device": who.device}
+
+
 def audit_soon(request: web.Request, action: str, **resource: object) -> None:
     """Queue the audit event of a frame view (see AuditLog.record_soon)."""
-    who = principal(request)
-    request.app[appkeys.STORE].audit.record_soon(
-        action=action,
-        user=who.username,
-        role=who.role.value,
-        clinic=who.clinic,
-        remote=request.remote,
-        device=who.device,
-        **resource,
-    )
+    request.app[appkeys.STORE].audit.record_soon(action=action, **_who(request), **resource)
 
 
 async def audit(request: web.Request, action: str, **resource: object) -> None:
     """Write who read which patient data; a failure here fails the request (no silent reads)."""
-    who = principal(request)
-    await request.app[appkeys.STORE].audit.record(
-        action=action,
-        user=who.username,
-        role=who.role.value,
-        clinic=who.clinic,
-        remote=request.remote,
-        device=who.device,
-        **resource,
-    )
+    await request.app[appkeys.STORE].audit.record(action=action, **_who(request), **resource)
 
 
 async def authorized_study(request: web.Request, study_uid: str) -> StudyRecord:
