@@ -10,7 +10,6 @@ moves them fails loudly with the attribute's name instead of silently decoding o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import inspect
@@ -381,7 +380,6 @@ class RtpFrameSender:
         # rollover counter of a receiver that missed the first packets.
         self._sequence_number = secrets.randbelow(1 << 15)
         self._timestamp_origin = secrets.randbelow(1 << 32)
-        self._pending: set[asyncio.Task[None]] = set()
 
     def send(self, payloads: list[bytes], timestamp: int) -> bool:
         """Send one frame already packetized (see `FramePacker`) with its RTP timestamp in the
@@ -400,8 +398,9 @@ class RtpFrameSender:
         timestamp = (self._timestamp_origin + timestamp) & 0xFFFFFFFF
         ssrc = sender._ssrc
         srtp = getattr(dtls, DTLS_TX_SRTP)
-        protocol = pair.protocol
-        direct = type(protocol) is aioice.ice.StunProtocol
+        # Host and TURN-relayed pairs alike: the pair's StunProtocol sends on its transport,
+        # synchronously (a TurnTransport's sendto binds channels itself).
+        transport = pair.protocol.transport
         now = fast_ntp_time()
         # Every packet of a frame carries the same extensions (abs-send-time is taken once per
         # frame): one extension block per frame, then a 12-byte header per packet.
@@ -414,12 +413,7 @@ class RtpFrameSender:
         ):
             self._history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
             data = srtp.protect(raw)
-            if direct:  # host and TURN-relayed pairs alike (a TurnTransport's sendto is sync)
-                protocol.transport.sendto(data, pair.remote_addr)
-            else:  # some other protocol object: keep aioice's async path
-                task = asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
-                self._pending.add(task)
-                task.add_done_callback(self._sent)
+            transport.sendto(data, pair.remote_addr)
             sent_bytes += len(data)
             octets += len(packet.payload)
         seq = (seq + len(payloads)) & 0xFFFF
@@ -434,10 +428,6 @@ class RtpFrameSender:
         setattr(dtls, packets_field, getattr(dtls, packets_field) + len(payloads))
         return True
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.debug("relayed RTP send failed: %r", task.exception())
 
 
 # --- aioice: host addresses --------------------------------------------------------------------
