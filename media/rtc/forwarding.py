@@ -131,8 +131,8 @@ class Publication:
                 track.push(codec.mimeType, data, frame.timestamp, key, source.generation,
                            payloads)
             except Exception:  # one subscriber's failure must not starve the others
-                logger.exception("forwarding %s to %s failed; stopping that track",
-                                 self.publisher_id, track.subscriber_id)
+                logger.exception("forward_push_failed publisher=%s subscriber=%s kind=%s",
+                                 self.publisher_id, track.subscriber_id, self.kind)
                 failed.append(track)
         for track in failed:
             track.stop()
@@ -337,7 +337,7 @@ class ForwardTrack(MediaStreamTrack):
         try:
             self._direct = internals.RtpFrameSender(self._sender, codec)
         except Exception:  # an aiortc change: forwarding still works, just the slower way
-            logger.exception("direct RTP sending unavailable for %s", self.subscriber_id)
+            logger.exception("direct_send_unavailable subscriber=%s", self.subscriber_id)
 
     def stop(self) -> None:
         self._direct = None
