@@ -200,6 +200,8 @@ class Stack:
     workdir: Path
     cmd: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # The source tree the CLI runs from (cwd; bench/render_ab.py points it at another build).
+    repo: Path = REPO
     password: str = ""
     base_url: str = ""
     redis: subprocess.Popen[bytes] | None = None
@@ -226,7 +228,7 @@ class Stack:
         t0 = time.monotonic()
         try:
             done = subprocess.run(
-                [*self.cmd, "demo"], env=self.env, cwd=REPO, capture_output=True,
+                [*self.cmd, "demo"], env=self.env, cwd=self.repo, capture_output=True,
                 timeout=timeout_s, check=False,
             )
         except subprocess.TimeoutExpired as exc:
@@ -243,7 +245,7 @@ class Stack:
         self.server_log = self.workdir / "server.log"
         with self.server_log.open("wb") as out:
             self.server = subprocess.Popen(
-                [*self.cmd, "serve"], env=self.env, cwd=REPO, stdout=out,
+                [*self.cmd, "serve"], env=self.env, cwd=self.repo, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
 
