@@ -10,7 +10,7 @@ from aiohttp import web
 
 from media.imaging.renderer import Renderer
 from server import appkeys
-from server.api import auth_routes, health, presets, static, uploads
+from server.api import auth_routes, health, openapi, presets, static, uploads
 from server.auth.middleware import auth_middleware
 from server.auth.tokens import TokenService
 from server.config import Settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     app[appkeys.INGESTOR] = Ingestor(settings, store, executor)
 
     health.setup(app)
+    openapi.setup(app)
     auth_routes.setup(app)
     presets.setup(app)
     uploads.setup(app)

@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from server.errors import ConfigurationError
 
@@ -52,6 +53,9 @@ class Settings:
     # Addresses the SFU gathers ICE host candidates on (None: every interface). Tests: 127.0.0.1.
     ice_host_addresses: tuple[str, ...] | None = None
     reconnect_grace_s: float = 30.0
+    # The origin users reach the server at (https://pacs.example.org); every absolute URL the
+    # server writes starts with it. None: URLs are written relative to the request's own origin.
+    public_url: str | None = None
 
     @property
     def dicom_dir(self) -> Path:
@@ -94,7 +98,20 @@ class Settings:
             turn_ttl_s=_int(env, "HUIZHEN_TURN_TTL_S", 600, 60),
             ice_host_addresses=_list(env, "HUIZHEN_ICE_HOST_ADDRESSES"),
             reconnect_grace_s=float(_int(env, "HUIZHEN_RECONNECT_GRACE_S", 30, 1)),
+            public_url=_public_url(env),
         )
+
+
+def _public_url(env: dict[str, str]) -> str | None:
+    raw = (env.get("HUIZHEN_PUBLIC_URL") or "").strip().rstrip("/")
+    if not raw:
+        return None
+    parsed = urlsplit(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query:
+        raise ConfigurationError(
+            f"HUIZHEN_PUBLIC_URL must be an origin like https://pacs.example.org, got {raw!r}"
+        )
+    return raw
 
 
 def _list(env: dict[str, str], name: str) -> tuple[str, ...] | None:

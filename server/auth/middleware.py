@@ -14,7 +14,9 @@ PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal
 TOKENS_KEY: web.AppKey[TokenService] = web.AppKey("tokens", TokenService)
 
 # /api/ws authenticates inside the handler: browsers cannot send headers on a WebSocket.
-_PUBLIC_EXACT = {"/", "/healthz", "/api/auth/login", "/favicon.ico", "/api/ws"}
+_PUBLIC_EXACT = {
+    "/", "/healthz", "/api/auth/login", "/favicon.ico", "/api/ws", "/api/openapi.json"
+}
 _PUBLIC_PREFIXES = ("/ui/",)
 
 

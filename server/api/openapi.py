@@ -1,0 +1,262 @@
+"""GET /api/openapi.json: the OpenAPI 3.1 description of every HTTP route of the server.
+
+The document is written here by hand, route by route, and a test (tests/unit/test_openapi.py)
+compares it with the routes the application registers: a route added without an entry in
+`PATHS` fails the suite. The same document drives the schemathesis fuzzing in
+tests/integration/test_fuzz_http.py, so parameters and bodies listed here are the ones fuzzed.
+
+It is public (no token): it describes no patient data and nothing that is not in the source
+repository, and a viewer integrator (OHIF) needs it before it has a token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server import appkeys
+from server.api.auth_routes import LoginRequest
+
+Operation = dict[str, Any]
+
+# Routes served but not described: they are not part of the JSON/DICOMweb API.
+UNDOCUMENTED: dict[tuple[str, str], str] = {
+    ("GET", "/"): "redirect to the pages",
+    ("GET", "/ui/"): "the pages (static files)",
+    ("GET", "/api/ws"): "the page WebSocket, described in docs/signaling.md",
+}
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+
+_ERRORS = {"default": {"$ref": "#/components/responses/Error"}}
+_UID = {"type": "string", "maxLength": 64}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _UID,
+            "description": description}
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False,
+            "schema": schema or {"type": "string"}, "description": description}
+
+
+STUDY = _path_param("study", "StudyInstanceUID")
+SERIES = _path_param("series", "SeriesInstanceUID")
+INSTANCE = _path_param("instance", "SOPInstanceUID")
+
+_QIDO_COMMON = [
+    _query("limit", "at most this many results (capped at 1000)", {"type": "string"}),
+    _query("offset", "skip this many results", {"type": "string"}),
+    _query("includefield", "keywords or tags to add, or 'all'"),
+    _query("fuzzymatching", "true or false (names always match case-insensitively)"),
+]
+_QIDO_STUDY = [
+    _query("StudyInstanceUID", "one UID or a comma-separated list"),
+    _query("PatientID", "exact"),
+    _query("PatientName", "'*' and '?' wildcards, case-insensitive"),
+    _query("StudyDate", "YYYYMMDD or a range A-B, -B, A-"),
+    _query("StudyTime", "HHMMSS or a range"),
+    _query("AccessionNumber", "exact"),
+    _query("ModalitiesInStudy", "one modality or a comma-separated list"),
+]
+_QIDO_SERIES = [
+    _query("Modality", "exact"),
+    _query("SeriesInstanceUID", "one UID or a list"),
+    _query("SeriesNumber", "exact"),
+]
+_QIDO_INSTANCE = [
+    _query("SOPInstanceUID", "one UID or a list"),
+    _query("SOPClassUID", "exact"),
+    _query("InstanceNumber", "exact"),
+]
+_RENDER = [
+    _query("window", "center,width[,LINEAR|LINEAR_EXACT|SIGMOID] (PS3.18 spelling accepted)"),
+    _query("quality", "1-100"),
+    _query("viewport", "width,height in pixels (fit inside, never upscaled)"),
+    _query("iccprofile", "no, yes or srgb"),
+]
+
+_DICOM_JSON = {"application/dicom+json": {"schema": {"type": "array",
+                                                     "items": {"type": "object"}}}}
+
+
+def _get(summary: str, params: list[dict[str, Any]], content: dict[str, Any],
+         tag: str = "dicomweb") -> Operation:
+    return {"summary": summary, "tags": [tag], "parameters": params,
+            "responses": {"200": {"description": "OK", "content": content}, **_ERRORS}}
+
+
+def _retrieve(params: list[dict[str, Any]]) -> Operation:
+    return _get("WADO-RS retrieve (multipart/related; type=application/dicom)", params,
+                {"multipart/related": {"schema": {"type": "string", "format": "binary"}}})
+
+
+def _metadata(params: list[dict[str, Any]]) -> Operation:
+    return _get("WADO-RS metadata with BulkDataURIs", params, _DICOM_JSON)
+
+
+def _thumbnail(params: list[dict[str, Any]]) -> Operation:
+    return _get("thumbnail (middle slice, 128x128 by default)", params + _RENDER, _IMAGE)
+
+
+def _stow(params: list[dict[str, Any]]) -> Operation:
+    return {
+        "summary": "STOW-RS store (multipart/related; type=application/dicom)",
+        "tags": ["dicomweb"],
+        "parameters": params,
+        "requestBody": {"required": True, "content": {
+            "multipart/related": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {
+            "200": {"description": "all stored", "content": _DICOM_JSON},
+            "202": {"description": "some failed", "content": _DICOM_JSON},
+            **_ERRORS,
+        },
+    }
+
+
+_IMAGE = {t: {"schema": {"type": "string", "format": "binary"}}
+          for t in ("image/jpeg", "image/png", "image/webp")}
+_S, _SS, _SSI = [STUDY], [STUDY, SERIES], [STUDY, SERIES, INSTANCE]
+
+# Every route the application registers (method in lower case), except UNDOCUMENTED.
+# Adding a route? Add its entry here (tests/unit/test_openapi.py fails until you do).
+PATHS: dict[str, dict[str, Operation]] = {
+    "/healthz": {"get": {
+        "summary": "200 while Redis answers, 503 otherwise (for load balancers)",
+        "tags": ["operations"], "security": [],
+        "responses": {
+            "200": {"description": "healthy", "content": {"application/json": {
+                "schema": {"type": "object"}}}},
+            "503": {"description": "Redis unreachable"},
+        },
+    }},
+    "/api/openapi.json": {"get": {
+        "summary": "this document", "tags": ["operations"], "security": [],
+        "responses": {"200": {"description": "OpenAPI 3.1", "content": {
+            "application/json": {"schema": {"type": "object"}}}}},
+    }},
+    "/api/auth/login": {"post": {
+        "summary": "sign in (on a clinic kiosk, with its device token)",
+        "tags": ["auth"], "security": [],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/LoginRequest"}}}},
+        "responses": {
+            "200": {"description": "a bearer token", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["token", "expires_at", "user"]}}}},
+            **_ERRORS,
+        },
+    }},
+    "/api/me": {"get": {
+        "summary": "the signed-in user", "tags": ["auth"],
+        "responses": {"200": {"description": "the user", "content": {"application/json": {
+            "schema": {"type": "object"}}}}, **_ERRORS},
+    }},
+    "/api/presets": {"get": {
+        "summary": "window presets with English and Chinese labels", "tags": ["imaging"],
+        "responses": {"200": {"description": "presets", "content": {"application/json": {
+            "schema": {"type": "array", "items": {"type": "object"}}}}}, **_ERRORS},
+    }},
+    "/api/uploads": {"post": {
+        "summary": "a kiosk's form upload (DICOM files or zips in the field 'files')",
+        "tags": ["imaging"],
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "properties": {"files": {"type": "array",
+                                     "items": {"type": "string", "format": "binary"}}},
+        }}}},
+        "responses": {"200": {"description": "stored and failed files", "content": {
+            "application/json": {"schema": {"type": "object"}}}}, **_ERRORS},
+    }},
+    "/dicomweb/studies": {
+        "get": _get("QIDO-RS search for studies", _QIDO_STUDY + _QIDO_COMMON, _DICOM_JSON),
+        "post": _stow([]),
+    },
+    "/dicomweb/studies/{study}": {"get": _retrieve(_S), "post": _stow(_S)},
+    "/dicomweb/studies/{study}/metadata": {"get": _metadata(_S)},
+    "/dicomweb/studies/{study}/thumbnail": {"get": _thumbnail(_S)},
+    "/dicomweb/studies/{study}/series": {"get": _get(
+        "QIDO-RS search for series of a study", _S + _QIDO_SERIES + _QIDO_COMMON, _DICOM_JSON)},
+    "/dicomweb/studies/{study}/instances": {"get": _get(
+        "QIDO-RS search for instances of a study",
+        _S + _QIDO_SERIES + _QIDO_INSTANCE + _QIDO_COMMON, _DICOM_JSON)},
+    "/dicomweb/studies/{study}/series/{series}": {"get": _retrieve(_SS)},
+    "/dicomweb/studies/{study}/series/{series}/metadata": {"get": _metadata(_SS)},
+    "/dicomweb/studies/{study}/series/{series}/thumbnail": {"get": _thumbnail(_SS)},
+    "/dicomweb/studies/{study}/series/{series}/instances": {"get": _get(
+        "QIDO-RS search for instances of a series", _SS + _QIDO_INSTANCE + _QIDO_COMMON,
+        _DICOM_JSON)},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}": {"get": _retrieve(_SSI)},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata": {
+        "get": _metadata(_SSI)},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/thumbnail": {
+        "get": _thumbnail(_SSI)},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered": {"get": _get(
+        "the instance rendered (first frame)", _SSI + _RENDER, _IMAGE)},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered": {
+        "get": _get("one frame rendered",
+                    [*_SSI, {"name": "frame", "in": "path", "required": True,
+                             "schema": {"type": "string"}}, *_RENDER], _IMAGE)},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}": {
+        "get": _get("frames as multipart/related; type=application/octet-stream",
+                    [*_SSI, {"name": "frames", "in": "path", "required": True,
+                             "schema": {"type": "string"},
+                             "description": "frame numbers, comma-separated, from 1"}],
+                    {"multipart/related": {"schema": {"type": "string", "format": "binary"}}})},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}": {
+        "get": _get("one bulk data element (a BulkDataURI of the metadata)",
+                    [*_SSI, {"name": "tag", "in": "path", "required": True,
+                             "schema": {"type": "string"}}],
+                    {"multipart/related": {"schema": {"type": "string", "format": "binary"}}})},
+}
+
+
+def document(public_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI document; `servers` is HUIZHEN_PUBLIC_URL when set, else relative."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Huizhen",
+            "version": "1",
+            "description": "Tele-consultation and tele-imaging: sign-in, kiosk uploads and "
+            "DICOMweb (PS3.18). Errors are JSON {error: {code, message}}; see docs/api.md.",
+        },
+        "servers": [{"url": (public_url or "").rstrip("/") or "/"}],
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "bearerFormat": "JWT"}},
+            "schemas": {
+                "Error": _ERROR,
+                "LoginRequest": LoginRequest.model_json_schema(),
+            },
+            "responses": {"Error": {"description": "an error", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    settings = request.app[appkeys.SETTINGS]
+    return web.json_response(document(settings.public_url))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", openapi)
