@@ -35,9 +35,9 @@ function parseWindow(text) {
   return { c: cn, w: wn, fn: (fn || "LINEAR").toUpperCase() };
 }
 
-/** The `window=` query value: DICOMweb spells the functions in lower case. */
+/** The `window=` query value in PS3.18's spelling: linear, linear-exact, sigmoid. */
 function windowParam(win) {
-  const fn = (win.fn || "LINEAR").toLowerCase(); // linear, linear_exact, sigmoid
+  const fn = (win.fn || "LINEAR").toLowerCase().replace("_", "-");
   return `${fmtNum(win.c)},${fmtNum(win.w)},${fn}`;
 }
 

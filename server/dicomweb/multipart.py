@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -9,6 +10,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from server.errors import NotAcceptable
+
+# RFC 9110 §12.4.2 qvalue; float() would take "nan", "1e9" and Unicode digits.
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,9 @@ def parse_accept(header: str | None) -> list[MediaRange]:
         if not item.strip():
             continue
         media, params = parse_params(item)
-        try:
-            q = float(params.pop("q", "1"))
-        except ValueError:
-            q = 1.0
+        qtext = params.pop("q", "1")
+        # A malformed weight is ignored rather than refused, as browsers' own headers are lax.
+        q = float(qtext) if _QVALUE.fullmatch(qtext) else 1.0
         if q > 0:
             ranges.append(MediaRange(media, params, q))
     return sorted(ranges, key=lambda r: -r.q)

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from server.dicomweb.attributes import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS, tag_of, vr_of
 from server.errors import InvalidParameter
+from server.params import parse_int
 from server.store.study_index import DicomJson
 
 
@@ -107,9 +108,7 @@ def parse_query(
 
 
 def _non_negative(key: str, value: str) -> int:
-    if not value.isdigit():
-        raise InvalidParameter(f"{key} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return parse_int(value, key, minimum=0)
 
 
 def _validate_value(key: str, tag: str, value: str) -> None:

@@ -23,12 +23,14 @@ from server.dicomweb.resources import (
     uid_param,
 )
 from server.errors import InvalidParameter, NotFound
+from server.params import parse_int
 from server.store.study_index import InstanceRecord
 
 RENDERED_TYPES: tuple[str, ...] = tuple(
     t for t in ("image/jpeg", "image/png", "image/webp") if t in SUPPORTED_MEDIA_TYPES
 )
 MAX_VIEWPORT = 8192
+MAX_FRAME_NUMBER = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,7 @@ def parse_render_params(
         if key == "window":
             window = Window.parse(value)
         elif key == "quality":
-            if not value.isdigit() or not 1 <= int(value) <= 100:
-                raise InvalidParameter(f"quality must be an integer 1-100, got {value!r}")
-            quality = int(value)
+            quality = parse_int(value, "quality", minimum=1, maximum=100)
         elif key == "viewport":
             viewport = _viewport(value)
         elif key == "iccprofile":
@@ -70,21 +70,22 @@ def parse_render_params(
 
 def _viewport(value: str) -> tuple[int, int]:
     parts = value.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    if len(parts) != 2:
         raise InvalidParameter(
-            f"viewport must be 'width,height' in pixels (cropping is not supported), got {value!r}"
+            "viewport must be 'width,height' in pixels (cropping is not supported), "
+            f"got {value[:40]!r}"
         )
-    w, h = (int(p) for p in parts)
-    if not (1 <= w <= MAX_VIEWPORT and 1 <= h <= MAX_VIEWPORT):
-        raise InvalidParameter(f"viewport sides must be 1-{MAX_VIEWPORT} pixels")
+    w, h = (
+        parse_int(p.strip(), f"viewport {side}", minimum=1, maximum=MAX_VIEWPORT)
+        for side, p in zip(("width", "height"), parts, strict=True)
+    )
     return w, h
 
 
 def _frame_number(request: web.Request) -> int:
-    value = request.match_info.get("frame", "1")
-    if not value.isdigit() or int(value) < 1:
-        raise InvalidParameter(f"frame number must be a positive integer, got {value!r}")
-    return int(value)
+    return parse_int(
+        request.match_info.get("frame", "1"), "frame number", minimum=1, maximum=MAX_FRAME_NUMBER
+    )
 
 
 async def _render(

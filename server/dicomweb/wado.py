@@ -24,6 +24,7 @@ from server.dicomweb.resources import (
     uid_param,
 )
 from server.errors import InvalidParameter, NotAcceptable, NotFound
+from server.params import parse_hex8, parse_int
 from server.store.study_index import InstanceRecord
 
 PIXEL_DATA = "7FE00010"
@@ -174,13 +175,9 @@ async def metadata(request: web.Request) -> web.Response:
 
 def _frame_list(value: str) -> list[int]:
     parts = [p.strip() for p in value.replace("%2C", ",").split(",")]
-    if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
-        raise InvalidParameter(
-            f"frames must be a comma-separated list of numbers ≥ 1, got {value!r}"
-        )
     if len(parts) > MAX_FRAMES_PER_REQUEST:
         raise InvalidParameter(f"at most {MAX_FRAMES_PER_REQUEST} frames per request")
-    return [int(p) for p in parts]
+    return [parse_int(p, "frame number", minimum=1, maximum=2**31 - 1) for p in parts]
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
@@ -211,11 +208,7 @@ async def frames(request: web.Request) -> web.StreamResponse:
 
 async def bulkdata(request: web.Request) -> web.StreamResponse:
     negotiate_multipart(request.headers.get("Accept"), "application/octet-stream")
-    tag_text = request.match_info["tag"]
-    try:
-        tag = int(tag_text, 16)
-    except ValueError as exc:
-        raise InvalidParameter(f"bulk data tag must be 8 hex digits, got {tag_text!r}") from exc
+    tag = parse_hex8(request.match_info["tag"], "bulk data tag")
     (record,) = await _scope(request)
     body = await asyncio.get_running_loop().run_in_executor(
         request.app[appkeys.EXECUTOR], _bulk_value, file_path(request, record), tag

@@ -90,7 +90,9 @@ async def test_qido_includefield(client, corpus):
 @pytest.mark.parametrize(
     "params",
     [{"limit": "-1"}, {"offset": "x"}, {"StudyDate": "2026-11-20"}, {"NoSuchKeyword": "1"},
-     {"includefield": "NotAKeyword"}, {"Rows": "512"}, {"fuzzymatching": "maybe"}],
+     {"includefield": "NotAKeyword"}, {"Rows": "512"}, {"fuzzymatching": "maybe"},
+     # Numbers are ASCII digits of bounded length: int() would take these (or choke on them).
+     {"limit": "١٠"}, {"offset": "1" * 5000}, {"limit": " 5"}, {"offset": "1_0"}],
 )
 async def test_qido_invalid_parameters_are_400(client, corpus, params):
     resp = await client.get("/dicomweb/studies", params=params, headers=corpus["headers"])
@@ -173,7 +175,8 @@ async def test_wado_frames_are_native_pixel_bytes(client, corpus):
     assert resp.status == 200
     parts = parse_multipart(await resp.read(), resp.headers["Content-Type"])
     assert parts[0][1] == corpus["datasets"][0].PixelData
-    for bad, status in (("0", 400), ("1,x", 400), ("2", 404)):
+    for bad, status in (("0", 400), ("1,x", 400), ("2", 404), ("٣", 400), ("1" * 5000, 400),
+                        ("+1", 400), ("1,,2", 400)):
         resp = await client.get(_instance_url(corpus) + f"/frames/{bad}", headers=h)
         assert resp.status == status, bad
 
@@ -209,6 +212,13 @@ async def test_rendered_jpeg_png_and_window(client, corpus):
         ({"viewport": "10"}, "image/jpeg", 400),
         ({"viewport": "0,10"}, "image/jpeg", 400),
         ({"bogus": "1"}, "image/jpeg", 400),
+        ({"quality": "٩٠"}, "image/jpeg", 400),
+        ({"quality": "9" * 5000}, "image/jpeg", 400),
+        ({"viewport": "١٠,10"}, "image/jpeg", 400),
+        ({"viewport": "10," + "1" * 5000}, "image/jpeg", 400),
+        ({"window": "٤٠,400"}, "image/jpeg", 400),
+        ({"window": "1" * 5000 + ",400"}, "image/jpeg", 400),
+        ({"window": "40,400,linear_exact,x"}, "image/jpeg", 400),
         ({}, "image/gif", 406),
         ({}, "application/dicom", 406),
     ],
@@ -218,6 +228,33 @@ async def test_rendered_bad_requests(client, corpus, params, accept, status):
                             headers={**corpus["headers"], "Accept": accept})
     assert resp.status == status
     assert (await resp.json())["error"]["message"]
+
+
+async def test_rendered_accepts_ps3_18_window_functions(client, corpus):
+    """PS3.18 spells them linear, linear-exact, sigmoid; the DICOM terms are accepted too."""
+    url = _instance_url(corpus) + "/frames/1/rendered"
+    h = {**corpus["headers"], "Accept": "image/png"}
+    bodies = {}
+    for function, applied in (("linear", "LINEAR"), ("linear-exact", "LINEAR_EXACT"),
+                              ("sigmoid", "SIGMOID"), ("LINEAR_EXACT", "LINEAR_EXACT")):
+        resp = await client.get(url, params={"window": f"0,2000,{function}"}, headers=h)
+        assert resp.status == 200, (function, await resp.text())
+        assert resp.headers["X-Window"] == f"0,2000,{applied}"
+        bodies[function] = np.asarray(Image.open(io.BytesIO(await resp.read())))
+    assert np.array_equal(bodies["linear-exact"], bodies["LINEAR_EXACT"])
+    hu = corpus["datasets"][0].pixel_array.astype(float)
+    # PS3.3 C.11.2.1.3.2 LINEAR_EXACT for c=0, w=2000.
+    expected = np.clip((hu - 0) / 2000 + 0.5, 0, 1) * 255
+    assert np.abs(bodies["linear-exact"].astype(float) - expected).max() <= 1.0
+    assert not np.array_equal(bodies["sigmoid"], bodies["linear-exact"])
+
+
+async def test_bulkdata_tag_is_eight_hex_digits(client, corpus):
+    h = corpus["headers"]
+    for bad in ("0x7FE0010", "7FE0_010", "٧FE00010", "7FE00010" * 100):
+        resp = await client.get(_instance_url(corpus) + f"/bulkdata/{bad}", headers=h)
+        assert resp.status == 400, bad
+        assert (await resp.json())["error"]["code"] == "invalid_parameter"
 
 
 async def test_rendered_frame_out_of_range(client, corpus):
