@@ -56,6 +56,17 @@ class Settings:
     # The origin users reach the server at (https://pacs.example.org); every absolute URL the
     # server writes starts with it. None: URLs are written relative to the request's own origin.
     public_url: str | None = None
+    # Page WebSockets: per user (in this process), and still unauthenticated ones in total.
+    ws_max_per_user: int = 10
+    ws_max_unauthenticated: int = 100
+    # Consult requests: how long one rings, and how many one doctor may have ringing / start.
+    ring_timeout_s: float = 120.0
+    consult_max_ringing: int = 3
+    consult_starts_per_hour: int = 30
+    # A participant whose server-side peer connection is not connected after this is told so.
+    media_timeout_s: float = 15.0
+    # Remote ICE candidates the SFU will use (CIDRs); None: the default policy of media.rtc.ice.
+    ice_allowed_networks: tuple[str, ...] | None = None
 
     @property
     def dicom_dir(self) -> Path:
@@ -99,6 +110,13 @@ class Settings:
             ice_host_addresses=_list(env, "HUIZHEN_ICE_HOST_ADDRESSES"),
             reconnect_grace_s=float(_int(env, "HUIZHEN_RECONNECT_GRACE_S", 30, 1)),
             public_url=_public_url(env),
+            ws_max_per_user=_int(env, "HUIZHEN_WS_MAX_PER_USER", 10, 1),
+            ws_max_unauthenticated=_int(env, "HUIZHEN_WS_MAX_UNAUTHENTICATED", 100, 1),
+            ring_timeout_s=float(_int(env, "HUIZHEN_RING_TIMEOUT_S", 120, 5)),
+            consult_max_ringing=_int(env, "HUIZHEN_CONSULT_MAX_RINGING", 3, 1),
+            consult_starts_per_hour=_int(env, "HUIZHEN_CONSULT_STARTS_PER_HOUR", 30, 1),
+            media_timeout_s=float(_int(env, "HUIZHEN_MEDIA_TIMEOUT_S", 15, 2)),
+            ice_allowed_networks=_list(env, "HUIZHEN_ICE_ALLOWED_NETWORKS"),
         )
 
 

@@ -148,8 +148,8 @@ class SfuRoom:
             if p is None or p.closed:
                 raise KeyError(f"no participant {participant_id!r} in room {self.room_id}")
             if not p.offer_outstanding:
-                logger.warning("room %s: unexpected answer from %s", self.room_id, p.id)
-                return
+                # Refused rather than logged: a client repeating it must not flood the log.
+                raise ValueError("no offer is waiting for an answer")
             try:
                 await p.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:

@@ -15,7 +15,9 @@ from server.errors import InvalidMessage
 from server.store.consults import Urgency
 
 MAX_MESSAGE_BYTES = 256 * 1024
-_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+# No ':' (nor anything else outside this set): an ID becomes part of Redis key names, and a ':'
+# could address a key of another kind ("radiology:ringing" reached a sorted set as a hash).
+_ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 _UID = Annotated[str, Field(max_length=64, pattern=r"^$|^[0-9]+(\.[0-9]+)*$")]
 
 

@@ -18,7 +18,7 @@ import time
 from media.rtc.ice import IceServer, turn_rest_credentials
 from media.rtc.sfu import Sfu
 from server.config import Settings
-from server.errors import Forbidden, NotFound
+from server.errors import Forbidden, InvalidMessage, NotFound
 from server.log import event
 from server.realtime.hub import Connection, Hub
 from server.realtime.messages import RoomInvite, RtcAnswer, RtcCandidate
@@ -134,13 +134,20 @@ class RoomService:
 
     async def answer(self, conn: Connection, msg: RtcAnswer) -> None:
         self._require_attached(conn, msg.room_id)
-        await self.sfu.room(msg.room_id).answer(conn.principal.username, msg.sdp)
+        try:
+            await self.sfu.room(msg.room_id).answer(conn.principal.username, msg.sdp)
+        except (ValueError, KeyError) as exc:
+            # A bad SDP is the client's error: an error reply, no stack trace in the log.
+            raise InvalidMessage(f"rtc.answer refused: {_short(exc)}") from None
 
     async def candidate(self, conn: Connection, msg: RtcCandidate) -> None:
         self._require_attached(conn, msg.room_id)
         if msg.candidate is not None and msg.candidate.candidate:
-            await self.sfu.room(msg.room_id).add_ice_candidate(
-                conn.principal.username, msg.candidate.model_dump())
+            try:
+                await self.sfu.room(msg.room_id).add_ice_candidate(
+                    conn.principal.username, msg.candidate.model_dump())
+            except ValueError as exc:
+                raise InvalidMessage(f"rtc.candidate refused: {_short(exc)}") from None
 
     async def heartbeat(self, conn: Connection) -> None:
         for room_id in list(conn.rooms):
@@ -263,3 +270,7 @@ class RoomService:
             except Exception:
                 log.exception("room_sweep_failed")
 
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"

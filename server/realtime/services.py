@@ -8,6 +8,7 @@ from media.rtc.sfu import Sfu
 from server.config import Settings
 from server.realtime.consults import ConsultService
 from server.realtime.hub import Hub
+from server.realtime.limits import SocketLimits
 from server.realtime.rooms import RoomService
 from server.store import Store
 
@@ -18,6 +19,7 @@ class Realtime:
     consults: ConsultService
     rooms: RoomService
     sfu: Sfu
+    limits: SocketLimits
 
     @classmethod
     async def start(cls, settings: Settings, store: Store) -> Realtime:
@@ -28,7 +30,8 @@ class Realtime:
             list(settings.ice_host_addresses) if settings.ice_host_addresses else None))
         rooms = RoomService(settings, store, hub, sfu)
         await rooms.start()
-        return cls(hub, ConsultService(store, hub), rooms, sfu)
+        limits = SocketLimits(settings.ws_max_per_user, settings.ws_max_unauthenticated)
+        return cls(hub, ConsultService(store, hub), rooms, sfu, limits)
 
     async def close(self) -> None:
         await self.rooms.close()

@@ -15,8 +15,9 @@ from aiohttp import WSMsgType, web
 from server import appkeys
 from server.auth.middleware import bearer_token
 from server.auth.principal import Principal
-from server.errors import HuizhenError, InvalidMessage, Unauthenticated
+from server.errors import HuizhenError, InvalidMessage, TooManyRequests, Unauthenticated
 from server.log import event
+from server.log_throttle import REALTIME as LOG_THROTTLE
 from server.realtime import messages as m
 from server.realtime.hub import Connection
 from server.realtime.services import Realtime
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 AUTH_TIMEOUT_S = 10.0
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FLOODING = 4429
+CLOSE_TOO_MANY_CONNECTIONS = 4409
 
 
 class MessageBudget:
@@ -70,20 +72,44 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Prin
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
+    services = request.app[appkeys.REALTIME]
+    limits = services.limits
+    if limits.unauthenticated >= limits.max_unauthenticated:
+        # Refused before the upgrade: a flood of idle sockets costs one HTTP answer each.
+        raise TooManyRequests("too many connections are waiting to authenticate; retry shortly")
+    limits.unauthenticated += 1
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=m.MAX_MESSAGE_BYTES)
-    await ws.prepare(request)
     try:
+        await ws.prepare(request)
         principal = await _authenticate(request, ws)
     except HuizhenError as err:
         await ws.send_json(m.error(err.code, err.message))
         await ws.close(code=CLOSE_UNAUTHENTICATED, message=err.code.encode())
         return ws
+    finally:
+        limits.unauthenticated -= 1
     if principal is None:
         await ws.close(code=CLOSE_UNAUTHENTICATED, message=b"unauthenticated")
         return ws
+    if not limits.acquire(principal.username):
+        event(log, "ws_refused_too_many", logging.WARNING, user=principal.username,
+              remote=request.remote, limit=limits.max_per_user)
+        await ws.send_json(m.error(
+            "too_many_connections",
+            f"this account already has {limits.max_per_user} open connections; close a page"))
+        await ws.close(code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections")
+        return ws
+    try:
+        return await _serve(request, ws, services, principal)
+    finally:
+        limits.release(principal.username)
+
+
+async def _serve(
+    request: web.Request, ws: web.WebSocketResponse, services: Realtime, principal: Principal
+) -> web.WebSocketResponse:
     conn = Connection(ws, principal, request.remote)
     conn.start()
-    services = request.app[appkeys.REALTIME]
     await services.consults.on_connect(conn)
     conn.send({"type": "ready", "user": principal.username, "role": principal.role.value})
     event(log, "ws_connected", user=principal.username, remote=request.remote)
@@ -129,7 +155,10 @@ async def _handle(services: Realtime, conn: Connection, text: str) -> None:
     except (asyncio.CancelledError, GeneratorExit):
         raise
     except Exception:
-        log.exception("ws_message_failed")
+        # A bug reachable by input must not become one stack trace per message.
+        suppressed = LOG_THROTTLE.allow("ws_message_failed")
+        if suppressed is not None:
+            log.exception("ws_message_failed", extra={"fields": {"suppressed": suppressed}})
         conn.send(m.error("internal_error", "the server could not handle this message", ref))
 
 

@@ -50,6 +50,16 @@ class PageSocket:
                     return m
                 self.backlog.append(m)
 
+    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next message not yet taken by `expect`."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        async with asyncio.timeout(timeout):
+            m = await self._queue.get()
+        if m is None:
+            raise ConnectionError(f"socket closed ({self.ws.close_code})")
+        return m
+
     async def closed(self, timeout: float = 5.0) -> int | None:
         async with asyncio.timeout(timeout):
             while (m := await self._queue.get()) is not None:
