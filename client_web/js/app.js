@@ -8,6 +8,12 @@ import {
 } from "./api.js";
 
 const PAGE_SIZE = 50;
+// Where a role goes after signing in here. Doctors stay on the study list (with the kiosk link);
+// a role missing here gets the role-home panel instead of a list it cannot use.
+const ROLE_PAGE = { expert: "expert.html" };
+// The administrators' page (client_web/admin.html) once it ships; until then the panel says how
+// to manage with the CLI.
+const ADMIN_PAGE = null;
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
 const state = {
@@ -28,6 +34,7 @@ function show(el, visible) {
 function showLogin() {
   show(document.getElementById("login-view"), true);
   show(document.getElementById("studies-view"), false);
+  show(document.getElementById("home-view"), false);
   show($("logout"), false);
   show($("user-name"), false);
   $("login-username").focus();
@@ -43,17 +50,41 @@ function renderUser(session) {
   show(box, true);
 }
 
-function startStudies() {
+/** The role-home panel: what a coordinator or an administrator does from here. */
+function renderHome(role) {
+  const view = document.getElementById("home-view");
+  const known = role === "coordinator" || role === "admin";
+  show(view, known);
+  if (!known) return;
+  view.dataset.role = role;
+  $("role-home-heading").textContent = t(`home.${role}.heading`);
+  $("role-home-text").textContent = t(`home.${role}.text`);
+  show($("role-home-cli"), role === "admin");
+  show($("role-home-admin"), role === "admin" && Boolean(ADMIN_PAGE));
+}
+
+/** After a sign-in on this page: the page that fits the role (`fromSignIn`: not on a reload). */
+function startStudies({ fromSignIn = false } = {}) {
   const session = getSession();
   if (!session) {
     showLogin();
     return;
   }
+  const role = (session.user && session.user.role) || "";
+  const target = role === "admin" ? ADMIN_PAGE : ROLE_PAGE[role];
+  // Only right after signing in: an expert may still come back to browse the list.
+  if (fromSignIn && target) {
+    window.location.assign(target);
+    return;
+  }
   watchExpiry(session);
   show(document.getElementById("login-view"), false);
-  show(document.getElementById("studies-view"), true);
   show($("logout"), true);
   renderUser(session);
+  renderHome(role);
+  // administrators have no patient data: no study list at all, not a list that fails
+  show(document.getElementById("studies-view"), role !== "admin");
+  if (role === "admin") return;
   const isDoctor = session.user && session.user.role === "doctor";
   show($("upload-open"), isDoctor);
   // the tele-consultation pages: doctors call from the kiosk, experts answer at the workstation
@@ -174,7 +205,8 @@ function renderStudies() {
     body.append(tr);
   }
   const n = state.studies.length;
-  $("study-count").textContent = n ? t(n === 1 ? "studies.count.one" : "studies.count", { n }) : "";
+  // "0 studies" too: an empty search says so in the count, not only by an empty table
+  $("study-count").textContent = t(n === 1 ? "studies.count.one" : "studies.count", { n });
   const empty = $("studies-empty");
   empty.textContent = t("studies.empty");
   show(empty, n === 0);
@@ -258,13 +290,14 @@ function init() {
   $("lang-toggle").addEventListener("click", toggleLang);
   onLangChange(() => {
     const session = getSession();
-    if (session && !document.getElementById("studies-view").hidden) {
+    if (session && document.getElementById("login-view").hidden) {
       renderUser(session);
+      renderHome((session.user && session.user.role) || "");
       renderStudies();
       renderUploadResults();
     }
   });
-  bindSignIn(loginView, { onSignedIn: () => startStudies() });
+  bindSignIn(loginView, { onSignedIn: () => startStudies({ fromSignIn: true }) });
   $("logout").addEventListener("click", () => logout());
   document.querySelector("[data-testid=search-form]").addEventListener("submit", (ev) => {
     ev.preventDefault();

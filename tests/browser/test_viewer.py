@@ -347,7 +347,9 @@ def test_doctor_uploads_files(probe, live_server):
 def test_expert_has_no_upload_button(probe, live_server):
     page = probe.page
     sign_in(page, "exp.zhang", live_server.password)
-    tid(page, "logout").wait_for()
+    page.wait_for_url(re.compile(r"/ui/expert\.html"))  # experts land on their workstation
+    page.goto("/ui/")  # and may still browse the study list
+    tid(page, "study-row").first.wait_for()
     assert tid(page, "upload-open").is_hidden()
     assert probe.console_errors() == []
 

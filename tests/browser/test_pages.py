@@ -1,0 +1,121 @@
+"""Messages, landing pages and the 404 page of the web client, in a real chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.browser.test_viewer import HTTP_ERROR_LOG, sign_in, tid, wait_text
+
+pytestmark = pytest.mark.browser
+
+
+def test_unknown_ui_path_gets_the_404_page(new_probe, live_server):
+    p = new_probe()
+    page = p.page
+    response = page.goto("/ui/no/such/page.html")
+    assert response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    tid(page, "not-found").wait_for()
+    assert "Page not found" in tid(page, "not-found").inner_text()
+    assert tid(page, "not-found-path").inner_text() == "/ui/no/such/page.html"
+    # the page's own stylesheet and script loaded from that depth (absolute URLs)
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgba(0, 0, 0, 0)"
+    tid(page, "lang-toggle").click()
+    assert "页面不存在" in tid(page, "not-found").inner_text()
+    tid(page, "not-found-home").click()
+    page.wait_for_url(re.compile(r"/ui/$"))
+    tid(page, "login-form").wait_for()
+    assert p.console_errors(allow=HTTP_ERROR_LOG) == []
+
+
+def test_unknown_ui_path_in_chinese_and_api_404_stays_json(new_probe, live_server):
+    p = new_probe(locale="zh-CN")
+    page = p.page
+    assert page.goto("/ui/js/").status == 404  # a directory is not a page either
+    assert "页面不存在" in tid(page, "not-found").inner_text()
+    login = urllib.request.Request(
+        f"{live_server.url}/api/auth/login", method="POST",
+        data=json.dumps({"username": "dr.li", "password": live_server.password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(login) as r:
+        token = json.load(r)["token"]
+    api = urllib.request.Request(
+        f"{live_server.url}/api/no-such-route", headers={"Authorization": f"Bearer {token}"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(api)
+    assert caught.value.code == 404
+    assert caught.value.headers["Content-Type"].startswith("application/json")
+    assert json.load(caught.value)["error"]["code"] == "not_found"
+    assert p.console_errors(allow=HTTP_ERROR_LOG) == []
+
+
+def test_doctor_lands_on_the_study_list(probe, live_server):
+    page = probe.page
+    sign_in(page, "dr.li", live_server.password)
+    tid(page, "study-row").first.wait_for()
+    assert page.url.endswith("/ui/")
+    assert tid(page, "nav-kiosk").is_visible()
+    assert tid(page, "role-home").is_hidden()
+    assert probe.console_errors() == []
+
+
+def test_expert_lands_on_the_expert_workstation(probe, live_server):
+    page = probe.page
+    sign_in(page, "exp.zhang", live_server.password)
+    page.wait_for_url(re.compile(r"/ui/expert\.html"))
+    tid(page, "consult-list").wait_for(state="attached")
+    tid(page, "logout").wait_for()  # signed in there with the same session, no second sign-in
+    assert tid(page, "login-form").count() == 0 or tid(page, "login-form").is_hidden()
+    assert probe.console_errors() == []
+
+
+def test_coordinator_is_told_what_comes_next(new_probe, live_server):
+    p = new_probe(locale="zh-CN")
+    page = p.page
+    sign_in(page, "coord.liu", live_server.password)
+    home = tid(page, "role-home")
+    home.wait_for()
+    assert home.get_attribute("data-role") == "coordinator"
+    assert "多学科会诊（MDT）" in tid(page, "role-home-text").inner_text()
+    wait_text(page, "study-count", "个检查", absent="加载")
+    assert tid(page, "studies-error").is_hidden()
+    tid(page, "lang-toggle").click()
+    assert "MDT" in tid(page, "role-home-text").inner_text()
+    assert "later version" in tid(page, "role-home-text").inner_text()
+    assert p.console_errors() == []
+
+
+def test_admin_gets_a_manage_page_not_an_error(probe, live_server):
+    page = probe.page
+    sign_in(page, "admin", live_server.password)
+    home = tid(page, "role-home")
+    home.wait_for()
+    assert home.get_attribute("data-role") == "admin"
+    assert "not patient data" in tid(page, "role-home-text").inner_text()
+    assert "huizhen user add" in tid(page, "role-home-cli").inner_text()
+    assert tid(page, "studies-error").is_hidden()
+    assert tid(page, "study-table").is_hidden()
+    page.reload()  # a reload keeps the panel (no study list request, no red error)
+    home.wait_for()
+    assert tid(page, "studies-error").is_hidden()
+    assert probe.console_errors() == []
+
+
+def test_empty_search_says_zero_studies(new_probe, live_server):
+    for locale, zero in (("en-US", "^0 studies$"), ("zh-CN", "^共 0 个检查$")):
+        p = new_probe(locale=locale)
+        page = p.page
+        sign_in(page, "dr.li", live_server.password)
+        tid(page, "study-row").first.wait_for()
+        tid(page, "study-search").fill("nobody-by-this-name")
+        tid(page, "search-submit").click()
+        wait_text(page, "study-count", zero)
+        assert tid(page, "studies-empty").is_visible()
+        assert p.console_errors() == []
