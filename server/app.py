@@ -11,6 +11,7 @@ from aiohttp import web
 from media.imaging.renderer import Renderer
 from server import appkeys
 from server.api import auth_routes, health, openapi, presets, static, uploads
+from server.api.json_body import MAX_JSON_BODY
 from server.auth.middleware import auth_middleware
 from server.auth.tokens import TokenService
 from server.config import Settings
@@ -26,11 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, store: Store) -> web.Application:
-    # aiohttp's own limit only guards request.read()/post(); streaming readers count bytes
-    # themselves against the same setting (see server/ingest.py).
+    # aiohttp's own limit only guards request.read()/post(), which no handler uses: JSON goes
+    # through server/api/json_body.py (64 KiB) and uploads stream against HUIZHEN_MAX_UPLOAD_MB
+    # (server/ingest.py). Kept at the JSON limit so a future read() cannot hold more.
     app = web.Application(
         middlewares=[error_middleware, auth_middleware],
-        client_max_size=settings.max_upload_bytes,
+        client_max_size=MAX_JSON_BODY,
     )
     executor = ThreadPoolExecutor(settings.render_threads, thread_name_prefix="hz-render")
     app[appkeys.SETTINGS] = settings
