@@ -36,7 +36,11 @@ export class CallView {
     this.muted = false;
     this.cameraOff = false;
     this.quality = { level: "unknown" };
+    this.media = { state: "connecting", participants: new Map() };
     this.listeners = [];
+    this.probe = document.createElement("canvas"); // camera-off check: is a remote picture black?
+    this.probe.width = 16;
+    this.probe.height = 12;
 
     const self = this.$("self-video");
     self.srcObject = localStream;
@@ -54,6 +58,11 @@ export class CallView {
     this.on(call, "quality", (ev) => {
       this.quality = ev.detail;
       this.renderQuality();
+    });
+    this.on(call, "media", (ev) => {
+      this.media = ev.detail;
+      this.checkBlack();
+      this.render();
     });
     this.on(call, "rtc", (ev) => {
       this.rtcState = ev.detail;
@@ -128,9 +137,35 @@ export class CallView {
     name.className = "tile-name";
     const state = document.createElement("span");
     state.className = "tile-state";
-    el.append(video, placeholder, name, state);
+    state.dataset.testid = "tile-state";
+    const flags = document.createElement("span");
+    flags.className = "tile-flags";
+    const micOff = document.createElement("span");
+    micOff.className = "flag";
+    micOff.dataset.testid = "tile-muted";
+    micOff.hidden = true;
+    const camOff = document.createElement("span");
+    camOff.className = "flag";
+    camOff.dataset.testid = "tile-camera-off";
+    camOff.hidden = true;
+    flags.append(micOff, camOff);
+    // connecting / media failed: what it is and what to do
+    const status = document.createElement("div");
+    status.className = "tile-status";
+    status.dataset.testid = "tile-media";
+    const statusText = document.createElement("div");
+    statusText.className = "status-text";
+    const statusHint = document.createElement("div");
+    statusHint.className = "status-hint";
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "primary";
+    retry.dataset.testid = "media-retry";
+    retry.addEventListener("click", () => this.call.retry());
+    status.append(statusText, statusHint, retry);
+    el.append(video, placeholder, status, name, flags, state);
     this.$("remote-grid").append(el);
-    tile = { el, video, placeholder, name, state, stream: null, hasVideo: false };
+    tile = { el, video, placeholder, name, state, status, statusText, statusHint, retry, micOff, camOff, stream: null, hasVideo: false };
     this.tiles.set(id, tile);
     return tile;
   }
@@ -141,12 +176,48 @@ export class CallView {
     tile.stream = stream;
     tile.hasVideo = hasVideo;
     tile.video.srcObject = stream;
+    if (stream && hasVideo && !tile.el.dataset.firstFrameAt && tile.video.requestVideoFrameCallback) {
+      // when the first remote frame is on screen (tests measure accept → video with it)
+      tile.video.requestVideoFrameCallback(() => {
+        tile.el.dataset.firstFrameAt = String(Date.now());
+      });
+    }
     if (stream) {
       playMedia(tile.video, () => {
         this.$("sound-unblock").hidden = false;
       });
     }
     this.render();
+  }
+
+  /** What a participant's tile and chip say: signaling first (left, reconnecting), then what
+   * really flows (connecting, connected, failed). */
+  shownState(p) {
+    if (p.state === "left" || p.state === "reconnecting") return p.state;
+    const m = this.media.participants && this.media.participants.get(p.id);
+    return m ? m.state : "connecting";
+  }
+
+  mediaOf(id) {
+    return (this.media.participants && this.media.participants.get(id)) || {};
+  }
+
+  /** Draws each remote picture into a 16×12 canvas: all black means the camera is off. */
+  checkBlack() {
+    const ctx = this.probe.getContext("2d", { willReadFrequently: true });
+    for (const [id, tile] of this.tiles) {
+      const v = tile.video;
+      if (!tile.hasVideo || v.readyState < 2 || !v.videoWidth) continue;
+      try {
+        ctx.drawImage(v, 0, 0, 16, 12);
+        const px = ctx.getImageData(0, 0, 16, 12).data;
+        let max = 0;
+        for (let i = 0; i < px.length; i += 4) max = Math.max(max, px[i], px[i + 1], px[i + 2]);
+        this.call.setBlack(id, max < 12);
+      } catch {
+        // not drawable yet
+      }
+    }
   }
 
   render() {
@@ -163,14 +234,33 @@ export class CallView {
         this.tiles.delete(id);
       }
     }
+    const relayRetry = this.media.state === "retrying";
     for (const p of visible) {
       const tile = this.tile(p.id);
       grid.append(tile.el); // keeps the order
+      const shown = this.shownState(p);
+      const m = this.mediaOf(p.id);
       tile.name.textContent = p.display_name || p.id;
-      tile.el.dataset.state = p.state || "connected";
-      tile.state.textContent = p.state && p.state !== "connected" ? t(`pstate.${p.state}`) : "";
-      tile.placeholder.textContent = tile.hasVideo ? "" : (tile.stream ? t("call.noVideo") : t("call.waitingVideo"));
-      tile.placeholder.hidden = tile.hasVideo;
+      tile.el.dataset.state = shown;
+      tile.el.dataset.media = m.state || "connecting";
+      tile.state.textContent = shown !== "connected" ? t(`pstate.${shown}`) : "";
+      tile.micOff.hidden = !(shown === "connected" && m.muted);
+      tile.micOff.textContent = t("call.remoteMuted");
+      tile.camOff.hidden = !(shown === "connected" && m.cameraOff);
+      tile.camOff.textContent = t("call.remoteCameraOff");
+      tile.el.dataset.muted = String(Boolean(m.muted));
+      tile.el.dataset.cameraOff = String(Boolean(m.cameraOff));
+      // the status box: connecting (with a spinner) or failed (with what to do)
+      const failed = shown === "failed";
+      const connecting = shown === "connecting" && !(tile.hasVideo && m.video);
+      tile.status.hidden = !(failed || connecting);
+      tile.status.dataset.kind = failed ? "failed" : "connecting";
+      tile.statusText.textContent = failed ? t(relayRetry ? "media.retryingRelay" : (m.remote ? "media.remoteFailed" : "media.failedTile"), { name: p.display_name || p.id }) : t("call.waitingVideo");
+      tile.statusHint.textContent = failed && !relayRetry ? t(m.remote ? "media.remoteHint" : "media.hint") : "";
+      tile.retry.hidden = !failed || relayRetry;
+      tile.retry.textContent = t("media.retry");
+      tile.placeholder.textContent = tile.hasVideo || failed || connecting ? "" : (tile.stream ? t("call.noVideo") : "");
+      tile.placeholder.hidden = tile.hasVideo || failed || connecting;
     }
     grid.dataset.count = String(Math.max(1, this.tiles.size));
     this.renderParticipants();
@@ -185,12 +275,13 @@ export class CallView {
     me.textContent = t("call.you");
     box.append(me);
     for (const p of this.participants.values()) {
+      const shown = this.shownState(p);
       const s = document.createElement("span");
       s.className = "who";
       s.dataset.testid = "participant";
       s.dataset.participant = p.id;
-      s.dataset.state = p.state || "connected";
-      s.textContent = `${p.display_name || p.id} · ${t(`pstate.${p.state || "connected"}`)}`;
+      s.dataset.state = shown;
+      s.textContent = `${p.display_name || p.id} · ${t(`pstate.${shown}`)}`;
       box.append(s);
     }
   }

@@ -12,6 +12,10 @@ import { goToLogin } from "./api.js";
 
 export const PING_INTERVAL_MS = 10_000;
 export const GATHER_TIMEOUT_MS = 2_000;
+/** A peer connection whose media has not connected by then counts as failed (issue #8: "media
+ * failed" within 10 s); a remote participant whose media stopped that long, too. */
+export const MEDIA_TIMEOUT_MS = 7_000;
+const MEDIA_SAMPLE_MS = 1_000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 const BACKOFF_MAX_MS = 10_000;
 const ROOM_KEY = "hz.room";
@@ -206,16 +210,19 @@ export class LevelMeter {
 // ---- network quality ----------------------------------------------------------------------
 
 /**
- * good / fair / poor from the selected candidate pair's round-trip time and available outgoing
- * bitrate and the inbound packet loss since the previous sample.
+ * good / fair / poor from the selected candidate pair's round-trip time, the inbound packet loss
+ * and jitter since the previous sample, and the available outgoing bitrate. The bitrate only
+ * counts once media has had time to ramp it up and only when it is really low: the estimate
+ * starts near 300 kbit/s and grows only as far as the encoder asks, so an idle 3 ms loopback link
+ * must not look "poor" because of it.
  */
-export function classifyQuality({ rtt, loss, bitrate }) {
-  if (rtt === null && loss === null && bitrate === null) return "unknown";
+export function classifyQuality({ rtt = null, loss = null, jitter = null, bitrate = null, rampedUp = true }) {
+  if (rtt === null && loss === null && jitter === null && bitrate === null) return "unknown";
   let level = 0; // 0 good, 1 fair, 2 poor
-  if (rtt !== null) level = Math.max(level, rtt > 0.6 ? 2 : rtt > 0.25 ? 1 : 0);
-  if (loss !== null) level = Math.max(level, loss > 0.08 ? 2 : loss > 0.02 ? 1 : 0);
-  // the estimate only ramps up as far as the encoder needs: 250 kbit/s carries 640×480 video
-  if (bitrate !== null) level = Math.max(level, bitrate < 120_000 ? 2 : bitrate < 250_000 ? 1 : 0);
+  if (rtt !== null) level = Math.max(level, rtt > 0.6 ? 2 : rtt > 0.3 ? 1 : 0);
+  if (loss !== null) level = Math.max(level, loss > 0.1 ? 2 : loss > 0.03 ? 1 : 0);
+  if (jitter !== null) level = Math.max(level, jitter > 0.1 ? 2 : jitter > 0.05 ? 1 : 0);
+  if (bitrate !== null && rampedUp) level = Math.max(level, bitrate < 60_000 ? 2 : bitrate < 120_000 ? 1 : 0);
   return ["good", "fair", "poor"][level];
 }
 
@@ -248,21 +255,29 @@ export function savedRoom() {
  * A page's presence in one consult room. Events: `state` (room.state arrived; detail: the
  * message), `participants` (detail: Map id → participant), `track` (detail: {id, stream}: the
  * participant's current media, null when it has none), `rtc` (detail: connection state),
- * `quality` (detail: {level, rtt, loss, bitrate}), `ended` (detail: reason: "left", "closed",
- * "replaced").
+ * `media` (detail: {state, relay, participants: Map id → {state, video, audio, cameraOff, muted}}
+ * — what really flows, see `sampleMedia`), `quality` (detail: {level, rtt, loss, jitter,
+ * bitrate}), `left` (detail: {participant, event, reason}: someone left the room), `ended`
+ * (detail: reason: "left", "closed", "replaced", "alone").
  */
 export class RoomCall extends EventTarget {
   constructor(signal, { localStream, relay = false }) {
     super();
     this.signal = signal;
     this.localStream = localStream;
-    this.relay = relay;
+    this.forceRelay = relay; // ?ice=relay: every attempt is relay-only
+    this.relay = relay; // this attempt's policy
+    this.relayTried = relay;
+    this.iceServers = [];
     this.roomId = null;
     this.pc = null;
     this.participants = new Map();
     this.media = new Map(); // participant id -> {audio, video} MediaStreamTracks
+    this.flow = new Map(); // participant id -> media flow bookkeeping (sampleMedia)
+    this.mediaState = "connecting"; // this page's media path: connecting | connected | failed | retrying
     this.chain = Promise.resolve();
-    this.qualityTimer = 0;
+    this.sampleTimer = 0;
+    this.sampleCount = 0;
     this.lastInbound = null;
     this.joinRef = null;
     this.rejoinTimer = 0;
@@ -290,13 +305,33 @@ export class RoomCall extends EventTarget {
     this.signal.send({ type: "room.join", room_id: this.roomId, id: this.joinRef });
   }
 
-  /** Hang up: room.leave, then everything is released. */
-  async leave() {
+  /** "Try again" after media failed: a fresh direct attempt (then relay, with TURN). */
+  retry() {
+    if (!this.roomId) return;
+    this.relay = this.forceRelay;
+    this.relayTried = this.forceRelay;
+    this.setMediaState("connecting");
+    this.sendJoin();
+  }
+
+  /**
+   * Hang up: room.leave (with `reason`, e.g. "signed_out", when the server knows it), then
+   * everything is released.
+   */
+  async leave(reason = null) {
     const roomId = this.roomId;
     if (roomId) {
       try {
-        await this.signal.request({ type: "room.leave", room_id: roomId }, 5000);
-      } catch {
+        await this.signal.request({ type: "room.leave", room_id: roomId, ...(reason ? { reason } : {}) }, 5000);
+      } catch (err) {
+        if (reason && err.code === "invalid_message") {
+          // a server without room.leave reasons: leave all the same
+          try {
+            await this.signal.request({ type: "room.leave", room_id: roomId }, 5000);
+          } catch {
+            // gone already
+          }
+        }
         // not connected or already gone: the server's grace period ends our place
       }
     }
@@ -333,8 +368,16 @@ export class RoomCall extends EventTarget {
       case "room.participant": {
         const p = msg.participant;
         if (!p || p.id === this.signal.user) break;
+        const before = this.participants.get(p.id);
         this.participants.set(p.id, p);
-        if (p.state === "left") this.setMedia(p.id, null);
+        if (p.state === "left") {
+          this.setMedia(p.id, null);
+          this.flow.delete(p.id);
+          if (!before || before.state !== "left") {
+            this.emit("left", { participant: p, event: msg.event, reason: msg.reason || p.reason || null });
+          }
+        }
+        if (msg.event === "joined" || msg.event === "rejoined") this.flow.delete(p.id);
         this.emit("participants", this.participants);
         break;
       }
@@ -363,9 +406,15 @@ export class RoomCall extends EventTarget {
     this.participants = new Map(
       (msg.participants || []).filter((p) => p.id !== this.signal.user).map((p) => [p.id, p]),
     );
-    this.newPc(msg.ice_servers || []);
+    this.iceServers = msg.ice_servers || [];
+    this.newPc(this.iceServers);
     this.emit("state", msg);
     this.emit("participants", this.participants);
+  }
+
+  /** True when room.state offered a TURN server (a relay-only retry can help). */
+  hasTurn() {
+    return this.iceServers.some((s) => [].concat(s.urls || s.url || []).some((u) => /^turns?:/.test(u)));
   }
 
   newPc(iceServers) {
@@ -375,9 +424,14 @@ export class RoomCall extends EventTarget {
     const pc = new RTCPeerConnection(config);
     pc.tracksAdded = false;
     pc.answered = false;
+    pc.createdAt = Date.now();
+    pc.connectedAt = 0;
+    pc.everConnected = false;
     this.pc = pc;
     this.chain = Promise.resolve();
     this.lastInbound = null;
+    this.flow.clear();
+    if (this.mediaState !== "retrying") this.setMediaState("connecting");
     pc.onicecandidate = (ev) => {
       // Candidates found before the answer went out are in its SDP; later ones trickle.
       if (pc !== this.pc || !pc.answered || !ev.candidate || !ev.candidate.candidate) return;
@@ -412,23 +466,61 @@ export class RoomCall extends EventTarget {
     pc.onconnectionstatechange = () => {
       if (pc !== this.pc) return;
       this.emit("rtc", pc.connectionState);
-      if (pc.connectionState === "failed" && this.signal.status === "open") {
-        // aiortc has no ICE restart: rejoin with a new peer connection.
-        clearTimeout(this.rejoinTimer);
-        this.rejoinTimer = setTimeout(() => this.roomId && this.sendJoin(), 1000);
+      if (pc.connectionState === "connected" && !pc.connectedAt) {
+        pc.connectedAt = Date.now();
+        pc.everConnected = true;
       }
+      if (pc.connectionState === "failed") this.pcFailed(pc);
     };
-    clearInterval(this.qualityTimer);
-    this.qualityTimer = setInterval(() => this.sampleQuality(), 2000);
+    pc.oniceconnectionstatechange = () => {
+      if (pc === this.pc && pc.iceConnectionState === "failed") this.pcFailed(pc);
+    };
+    clearInterval(this.sampleTimer);
+    this.sampleCount = 0;
+    this.sampleTimer = setInterval(() => this.sample(), MEDIA_SAMPLE_MS);
+  }
+
+  /**
+   * The media path failed (ICE/DTLS failed, or nothing connected within MEDIA_TIMEOUT_MS).
+   * A connection that worked before and dropped rejoins with a new peer connection (aiortc has no
+   * ICE restart); one that never connected is retried relay-only once when TURN is configured,
+   * and otherwise told as "media failed" (the page offers "Try again").
+   */
+  pcFailed(pc) {
+    if (pc !== this.pc || pc.failedHandled) return;
+    pc.failedHandled = true;
+    if (this.signal.status !== "open") return; // the WebSocket's rejoin builds a new one
+    clearTimeout(this.rejoinTimer);
+    if (pc.everConnected && pc.connectionState === "failed") {
+      this.setMediaState("connecting");
+      this.rejoinTimer = setTimeout(() => this.roomId && this.sendJoin(), 1000);
+      return;
+    }
+    if (!this.relayTried && this.hasTurn()) {
+      this.relayTried = true;
+      this.relay = true;
+      this.setMediaState("retrying");
+      this.rejoinTimer = setTimeout(() => this.roomId && this.sendJoin(), 300);
+      return;
+    }
+    // Keep this peer connection: should ICE still find a path, the media state recovers.
+    this.setMediaState("failed");
+  }
+
+  setMediaState(st) {
+    if (this.mediaState === st) return;
+    this.mediaState = st;
+    this.emitMedia();
   }
 
   closePc() {
-    clearInterval(this.qualityTimer);
+    clearInterval(this.sampleTimer);
     clearTimeout(this.rejoinTimer);
     if (this.pc) {
       this.pc.ontrack = null;
       this.pc.onicecandidate = null;
       this.pc.onconnectionstatechange = null;
+      this.pc.oniceconnectionstatechange = null;
       this.pc.close();
     }
     this.pc = null;
@@ -439,6 +531,7 @@ export class RoomCall extends EventTarget {
   dropMedia(state) {
     this.closePc();
     this.emit("rtc", state);
+    this.setMediaState("connecting");
   }
 
   async answer(pc, sdp) {
@@ -475,9 +568,31 @@ export class RoomCall extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
-  async sampleQuality() {
+  /** Per remote participant: what this page really receives from them (see `sampleMedia`). */
+  participantMedia(id) {
+    const f = this.flow.get(id);
+    const p = this.participants.get(id);
+    const none = { video: false, audio: false, cameraOff: false, muted: false, firstFrameAt: 0 };
+    // our own media path failed: nothing flows from anyone
+    if (this.mediaState === "failed" || this.mediaState === "retrying") return { ...none, state: "failed", remote: false };
+    // the server saw that participant's media never connect (docs/signaling.md `media`)
+    if (p && p.media === "failed" && !(f && f.state === "connected")) return { ...none, state: "failed", remote: true };
+    if (!f) return { ...none, state: "connecting", remote: false };
+    return {
+      state: f.state, remote: f.state === "failed", video: f.video, audio: f.audio,
+      cameraOff: f.cameraOff, muted: f.muted, firstFrameAt: f.firstFrameAt,
+    };
+  }
+
+  emitMedia() {
+    const participants = new Map();
+    for (const id of this.participants.keys()) participants.set(id, this.participantMedia(id));
+    this.emit("media", { state: this.mediaState, relay: this.relay, participants });
+  }
+
+  async sample() {
     const pc = this.pc;
-    if (!pc || pc.connectionState !== "connected") return;
+    if (!pc) return;
     let report;
     try {
       report = await pc.getStats();
@@ -485,15 +600,86 @@ export class RoomCall extends EventTarget {
       return;
     }
     if (pc !== this.pc) return;
+    this.sampleCount += 1;
+    this.sampleMedia(pc, report);
+    if (this.sampleCount % 2 === 0 && pc.connectionState === "connected") this.sampleQuality(pc, report);
+  }
+
+  /**
+   * Media that cannot fail silently: a participant counts as "connected" only while their video
+   * frames are being decoded (or, without video, their audio packets arrive); the peer connection
+   * as failed when ICE and DTLS are not connected within MEDIA_TIMEOUT_MS. Camera off shows as
+   * black frames at ~1 fps (a disabled track), mute as decoded silence.
+   */
+  sampleMedia(pc, report) {
+    const now = Date.now();
+    const byTrack = new Map(); // track id -> inbound-rtp stats
+    let dtls = null;
+    for (const s of report.values()) {
+      if (s.type === "inbound-rtp" && s.trackIdentifier) byTrack.set(s.trackIdentifier, s);
+      if (s.type === "transport") dtls = s.dtlsState || dtls;
+    }
+    const iceUp = pc.iceConnectionState === "connected" || pc.iceConnectionState === "completed";
+    const connected = pc.connectionState === "connected" || (iceUp && dtls === "connected");
+    if (connected && !pc.connectedAt) {
+      pc.connectedAt = now;
+      pc.everConnected = true;
+    }
+    if (!connected && !pc.connectedAt && now - pc.createdAt > MEDIA_TIMEOUT_MS) this.pcFailed(pc);
+    if (connected) this.mediaState = "connected"; // also after a late success of a "failed" one
+
+    for (const id of this.participants.keys()) {
+      const m = this.media.get(id) || {};
+      const f = this.flow.get(id) || { since: now, frames: 0, packets: 0, energy: 0, lastFlowAt: 0, firstFrameAt: 0, silentSince: 0, state: "connecting", video: false, audio: false, cameraOff: false, muted: false };
+      const v = m.video ? byTrack.get(m.video.id) : null;
+      const a = m.audio ? byTrack.get(m.audio.id) : null;
+      const frames = v ? v.framesDecoded || 0 : 0;
+      const packets = a ? a.packetsReceived || 0 : 0;
+      const energy = a ? a.totalAudioEnergy || 0 : 0;
+      const video = frames > f.frames;
+      const audio = packets > f.packets;
+      if (video && !f.firstFrameAt) f.firstFrameAt = now;
+      if (video || audio) f.lastFlowAt = now;
+      f.video = video;
+      f.audio = audio;
+      // a disabled camera track sends black frames at about one per second
+      const fps = v && Number.isFinite(v.framesPerSecond) ? v.framesPerSecond : null;
+      f.cameraOff = Boolean(m.video && fps !== null && fps <= 3 && f.blackFrames);
+      // a disabled microphone sends digital silence: no audio energy at all while packets arrive
+      if (audio && energy - f.energy < 1e-9) f.silentSince = f.silentSince || now;
+      else if (audio) f.silentSince = 0;
+      f.muted = Boolean(f.silentSince && now - f.silentSince >= 2000);
+      f.frames = frames;
+      f.packets = packets;
+      f.energy = energy;
+      const reference = Math.max(f.since, pc.connectedAt || pc.createdAt);
+      if (!pc.connectedAt) f.state = "connecting";
+      else if (video || audio || (f.lastFlowAt && now - f.lastFlowAt < 2500)) f.state = "connected";
+      else if (now - Math.max(reference, f.lastFlowAt) > MEDIA_TIMEOUT_MS) f.state = "failed";
+      else f.state = "connecting";
+      this.flow.set(id, f);
+    }
+    this.emitMedia();
+  }
+
+  /** The tile tells whether a remote picture is black (camera off); see CallView. */
+  setBlack(id, black) {
+    const f = this.flow.get(id);
+    if (f) f.blackFrames = black;
+  }
+
+  sampleQuality(pc, report) {
     const sel = selectedPair(report);
     const rtt = sel && Number.isFinite(sel.pair.currentRoundTripTime) ? sel.pair.currentRoundTripTime : null;
     const bitrate = sel && Number.isFinite(sel.pair.availableOutgoingBitrate) ? sel.pair.availableOutgoingBitrate : null;
     let lost = 0;
     let received = 0;
+    let jitter = null;
     for (const s of report.values()) {
       if (s.type === "inbound-rtp") {
         lost += Math.max(0, s.packetsLost || 0);
         received += s.packetsReceived || 0;
+        if (Number.isFinite(s.jitter)) jitter = Math.max(jitter ?? 0, s.jitter);
       }
     }
     let loss = null;
@@ -503,20 +689,29 @@ export class RoomCall extends EventTarget {
       if (dl + dr > 0) loss = Math.max(0, dl) / (Math.max(0, dl) + Math.max(0, dr));
     }
     this.lastInbound = { lost, received };
-    const level = classifyQuality({ rtt, loss, bitrate });
-    this.emit("quality", { level, rtt, loss, bitrate, relay: Boolean(sel && sel.local && sel.local.candidateType === "relay") });
+    const rampedUp = pc.connectedAt && Date.now() - pc.connectedAt > 10_000;
+    const level = classifyQuality({ rtt, loss, jitter, bitrate, rampedUp });
+    this.emit("quality", { level, rtt, loss, jitter, bitrate, relay: Boolean(sel && sel.local && sel.local.candidateType === "relay") });
   }
 
   /**
    * For tests and field diagnosis: per remote participant the decoded video frames and received
-   * audio samples, and the selected candidate pair's types.
+   * audio samples, the media state the page shows and when the first frame was decoded, and the
+   * selected candidate pair's types.
    */
   async diagnostics() {
-    const out = { participants: {}, pair: null, state: this.pc ? this.pc.connectionState : "none" };
+    const out = {
+      participants: {}, pair: null, state: this.pc ? this.pc.connectionState : "none",
+      ice: this.pc ? this.pc.iceConnectionState : "none", media: this.mediaState, relay: this.relay,
+    };
     const pc = this.pc;
     if (!pc) return out;
     for (const [id, m] of this.media) {
-      const entry = { framesDecoded: 0, audioSamples: 0, audioPackets: 0, hasVideo: Boolean(m.video), hasAudio: Boolean(m.audio) };
+      const shown = this.participantMedia(id);
+      const entry = {
+        framesDecoded: 0, audioSamples: 0, audioPackets: 0, hasVideo: Boolean(m.video), hasAudio: Boolean(m.audio),
+        media: shown.state, firstFrameAt: shown.firstFrameAt || 0, cameraOff: shown.cameraOff, muted: shown.muted,
+      };
       for (const kind of ["video", "audio"]) {
         const track = m[kind];
         if (!track) continue;

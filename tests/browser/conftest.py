@@ -9,6 +9,7 @@ ICE host candidates, coturn's listener and relays and chromium's candidates are 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -147,20 +148,23 @@ def turn_server() -> Iterator[TurnServer | None]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def live_server(redis_server, turn_server) -> Iterator[LiveServer]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (`make test` installs Debian's chromium)")
+@contextlib.contextmanager
+def start_live_server(
+    redis_server, redis_db: int, turn_server: TurnServer | None = None, **extra_env: str
+) -> Iterator[LiveServer]:
+    """`python -m server demo` then `serve` on a free port with its own data dir and Redis db;
+    `extra_env` overrides settings (e.g. `HUIZHEN_ICE_HOST_ADDRESSES` for a server whose media
+    the browser cannot reach)."""
     import redis
 
-    redis.Redis.from_url(redis_server.url(REDIS_DB)).flushdb()
+    redis.Redis.from_url(redis_server.url(redis_db)).flushdb()
     data_dir = Path(tempfile.mkdtemp(prefix="hz-browser-"))
     port = free_port()
     password = secrets.token_urlsafe(12)
     env = {
         **os.environ,
         "HUIZHEN_DATA_DIR": str(data_dir),
-        "HUIZHEN_REDIS_URL": redis_server.url(REDIS_DB),
+        "HUIZHEN_REDIS_URL": redis_server.url(redis_db),
         "HUIZHEN_SECRET_KEY": secrets.token_urlsafe(32),
         "HUIZHEN_DEMO_PASSWORD": password,
         "HUIZHEN_PORT": str(port),
@@ -172,6 +176,7 @@ def live_server(redis_server, turn_server) -> Iterator[LiveServer]:
     if turn_server is not None:
         env["HUIZHEN_TURN_URLS"] = turn_server.url
         env["HUIZHEN_TURN_SECRET"] = turn_server.secret
+    env.update(extra_env)
     log_path = data_dir / "server.log"
     demo = subprocess.run(
         [sys.executable, "-m", "server", "demo"],
@@ -209,6 +214,14 @@ def live_server(redis_server, turn_server) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
+def live_server(redis_server, turn_server) -> Iterator[LiveServer]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (`make test` installs Debian's chromium)")
+    with start_live_server(redis_server, REDIS_DB, turn_server) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def browser(live_server):
     from playwright.sync_api import sync_playwright
 
@@ -238,10 +251,13 @@ class PageProbe:
         return out
 
 
-def _new_probe(browser, live_server, locale: str = "en-US") -> tuple[object, PageProbe]:
+def _new_probe(
+    browser, live_server, locale: str = "en-US", *, viewport: tuple[int, int] = (1280, 800),
+    base_url: str | None = None,
+) -> tuple[object, PageProbe]:
     context = browser.new_context(
-        base_url=live_server.url,
-        viewport={"width": 1280, "height": 800},
+        base_url=base_url or live_server.url,
+        viewport={"width": viewport[0], "height": viewport[1]},
         locale=locale,
         permissions=["camera", "microphone"],
     )
@@ -265,11 +281,12 @@ def probe(browser, live_server) -> Iterator[PageProbe]:
 @pytest.fixture
 def new_probe(browser, live_server) -> Iterator[object]:
     """A factory of pages, each in its own browser context (own storage, own fake camera and
-    microphone, camera/microphone permission granted): `new_probe(locale="zh-CN")`."""
+    microphone, camera/microphone permission granted): `new_probe(locale="zh-CN")`,
+    `new_probe(viewport=(1024, 768))`, `new_probe(base_url=other_server.url)`."""
     contexts = []
 
-    def make(locale: str = "en-US") -> PageProbe:
-        context, p = _new_probe(browser, live_server, locale)
+    def make(locale: str = "en-US", **kw) -> PageProbe:
+        context, p = _new_probe(browser, live_server, locale, **kw)
         contexts.append(context)
         return p
 
