@@ -140,8 +140,10 @@ def parse(text: str | bytes) -> Inbound:
         ) from exc
 
 
-def error(code: str, message: str, ref: str | None = None) -> dict:
-    out = {"type": "error", "code": code, "message": message}
+def error(code: str, message: str, ref: str | None = None, details: dict | None = None) -> dict:
+    out: dict = {"type": "error", "code": code, "message": message}
     if ref:
         out["ref"] = ref
+    if details:
+        out["details"] = details
     return out

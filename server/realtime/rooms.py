@@ -23,6 +23,7 @@ from server.log import event
 from server.realtime.hub import Connection, Hub
 from server.realtime.messages import RoomInvite, RtcAnswer, RtcCandidate
 from server.store import Store, keys
+from server.store.consults import Outcome
 from server.store.directory import Role
 from server.store.rooms import Member, MemberState
 
@@ -99,6 +100,8 @@ class RoomService:
         rejoined = previous is not None and previous.state is not MemberState.LEFT
         await self._announce(room_id, member, "rejoined" if rejoined else "joined")
         consult = await self.store.consults.get(room.consult_id) if room.consult_id else None
+        if consult is not None and not rejoined:
+            await self.store.consults.note_joined(consult.id, who.username)
         state = {
             "type": "room.state",
             "room_id": room_id,
@@ -226,7 +229,10 @@ class RoomService:
             await self.store.rooms.close(room_id)
             await self.sfu.close_room(room_id)
             if room and room.consult_id:
-                await self.store.consults.end(room.consult_id)
+                # The last ones out timed out rather than hung up: the call was dropped.
+                await self.store.consults.end(
+                    room.consult_id,
+                    Outcome.DROPPED if reason == "timeout" else Outcome.COMPLETED)
             await self.store.rooms.append_event(room_id, "closed")
             event(log, "room_closed", room=room_id)
 

@@ -31,9 +31,12 @@ class Realtime:
         rooms = RoomService(settings, store, hub, sfu)
         await rooms.start()
         limits = SocketLimits(settings.ws_max_per_user, settings.ws_max_unauthenticated)
-        return cls(hub, ConsultService(store, hub), rooms, sfu, limits)
+        consults = ConsultService(settings, store, hub)
+        await consults.start()
+        return cls(hub, consults, rooms, sfu, limits)
 
     async def close(self) -> None:
+        await self.consults.close()
         await self.rooms.close()
         await self.sfu.close()
         await self.hub.close()

@@ -151,7 +151,7 @@ async def _handle(services: Realtime, conn: Connection, text: str) -> None:
     except InvalidMessage as err:
         conn.send(m.error(err.code, err.message, err.details.get("ref") or ref))
     except HuizhenError as err:
-        conn.send(m.error(err.code, err.message, ref))
+        conn.send(m.error(err.code, err.message, ref, err.details))
     except (asyncio.CancelledError, GeneratorExit):
         raise
     except Exception:
@@ -170,11 +170,12 @@ async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> dic
         case m.Auth():
             return m.error("invalid_message", "already authenticated")
         case m.ConsultStart():
-            consult = await services.consults.start(conn, msg)
+            consult = await services.consults.begin(conn, msg)
             return {"type": "consult.created", "consult": consult.public()}
         case m.ConsultCancel():
             consult = await services.consults.cancel(conn, msg)
-            return {"type": "consult.cancelled", "consult_id": consult.id}
+            return {"type": "consult.cancelled", "consult_id": consult.id,
+                    "consult": consult.public()}
         case m.ConsultAccept():
             consult = await services.consults.accept(conn, msg)
             return {"type": "consult.accepted", "consult": consult.public()}

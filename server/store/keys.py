@@ -79,6 +79,22 @@ def clinic_consults(clinic_id: str) -> str:
     return f"{PREFIX}:clinic:{clinic_id}:consults"
 
 
+# Ringing consults by deadline (unix time): the sweeper of any node ends the overdue ones.
+CONSULTS_RING_DEADLINES = f"{PREFIX}:consults:ring-deadlines"
+
+
+def doctor_waiting(username: str) -> str:
+    return f"{PREFIX}:doctor:{username}:waiting"
+
+
+def doctor_starts(username: str) -> str:
+    return f"{PREFIX}:doctor:{username}:starts"
+
+
+def user_consults(username: str) -> str:
+    return f"{PREFIX}:user-consults:{username}"
+
+
 def room(room_id: str) -> str:
     return f"{PREFIX}:{{room:{room_id}}}:room"
 
