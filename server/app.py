@@ -22,6 +22,9 @@ from server.log import event
 from server.realtime import websocket
 from server.realtime.services import Realtime
 from server.store import Store
+from server.transport import cors, headers
+from server.transport.cors import cors_middleware
+from server.transport.proxies import forwarded_middleware
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     # through server/api/json_body.py (64 KiB) and uploads stream against HUIZHEN_MAX_UPLOAD_MB
     # (server/ingest.py). Kept at the JSON limit so a future read() cannot hold more.
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware, forwarded_middleware, cors_middleware, auth_middleware],
         client_max_size=MAX_JSON_BODY,
     )
     executor = ThreadPoolExecutor(settings.render_threads, thread_name_prefix="hz-render")
@@ -56,6 +59,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     dicomweb_routes.setup(app)
     websocket.setup(app)
     static.setup(app)
+    headers.setup(app)
+    cors.setup(app)
 
     async def on_startup(app: web.Application) -> None:
         app[appkeys.REALTIME] = await Realtime.start(settings, store)

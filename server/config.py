@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,6 +68,23 @@ class Settings:
     media_timeout_s: float = 15.0
     # Remote ICE candidates the SFU will use (CIDRs); None: the default policy of media.rtc.ice.
     ice_allowed_networks: tuple[str, ...] | None = None
+    # Origins (scheme://host[:port]) whose pages may call DICOMweb with a bearer token (CORS).
+    cors_origins: tuple[str, ...] = ()
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a reverse proxy in front).
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Both set: serve HTTPS and WSS directly (PEM files).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigurationError(
+                "set both HUIZHEN_TLS_CERT_FILE and HUIZHEN_TLS_KEY_FILE (or neither)"
+            )
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
     @property
     def dicom_dir(self) -> Path:
@@ -117,6 +135,10 @@ class Settings:
             consult_starts_per_hour=_int(env, "HUIZHEN_CONSULT_STARTS_PER_HOUR", 30, 1),
             media_timeout_s=float(_int(env, "HUIZHEN_MEDIA_TIMEOUT_S", 15, 2)),
             ice_allowed_networks=_list(env, "HUIZHEN_ICE_ALLOWED_NETWORKS"),
+            cors_origins=_origins(env, "HUIZHEN_CORS_ORIGINS"),
+            trusted_proxies=_networks(env, "HUIZHEN_TRUSTED_PROXIES"),
+            tls_cert_file=_file(env, "HUIZHEN_TLS_CERT_FILE"),
+            tls_key_file=_file(env, "HUIZHEN_TLS_KEY_FILE"),
         )
 
 
@@ -130,6 +152,33 @@ def _public_url(env: dict[str, str]) -> str | None:
             f"HUIZHEN_PUBLIC_URL must be an origin like https://pacs.example.org, got {raw!r}"
         )
     return raw
+
+
+def _origins(env: dict[str, str], name: str) -> tuple[str, ...]:
+    origins = []
+    for item in _list(env, name) or ():
+        parsed = urlsplit(item)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in "/":
+            raise ConfigurationError(f"{name}: {item!r} is not an origin like https://host:port")
+        origins.append(f"{parsed.scheme}://{parsed.netloc}")
+    return tuple(origins)
+
+
+def _networks(env: dict[str, str], name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    try:
+        return tuple(ip_network(item, strict=False) for item in _list(env, name) or ())
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a comma-separated list of CIDRs: {exc}") from exc
+
+
+def _file(env: dict[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigurationError(f"{name}: {raw} is not a readable file")
+    return path
 
 
 def _list(env: dict[str, str], name: str) -> tuple[str, ...] | None:

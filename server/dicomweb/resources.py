@@ -23,7 +23,11 @@ def uid_param(request: web.Request, name: str) -> str:
 
 
 def base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}/dicomweb"
+    """Where DICOMweb is, for RetrieveURL / BulkDataURI: HUIZHEN_PUBLIC_URL when set, else a
+    path-absolute reference the client resolves against the origin it used. Never the Host
+    header: a forged one would put an attacker's host into stored or cached URLs."""
+    public = request.app[appkeys.SETTINGS].public_url
+    return f"{public}/dicomweb" if public else "/dicomweb"
 
 
 def _who(request: web.Request) -> dict[str, Any]:
