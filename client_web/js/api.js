@@ -1,4 +1,6 @@
 // Session handling and the one fetch wrapper every API call goes through.
+
+import { describeError } from "./messages.js";
 //
 // The bearer token lives in sessionStorage (cleared when the kiosk browser closes) and is only
 // ever sent in the Authorization header, never in a URL.
@@ -12,12 +14,26 @@ export function setLoginPage(url) {
   loginPage = url;
 }
 
+/**
+ * An error answer of the server (or `network` when it could not be reached). `message` is the
+ * text of `code` in the page's current language (js/messages.js), read each time, so a page
+ * that shows `err.message` never shows the server's English; `serverMessage` keeps that English
+ * for the console and support.
+ */
 export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message || code || `HTTP ${status}`);
+  constructor(status, code, serverMessage = "", details = {}) {
+    super(serverMessage || code || `HTTP ${status}`);
     this.name = "ApiError";
     this.status = status;
-    this.code = code || "";
+    // no JSON body (a proxy's error page): still a code the catalogue knows
+    this.code = code || (status ? "http_error" : "network");
+    this.serverMessage = serverMessage || "";
+    this.details = details || {};
+    Object.defineProperty(this, "message", { get: () => describeError(this), configurable: true });
+  }
+
+  toString() {
+    return this.message;
   }
 }
 
@@ -71,19 +87,31 @@ export function watchExpiry(session) {
   if (ms < 2 ** 31 - 1) setTimeout(() => goToLogin("session.expired"), Math.max(0, ms));
 }
 
+/** `Retry-After` as seconds (delta-seconds or an HTTP date), or null. */
+function retryAfterSeconds(value) {
+  if (!value) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const when = Date.parse(value);
+  return Number.isFinite(when) ? Math.max(0, Math.round((when - Date.now()) / 1000)) : null;
+}
+
+/** An ApiError from an error body `{"error": {code, message, details}}` and its headers. */
+function apiErrorFrom(status, body, headers) {
+  const e = (body && body.error) || {};
+  const details = { ...(e.details || {}) };
+  const retry = retryAfterSeconds(headers.get("Retry-After"));
+  if (details.retry_after_s === undefined && retry !== null) details.retry_after_s = retry;
+  return new ApiError(status, e.code || "", e.message || "", details);
+}
+
 async function errorFrom(response) {
-  let code = "";
-  let message = "";
+  let body = null;
   try {
-    const body = await response.json();
-    if (body && body.error) {
-      code = body.error.code || "";
-      message = body.error.message || "";
-    }
+    body = await response.json();
   } catch {
-    // not JSON (proxy error page): keep the status line
+    // not JSON (proxy error page): the status alone
   }
-  return new ApiError(response.status, code, message || `HTTP ${response.status} ${response.statusText}`);
+  return apiErrorFrom(response.status, body, response.headers);
 }
 
 /**
@@ -100,7 +128,13 @@ export async function apiFetch(path, { auth = true, headers = {}, ...init } = {}
     }
     h.set("Authorization", `Bearer ${session.token}`);
   }
-  const response = await fetch(path, { ...init, headers: h });
+  let response;
+  try {
+    response = await fetch(path, { ...init, headers: h });
+  } catch (err) {
+    if (err && err.name === "AbortError") throw err; // cancelled by the page, not a failure
+    throw new ApiError(0, "network", String(err));
+  }
   if (response.ok) return response;
   const err = await errorFrom(response);
   if (auth && response.status === 401) goToLogin("session.expired");
@@ -168,8 +202,10 @@ export function uploadFiles(files, onProgress) {
         return;
       }
       if (xhr.status === 401) goToLogin("session.expired");
-      const e = (body && body.error) || {};
-      reject(new ApiError(xhr.status, e.code, e.message || `HTTP ${xhr.status}`));
+      const err = apiErrorFrom(xhr.status, body, { get: (name) => xhr.getResponseHeader(name) });
+      // "none stored" still lists each file's reason
+      if (body && (body.failed || body.stored)) err.body = body;
+      reject(err);
     };
     xhr.send(form);
   });

@@ -151,7 +151,11 @@ async function loadStudies(reset) {
     renderStudies();
   } catch (err) {
     if (seq !== state.loadSeq) return;
-    errBox.textContent = t("studies.error", { message: err.message || t("error.network") });
+    // by the error's code, in the page's language (js/messages.js), re-rendered on a switch
+    errBox.dataset.i18n = "studies.error";
+    errBox.i18nParams = { message: err };
+    errBox.dataset.code = err.code || "";
+    errBox.textContent = t("studies.error", errBox.i18nParams);
     show(errBox, true);
     $("study-count").textContent = "";
   } finally {

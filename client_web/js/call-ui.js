@@ -14,6 +14,7 @@ export function showNotice(box, key, kind = "info", params = {}) {
     return;
   }
   box.dataset.i18n = key;
+  box.i18nParams = params; // applyI18n re-renders with them; an ApiError param re-translates too
   box.dataset.kind = kind;
   box.textContent = t(key, params);
   box.hidden = false;

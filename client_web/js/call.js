@@ -8,7 +8,7 @@
 // - local media (camera + microphone with dev constraints), a mic level meter, and the network
 //   quality estimate from getStats().
 
-import { goToLogin } from "./api.js";
+import { ApiError, goToLogin } from "./api.js";
 
 export const PING_INTERVAL_MS = 10_000;
 export const GATHER_TIMEOUT_MS = 2_000;
@@ -95,7 +95,7 @@ export class Signal extends EventTarget {
       clearInterval(this.pingTimer);
       for (const [, p] of this.pending) {
         clearTimeout(p.timer);
-        p.reject(Object.assign(new Error("connection lost"), { code: "network" }));
+        p.reject(new ApiError(0, "network", "connection lost"));
       }
       this.pending.clear();
       this.setStatus("closed");
@@ -128,7 +128,7 @@ export class Signal extends EventTarget {
       this.pending.delete(msg.ref);
       clearTimeout(p.timer);
       if (msg.type === "error") {
-        p.reject(Object.assign(new Error(msg.message || msg.code), { code: msg.code }));
+        p.reject(new ApiError(0, msg.code, msg.message, msg.details)); // shown by code (messages.js)
       } else {
         p.resolve(msg);
       }
@@ -148,12 +148,12 @@ export class Signal extends EventTarget {
     const id = `m-${++this.seq}`;
     return new Promise((resolve, reject) => {
       if (!this.send({ ...msg, id })) {
-        reject(Object.assign(new Error("not connected"), { code: "network" }));
+        reject(new ApiError(0, "network", "not connected"));
         return;
       }
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(Object.assign(new Error("no answer from the server"), { code: "timeout" }));
+        reject(new ApiError(0, "timeout", "no answer from the server"));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
     });

@@ -19,6 +19,10 @@ const MESSAGES = {
     "login.busy": "Signing in…",
     "login.failed": "Wrong username or password.",
     "login.unreachable": "Cannot reach the server. Check the network and try again.",
+    "login.locked": "Too many failed sign-ins for this account. Sign-in is locked for a while; please wait and try again.",
+    "login.lockedFor": "Too many failed sign-ins for this account. Sign-in is locked: try again in {wait}.",
+    "login.otherClinic": "This kiosk is registered to another clinic. Sign in with an account of this clinic.",
+    "login.error": "Could not sign in: {message}",
     "session.expired": "Your session has expired. Please sign in again.",
     "session.signedOut": "You have signed out.",
     "user.signedInAs": "Signed in as {name}",
@@ -262,6 +266,10 @@ const MESSAGES = {
     "login.busy": "正在登录…",
     "login.failed": "用户名或密码错误。",
     "login.unreachable": "无法连接服务器，请检查网络后重试。",
+    "login.locked": "该账号登录失败次数过多，已暂时锁定，请稍后再试。",
+    "login.lockedFor": "该账号登录失败次数过多，已暂时锁定：请在{wait}后重试。",
+    "login.otherClinic": "本终端登记在其他卫生院，请使用本卫生院的账号登录。",
+    "login.error": "无法登录：{message}",
     "session.expired": "登录已过期，请重新登录。",
     "session.signedOut": "您已退出登录。",
     "user.signedInAs": "当前用户：{name}",
@@ -542,6 +550,7 @@ export function t(key, params = {}) {
   const table = MESSAGES[current] || MESSAGES.en;
   let text = table[key] ?? MESSAGES.en[key] ?? key;
   for (const [name, value] of Object.entries(params)) {
+    // String(): an ApiError param gives its text in the current language (js/messages.js)
     text = text.split(`{${name}}`).join(String(value));
   }
   return text;
@@ -549,7 +558,8 @@ export function t(key, params = {}) {
 
 export function applyI18n(root = document) {
   document.documentElement.lang = current === "zh" ? "zh-CN" : "en";
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  // `el.i18nParams` (set by the script that filled it) keeps {placeholders} across a switch
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n, el.i18nParams);
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
     el.placeholder = t(el.dataset.i18nPlaceholder);
   }

@@ -2,6 +2,7 @@
 
 import { ApiError, login, takeFlash } from "./api.js";
 import { t } from "./i18n.js";
+import { formatWait } from "./messages.js";
 
 export function signInMarkup() {
   return `
@@ -22,6 +23,21 @@ export function signInMarkup() {
       <p class="hint" data-testid="login-device" data-i18n="kiosk.signin.device" hidden></p>
       <button type="submit" class="primary" data-testid="login-submit" data-i18n="login.submit">Sign in</button>
     </form>`;
+}
+
+/** The sign-in error to show: an i18n key and its params (never the server's English). */
+function loginErrorKey(err) {
+  if (!(err instanceof ApiError) || err.status === 0) return ["login.unreachable", {}];
+  if (err.status === 429) {
+    // a lockout after failed sign-ins; the wait comes as Retry-After / details.retry_after_s
+    const wait = err.details.retry_after_s;
+    return wait === undefined || wait === null
+      ? ["login.locked", {}]
+      : ["login.lockedFor", { wait: { toString: () => formatWait(wait) } }]; // in the current language
+  }
+  if (err.status === 400 || err.status === 401) return ["login.failed", {}];
+  if (err.status === 403 && err.code === "forbidden") return ["login.otherClinic", {}];
+  return ["login.error", { message: err }];
 }
 
 /** Wires the card in `root`; `onSignedIn(body)` after a successful POST /api/auth/login. */
@@ -57,12 +73,11 @@ export function bindSignIn(root, { deviceToken = null, onSignedIn }) {
       msgBox.hidden = true;
       onSignedIn(body);
     } catch (err) {
-      let key = "login.unreachable";
-      if (err instanceof ApiError && [400, 401, 403].includes(err.status)) key = "login.failed";
+      const [key, params] = loginErrorKey(err);
       errBox.dataset.i18n = key;
-      errBox.textContent = t(key);
-      // a kiosk of another clinic, an unregistered device token: the server says which
-      if (err instanceof ApiError && (err.status === 403 || err.status >= 500)) errBox.textContent += ` (${err.message})`;
+      errBox.i18nParams = params; // a language switch re-renders it whole
+      errBox.dataset.code = (err && err.code) || "";
+      errBox.textContent = t(key, params);
       errBox.hidden = false;
       q("login-password").select();
     } finally {

@@ -119,3 +119,55 @@ def test_empty_search_says_zero_studies(new_probe, live_server):
         wait_text(page, "study-count", zero)
         assert tid(page, "studies-empty").is_visible()
         assert p.console_errors() == []
+
+
+def test_viewer_shows_the_error_code_text_not_the_server_message(new_probe, live_server):
+    for locale, expected in (("zh-CN", "错误：未找到，或当前账号无权查看。"),
+                             ("en-US", "Error: Not found, or this account may not see it.")):
+        p = new_probe(locale=locale)
+        page = p.page
+        sign_in(page, "dr.li", live_server.password)
+        tid(page, "study-row").first.wait_for()
+        page.goto("/ui/viewer.html?study=1.2.826.0.1.3680043.8.498.999")
+        wait_text(page, "viewer-status", re.escape(expected))
+        assert "no such study" not in page.locator("body").inner_text()
+        assert p.console_errors(allow=HTTP_ERROR_LOG) == []
+
+
+def test_error_catalogue_in_the_page(probe, live_server):
+    """messages.js as the pages load it: texts by code with details, ApiError.message follows
+    the language, unknown codes never fall back to the server's English."""
+    page = probe.page
+    page.goto("/ui/")
+    out = page.evaluate("""async () => {
+      const m = await import('/ui/js/messages.js');
+      const api = await import('/ui/js/api.js');
+      const i18n = await import('/ui/js/i18n.js');
+      const err = new api.ApiError(429, 'too_many_requests', 'wait 15 minutes',
+                                   {retry_after_s: 900});
+      i18n.setLang('zh');
+      const zh = err.message;
+      const zhNotFound = String(new api.ApiError(404, 'not_found', 'no such study'));
+      i18n.setLang('en');
+      return {
+        zh, zhNotFound, en: err.message,
+        limit: m.errorText('payload_too_large', {limit_bytes: 512 * 2 ** 20}, 'en'),
+        unknown: m.errorText('brand_new_code', {}, 'zh'),
+        reason: m.failureReasonText(0xC122, 'zh'),
+        close: m.closeText(4409, 'en'),
+        proxy: new api.ApiError(502, '', '').message,
+        network: new api.ApiError(0, '', '').message,
+        dom: m.describeError(new DOMException('Permission denied', 'NotAllowedError')),
+      };
+    }""")
+    assert out["zh"] == "短时间内尝试次数过多。请在15分钟后重试。"
+    assert out["en"] == "Too many attempts in a short time. Try again in 15 min."
+    assert out["zhNotFound"] == "未找到，或当前账号无权查看。"
+    assert out["limit"] == "The upload is too large. The limit is 512 MB."
+    assert out["unknown"] == "出错了（代码 brand_new_code）。"
+    assert out["reason"] == "图像的压缩格式服务器无法读取。"
+    assert out["close"].startswith("This account is open on too many pages")
+    assert out["proxy"] == "The server could not handle this request."
+    assert out["network"].startswith("Cannot reach the server")
+    assert out["dom"] == "Permission denied"
+    assert probe.console_errors() == []
