@@ -16,6 +16,7 @@ const ERRORS = {
   // --- request and input
   "bad_request": { en: "The request was not valid.", zh: "请求无效。" },
   "invalid_parameter": { en: "Some of the values sent are not valid.", zh: "部分填写或发送的内容无效。" },
+  "invalid_json": { en: "The server could not read what the page sent. Reload the page and try again.", zh: "服务器无法读取页面发送的内容，请刷新页面后重试。" },
   "invalid_message": { en: "The server did not understand what the page sent. Reload the page and try again.", zh: "服务器无法识别页面发送的内容，请刷新页面后重试。" },
   "method_not_allowed": { en: "This action is not available here.", zh: "此处不支持该操作。" },
   "not_acceptable": { en: "The server cannot give this in the format asked for.", zh: "服务器无法以所需格式提供该内容。" },

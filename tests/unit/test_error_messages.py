@@ -73,9 +73,9 @@ def _codes_in_source(path: Path) -> set[str]:
             for k, v in zip(node.keys, node.values, strict=True):
                 if _str(k) == "code" and _str(v):
                     codes.add(_str(v))
-                if isinstance(k, ast.Constant) and isinstance(k.value, int) and _str(v):
-                    if path.name == "errors.py":  # {404: "not_found", …}
-                        codes.add(_str(v))
+                int_key = isinstance(k, ast.Constant) and isinstance(k.value, int)
+                if int_key and _str(v) and path.name == "errors.py":  # {404: "not_found", …}
+                    codes.add(_str(v))
         elif isinstance(node, ast.Call):
             name = getattr(node.func, "attr", getattr(node.func, "id", ""))
             for kw in node.keywords:
