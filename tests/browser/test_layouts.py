@@ -1,0 +1,189 @@
+"""Every page fits the real kiosk and workstation screens (#8): at 1024×768, 1280×800, 1366×768,
+1920×1080 and portrait 768×1024 the main controls of the kiosk (before the call, with a form
+error, waiting, in the call), the expert workstation (ringing, in the call with the viewer
+toolbar), the study list and the viewer are inside the viewport and not covered or clipped by a
+scrolled container, touch targets are at least 44 px, and each page is screenshotted (into a
+temporary directory, printed; `HUIZHEN_LAYOUT_SHOTS=dir` keeps them)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.browser.test_call import (
+    DEMO_CT_STUDY_UID,
+    SMALL,
+    no_errors,
+    sign_in,
+    start_consult,
+    tid,
+)
+
+pytestmark = pytest.mark.browser
+
+SIZES = [(1024, 768), (1280, 800), (1366, 768), (1920, 1080), (768, 1024)]
+MIN_TOUCH_PX = 44
+
+# For each listed testid: every visible match must be inside the viewport, inside every clipping
+# ancestor, and (unless `cover_ok`) on top at its centre. Returns the problems found.
+CHECK_JS = """
+([ids, coverOk, firstOnly, scrollOk, minPx]) => {
+  const vw = window.innerWidth, vh = window.innerHeight, problems = [];
+  const visible = (el) => {
+    const r = el.getBoundingClientRect();
+    const cs = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && cs.visibility !== 'hidden';
+  };
+  for (const id of ids) {
+    let els = [...document.querySelectorAll(`[data-testid="${id}"]`)].filter(visible);
+    if (firstOnly.includes(id)) els = els.slice(0, 1);
+    if (!els.length) { problems.push(`${id}: not shown`); continue; }
+    for (const el of els) {
+      const r = el.getBoundingClientRect();
+      if (r.left < -1 || r.top < -1 || r.right > vw + 1 || r.bottom > vh + 1) {
+        const at = [r.left, r.top, r.width, r.height].map(Math.round);
+        problems.push(`${id}: outside the ${vw}x${vh} viewport at ${at}`);
+        continue;
+      }
+      for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+        const cs = getComputedStyle(a);
+        if (cs.overflowX === 'visible' && cs.overflowY === 'visible') continue;
+        const ar = a.getBoundingClientRect();
+        if (r.left < ar.left - 1 || r.top < ar.top - 1
+            || r.right > ar.right + 1 || r.bottom > ar.bottom + 1) {
+          problems.push(`${id}: clipped by ${a.tagName.toLowerCase()}.${a.className}`);
+          break;
+        }
+      }
+      if (!coverOk.includes(id)) {
+        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        if (!hit || !(el === hit || el.contains(hit) || hit.contains(el))) {
+          const what = hit ? `${hit.tagName.toLowerCase()}.${hit.className}` : "nothing";
+          problems.push(`${id}: covered by ${what}`);
+        }
+      }
+    }
+  }
+  const se = document.scrollingElement;
+  if (!scrollOk && (se.scrollHeight > vh + 1 || se.scrollWidth > vw + 1)) {
+    problems.push(`page scrolls: ${se.scrollWidth}x${se.scrollHeight}`);
+  }
+  const controls = 'button, select, input:not([type=range]):not([type=file]):not([type=checkbox])';
+  for (const el of document.querySelectorAll(controls)) {
+    if (!visible(el) || el.closest('[hidden]')) continue;
+    const r = el.getBoundingClientRect();
+    if (r.height < minPx || r.width < minPx) {
+      const name = el.dataset.testid || el.id || el.textContent.trim().slice(0, 20);
+      problems.push(`touch target ${name}: ${Math.round(r.width)}x${Math.round(r.height)}`);
+    }
+  }
+  return problems;
+}
+"""
+
+KIOSK_PRECALL = [
+    "lang-toggle", "logout", "selfcheck-retry", "selfcheck-camera", "selfcheck-mic",
+    "dept-radiology", "dept-neurology", "dept-respiratory", "urgency-routine", "urgency-urgent",
+    "urgency-emergency", "patient-name", "patient-id", "study-select", "consult-question",
+    "call-start",
+]
+KIOSK_WAITING = ["logout", "waiting-heading", "waiting-elapsed", "waiting-summary", "call-cancel"]
+KIOSK_CALL = ["logout", "remote-tile", "self-video", "participants", "mute", "camera-off",
+              "hang-up", "net-quality"]
+EXPERT_RINGING = ["logout", "consult-ring", "consult-accept"]
+VIEWER_TOOLS = ["toolbar", "tool-scroll", "tool-wl", "tool-pan", "preset-lung", "preset-bone",
+                "zoom-out", "zoom-in", "reset", "viewport", "slice-prev", "slice-next",
+                "slice-slider", "series-thumb"]
+EXPERT_CALL = ["logout", "consult-patient", "remote-tile", "self-video", "participants", "mute",
+               "camera-off", "hang-up", "invite-username", "invite-department", "invite-send",
+               "net-quality", *VIEWER_TOOLS]
+STUDY_LIST = ["lang-toggle", "logout", "nav-kiosk", "upload-open", "study-search",
+              "search-submit", "search-clear", "studies-refresh", "study-patient", "study-open"]
+FIRST_ONLY = ["study-patient", "study-open", "series-thumb", "remote-tile"]
+VIEWER = ["back", "lang-toggle", "logout", *VIEWER_TOOLS]
+# tiles sit under the self view / overlays by design; the textarea's corner grip is fine
+COVER_OK = ["remote-tile", "self-video", "participants", "toolbar", "viewport", "slice-slider",
+            "series-thumb", "consult-ring", "waiting-summary"]
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    keep = os.environ.get("HUIZHEN_LAYOUT_SHOTS")
+    path = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="hz-layouts-"))
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"layout screenshots in {path}")
+    return path
+
+
+def check_sizes(
+    page, name: str, ids: list[str], shots: Path, failures: list[str], *, scroll_ok: bool = False,
+) -> None:
+    """`scroll_ok`: a list page may scroll below its first rows (the study list)."""
+    for w, h in SIZES:
+        page.set_viewport_size({"width": w, "height": h})
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")
+        page.screenshot(path=str(shots / f"{name}-{w}x{h}.png"))
+        args = [ids, COVER_OK, FIRST_ONLY, scroll_ok, MIN_TOUCH_PX]
+        for problem in page.evaluate(CHECK_JS, args):
+            failures.append(f"{name} {w}x{h}: {problem}")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def test_pages_fit_every_screen(new_probe, live_server, shots):
+    failures: list[str] = []
+    zhang = new_probe()
+    sign_in(zhang, f"/ui/expert.html?{SMALL}", "exp.zhang", live_server.password)
+    kiosk = new_probe()
+    sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", live_server.password)
+    kp, zp = kiosk.page, zhang.page
+    tid(kp, "selfcheck-camera").and_(kp.locator("[data-state=ok]")).wait_for()
+    kp.wait_for_function(
+        "uid => [...document.querySelectorAll('[data-testid=study-select] option')]"
+        ".some(o => o.value === uid)", arg=DEMO_CT_STUDY_UID)
+    check_sizes(kp, "kiosk-precall", KIOSK_PRECALL, shots, failures)
+    # a form error must not push the Call button off the screen
+    tid(kp, "call-start").click()
+    tid(kp, "consult-error").wait_for()
+    check_sizes(kp, "kiosk-precall-error", [*KIOSK_PRECALL, "consult-error"], shots, failures)
+
+    start_consult(kiosk)
+    check_sizes(kp, "kiosk-waiting", KIOSK_WAITING, shots, failures)
+    tid(zp, "consult-ring").wait_for()
+    check_sizes(zp, "expert-ringing", EXPERT_RINGING, shots, failures)
+
+    tid(zp, "consult-accept").click()
+    kp.locator('[data-testid=participant][data-state=connected]').wait_for(timeout=20_000)
+    zp.locator('[data-testid=participant][data-state=connected]').wait_for(timeout=20_000)
+    zp.wait_for_function(
+        "() => { const v = document.querySelector('[data-testid=viewport]');"
+        " return Boolean(v && v.dataset.shownSlice); }")
+    tid(zp, "series-thumb").first.wait_for()
+    check_sizes(kp, "kiosk-call", KIOSK_CALL, shots, failures)
+    check_sizes(zp, "expert-call", EXPERT_CALL, shots, failures)
+    tid(kp, "hang-up").click()
+    tid(zp, "hang-up").click()
+    tid(zp, "consult-empty").wait_for()
+
+    doc = new_probe()
+    sign_in_list(doc, live_server)
+    check_sizes(doc.page, "study-list", STUDY_LIST, shots, failures, scroll_ok=True)
+    doc.page.goto(f"/ui/viewer.html?study={DEMO_CT_STUDY_UID}")
+    doc.page.wait_for_function(
+        "() => { const v = document.querySelector('[data-testid=viewport]');"
+        " return Boolean(v && v.dataset.shownSlice); }")
+    tid(doc.page, "series-thumb").first.wait_for()
+    check_sizes(doc.page, "viewer", VIEWER, shots, failures)
+    assert failures == [], "\n".join(failures)
+    no_errors(zhang, kiosk, doc)
+
+
+def sign_in_list(probe, live_server) -> None:
+    page = probe.page
+    page.goto("/ui/")
+    tid(page, "login-username").fill("dr.li")
+    tid(page, "login-password").fill(live_server.password)
+    tid(page, "login-submit").click()
+    tid(page, "study-row").first.wait_for()
