@@ -6,6 +6,7 @@ import {
   TAG, apiJson, first, formatDate, getSession, logout, num, personName, uploadFiles, values,
   watchExpiry,
 } from "./api.js";
+import { errorText, failureReasonText, hasErrorText } from "./messages.js";
 
 const PAGE_SIZE = 50;
 // Where a role goes after signing in here. Doctors stay on the study list (with the kiosk link);
@@ -227,6 +228,14 @@ function toggleUpload(open) {
   if (open) panel.querySelector("input[type=file]").focus();
 }
 
+/** A failed file's reason in plain words: its code's text, else its PS3.4 Failure Reason's. */
+function uploadReason(item) {
+  const e = item.error || {};
+  const reason = item.failure_reason ?? item.FailureReason ?? e.failure_reason;
+  if (e.code && hasErrorText(e.code)) return errorText(e.code, e.details);
+  return failureReasonText(reason) || errorText(e.code || "unknown", e.details);
+}
+
 function renderUploadResults() {
   const box = $("upload-results");
   box.textContent = "";
@@ -240,15 +249,24 @@ function renderUploadResults() {
     const li = document.createElement("li");
     li.className = "ok";
     li.setAttribute("data-testid", "upload-result-ok");
-    li.textContent = `${t("upload.stored")}: ${item.file}`;
+    // a file sent twice is stored once: say so rather than "stored" again
+    li.textContent = `${t(item.duplicate ? "upload.duplicate" : "upload.stored")}: ${item.file}`;
     ul.append(li);
   }
   for (const item of failed) {
     const li = document.createElement("li");
     li.className = "fail";
     li.setAttribute("data-testid", "upload-result-failed");
-    const e = item.error || {};
-    li.textContent = `${t("upload.failedItem")}: ${item.file} — ${e.message || e.code || ""}`;
+    li.dataset.code = (item.error && item.error.code) || "";
+    const name = document.createElement("span");
+    name.className = "file";
+    name.dataset.testid = "upload-result-file";
+    name.textContent = item.file;
+    const reason = document.createElement("span");
+    reason.className = "reason";
+    reason.dataset.testid = "upload-result-reason";
+    reason.textContent = uploadReason(item);
+    li.append(`${t("upload.failedItem")}: `, name, " — ", reason);
     ul.append(li);
   }
   box.append(ul);
@@ -277,7 +295,13 @@ async function onFilesChosen(ev) {
     renderUploadResults();
     loadStudies(true);
   } catch (err) {
-    status.textContent = t("upload.error", { message: err.message || t("error.network") });
+    if (err.body) {
+      // nothing stored (400 nothing_stored): the per-file reasons are the useful part
+      state.lastUpload = err.body;
+      renderUploadResults();
+    } else {
+      status.textContent = t("upload.error", { message: err });
+    }
   } finally {
     show(progress, false);
     input.disabled = false;

@@ -171,3 +171,39 @@ def test_error_catalogue_in_the_page(probe, live_server):
     assert out["network"].startswith("Cannot reach the server")
     assert out["dom"] == "Permission denied"
     assert probe.console_errors() == []
+
+
+def test_upload_lists_each_file_with_a_plain_reason(new_probe, live_server):
+    from tests.browser.test_viewer import _tiny_ct
+
+    p = new_probe(locale="zh-CN")
+    page = p.page
+    sign_in(page, "dr.li", live_server.password)
+    tid(page, "upload-open").click()
+    ct = _tiny_ct()
+    files = [
+        {"name": "胸部CT-1.dcm", "mimeType": "application/dicom", "buffer": ct},
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a dicom file"},
+    ]
+    tid(page, "upload-input").set_input_files(files)
+    tid(page, "upload-result-ok").wait_for()
+    failed = tid(page, "upload-result-failed")
+    assert failed.get_attribute("data-code") == "invalid_dicom"
+    assert tid(page, "upload-result-file").inner_text() == "notes.txt"
+    assert tid(page, "upload-result-reason").inner_text() == "不是可读取的医学影像文件（DICOM）。"
+    assert "成功 1 个，失败 1 个" in tid(page, "upload-status").inner_text()
+
+    # the same file again is not "stored" twice; a batch where nothing is stored still lists
+    # each file's reason (the server answers 400 nothing_stored)
+    tid(page, "upload-input").set_input_files([files[0]])
+    wait_text(page, "upload-results", "服务器上已有: 胸部CT-1.dcm")
+    tid(page, "upload-input").set_input_files([files[1]])
+    wait_text(page, "upload-status", "成功 0 个，失败 1 个")
+    assert "不是可读取的医学影像文件（DICOM）" in tid(page, "upload-result-reason").inner_text()
+    tid(page, "lang-toggle").click()  # re-rendered in English
+    assert tid(page, "upload-result-reason").inner_text() == (
+        "Not a medical image file (DICOM) that can be read.")
+    text = tid(page, "upload-results").inner_text()
+    assert "0x" not in text and "Failure" not in text  # no DICOM status jargon
+    assert p.console_errors(allow=HTTP_ERROR_LOG) == []
+
