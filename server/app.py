@@ -13,6 +13,7 @@ from server import appkeys
 from server.api import auth_routes, health, openapi, presets, static, uploads
 from server.api.json_body import MAX_JSON_BODY
 from server.auth.middleware import auth_middleware
+from server.auth.sessions import SessionGuard
 from server.auth.tokens import TokenService
 from server.config import Settings
 from server.dicomweb import routes as dicomweb_routes
@@ -42,6 +43,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     app[appkeys.STORE] = store
     app[appkeys.EXECUTOR] = executor
     app[appkeys.TOKENS] = TokenService(settings.secret_key, settings.token_ttl_s)
+    app[appkeys.SESSIONS] = SessionGuard(store.sessions)
     app[appkeys.RENDERER] = Renderer(
         executor,
         frame_cache_bytes=settings.frame_cache_mb * 2**20,

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from media.imaging.renderer import Renderer
-from server.auth.middleware import TOKENS_KEY
+from server.auth.middleware import SESSIONS_KEY, TOKENS_KEY
 from server.config import Settings
 from server.ingest import Ingestor
 from server.realtime.services import Realtime
@@ -20,5 +20,6 @@ RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
 REALTIME: web.AppKey[Realtime] = web.AppKey("realtime", Realtime)
 TOKENS = TOKENS_KEY
+SESSIONS = SESSIONS_KEY
 
-__all__ = ["EXECUTOR", "INGESTOR", "REALTIME", "RENDERER", "SETTINGS", "STORE", "TOKENS"]
+__all__ = ["EXECUTOR", "INGESTOR", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS", "STORE", "TOKENS"]

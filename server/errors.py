@@ -59,6 +59,10 @@ class TokenExpired(Unauthenticated):
     code = "token_expired"
 
 
+class SessionEnded(Unauthenticated):
+    code = "session_ended"
+
+
 class Forbidden(HuizhenError):
     status = 403
     code = "forbidden"
@@ -128,7 +132,10 @@ def from_imaging(exc: imaging.ImagingError) -> HuizhenError:
 
 
 def json_error(err: HuizhenError) -> web.Response:
-    return web.json_response(err.body(), status=err.status)
+    response = web.json_response(err.body(), status=err.status)
+    if isinstance(err.details.get("retry_after_s"), int):  # 429 lockouts say how long
+        response.headers["Retry-After"] = str(err.details["retry_after_s"])
+    return response
 
 
 @web.middleware

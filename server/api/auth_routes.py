@@ -1,26 +1,66 @@
-"""POST /api/auth/login (password, optionally on a clinic kiosk) and GET /api/me."""
+"""Sign-in and sessions: POST /api/auth/login (password, optionally on a clinic kiosk),
+POST /api/auth/logout, POST /api/auth/password, GET /api/me.
+
+Every attempt is counted before its password is checked (`server/store/login_limits.py`), and
+every outcome is audited.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import appkeys
-from server.api.json_body import read_json
+from server.api.json_body import parse_model
+from server.api.security_audit import audit_principal, audit_security
 from server.auth.middleware import principal
-from server.auth.passwords import verify_password
+from server.auth.passwords import hash_password, verify_password
 from server.auth.principal import Principal
-from server.errors import Forbidden, InvalidCredentials, TooManyRequests
+from server.errors import (
+    Forbidden,
+    InvalidCredentials,
+    InvalidParameter,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnsupportedMediaType,
+)
 from server.log import event
-from server.store.directory import Role
+from server.store.directory import Role, User
+from server.store.login_limits import Verdict
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES = 10
-FAILURE_WINDOW_S = 15 * 60
+#: Sign-in and account bodies are a few hundred bytes; nothing larger is read.
+MAX_BODY_BYTES = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_small_json(request: web.Request, model: type[M]) -> M:
+    """A JSON body of at most MAX_BODY_BYTES, refused early (Content-Length) or while read."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"expected Content-Type application/json, got {request.content_type or 'none'}"
+        )
+    too_large = PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // 1024} KiB")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+    try:
+        data = json.loads(b"".join(chunks).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise InvalidParameter("the body is not valid JSON") from exc
+    return parse_model(model, data)
 
 
 class LoginRequest(BaseModel):
@@ -31,36 +71,110 @@ class LoginRequest(BaseModel):
     device_token: str | None = Field(default=None, max_length=200)
 
 
-async def login(request: web.Request) -> web.Response:
-    body = await read_json(request, LoginRequest)
-    store = request.app[appkeys.STORE]
-    directory = store.directory
-    if await directory.login_failures(body.username) >= MAX_FAILURES:
-        raise TooManyRequests("too many failed sign-ins for this account: wait 15 minutes")
-    user = await directory.get_user(body.username)
-    loop = asyncio.get_running_loop()
-    ok = await loop.run_in_executor(
-        request.app[appkeys.EXECUTOR],
-        verify_password,
-        user.password_hash if user else None,
-        body.password,
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    old_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
+
+
+def _locked(verdict: Verdict) -> TooManyRequests:
+    minutes = (verdict.retry_after_s + 59) // 60
+    return TooManyRequests(
+        f"too many failed sign-ins: try again in {minutes} minute{'s' if minutes != 1 else ''}",
+        retry_after_s=verdict.retry_after_s,
     )
+
+
+async def _check_password(request: web.Request, user: User | None, password: str) -> bool:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        request.app[appkeys.EXECUTOR], verify_password,
+        user.password_hash if user else None, password,
+    )
+
+
+def _issue(request: web.Request, user: User, device_id: str | None) -> tuple[str, int]:
+    who = Principal(user.username, user.role, user.clinic, user.department, device_id)
+    return request.app[appkeys.TOKENS].issue(who, generation=user.session_generation)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_small_json(request, LoginRequest)
+    store = request.app[appkeys.STORE]
+    user = await store.directory.get_user(body.username)
+    # Counted before the password is checked; unknown names count only per address.
+    verdict = await store.login_limits.attempt(user.username if user else None, request.remote)
+    if not verdict.allowed:
+        if verdict.newly_locked:
+            await audit_security(request, "auth.login_locked", user=body.username,
+                                 role=user.role.value if user else "",
+                                 retry_after_s=verdict.retry_after_s)
+        event(log, "login_locked", username=body.username, remote=request.remote)
+        raise _locked(verdict)
+    ok = await _check_password(request, user, body.password)
     if not ok or user is None or user.disabled:
-        await directory.note_login_failure(body.username, FAILURE_WINDOW_S)
-        event(log, "login_failed", username=body.username, remote=request.remote)
+        reason = "unknown_user" if user is None else "disabled" if ok else "wrong_password"
+        await audit_security(request, "auth.login_failed", user=body.username,
+                             role=user.role.value if user else "",
+                             clinic=user.clinic if user else None, reason=reason)
+        event(log, "login_failed", username=body.username, remote=request.remote, reason=reason)
         raise InvalidCredentials("wrong username or password")
     device_id = None
     if body.device_token:
-        device = await directory.device_for_token(body.device_token)
+        device = await store.directory.device_for_token(body.device_token)
         if device is None:
-            raise InvalidCredentials("this kiosk's device token is not registered")
+            await audit_security(request, "auth.login_failed", user=user.username,
+                                 role=user.role.value, clinic=user.clinic, reason="device_token")
+            raise InvalidCredentials("this kiosk's device token is not registered or revoked")
         if user.role is not Role.DOCTOR or user.clinic != device.clinic:
+            await audit_security(request, "auth.login_failed", user=user.username,
+                                 role=user.role.value, clinic=user.clinic, device=device.id,
+                                 reason="device_clinic")
             raise Forbidden("this kiosk belongs to another clinic")
         device_id = device.id
-    await directory.clear_login_failures(body.username)
-    who = Principal(user.username, user.role, user.clinic, user.department, device_id)
-    token, expires = request.app[appkeys.TOKENS].issue(who)
+    await store.login_limits.succeeded(user.username, request.remote)
+    token, expires = _issue(request, user, device_id)
+    await audit_security(request, "auth.login", user=user.username, role=user.role.value,
+                         clinic=user.clinic, device=device_id)
     event(log, "login_ok", username=user.username, role=user.role.value, device=device_id)
+    return web.json_response({"token": token, "expires_at": expires, "user": user.public()})
+
+
+async def logout(request: web.Request) -> web.Response:
+    who = principal(request)
+    await request.app[appkeys.SESSIONS].end(who)
+    await audit_principal(request, who, "auth.logout")
+    event(log, "logout", username=who.username)
+    return web.json_response({"signed_out": True})
+
+
+async def change_password(request: web.Request) -> web.Response:
+    """Change one's own password; every older session ends, the caller gets a fresh token."""
+    who = principal(request)
+    body = await read_small_json(request, PasswordChange)
+    store = request.app[appkeys.STORE]
+    user = await store.directory.get_user(who.username)
+    if user is None or user.disabled:
+        raise InvalidCredentials("this account no longer exists")
+    # A stolen token must not become an unlimited password oracle: same limits as sign-in.
+    verdict = await store.login_limits.attempt(user.username, request.remote)
+    if not verdict.allowed:
+        raise _locked(verdict)
+    if not await _check_password(request, user, body.old_password):
+        await audit_principal(request, who, "auth.password_failed")
+        raise InvalidCredentials("the current password is wrong")
+    await store.login_limits.succeeded(user.username, request.remote)
+    try:
+        new_hash = await asyncio.get_running_loop().run_in_executor(
+            request.app[appkeys.EXECUTOR], hash_password, body.new_password)
+    except ValueError as exc:
+        raise InvalidParameter(str(exc)) from exc
+    generation = await store.directory.change_password(user.username, new_hash)
+    request.app[appkeys.SESSIONS].forget_user(user.username)
+    refreshed = User(**{**user.__dict__, "session_generation": generation})
+    token, expires = _issue(request, refreshed, who.device)
+    await audit_principal(request, who, "auth.password_changed")
+    event(log, "password_changed", username=user.username)
     return web.json_response({"token": token, "expires_at": expires, "user": user.public()})
 
 
@@ -74,4 +188,6 @@ async def me(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/auth/login", login)
+    app.router.add_post("/api/auth/logout", logout)
+    app.router.add_post("/api/auth/password", change_password)
     app.router.add_get("/api/me", me)

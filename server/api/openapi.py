@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from server import appkeys
-from server.api.auth_routes import LoginRequest
+from server.api.auth_routes import LoginRequest, PasswordChange
 
 Operation = dict[str, Any]
 
@@ -163,6 +163,23 @@ PATHS: dict[str, dict[str, Operation]] = {
             **_ERRORS,
         },
     }},
+    "/api/auth/logout": {"post": {
+        "summary": "end the presented session (its token stops working at once)",
+        "tags": ["auth"],
+        "responses": {"200": {"description": "signed out", "content": {"application/json": {
+            "schema": {"type": "object"}}}}, **_ERRORS},
+    }},
+    "/api/auth/password": {"post": {
+        "summary": "change one's own password; ends every older session, returns a fresh token",
+        "tags": ["auth"],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/PasswordChange"}}}},
+        "responses": {
+            "200": {"description": "a fresh bearer token", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["token", "expires_at", "user"]}}}},
+            **_ERRORS,
+        },
+    }},
     "/api/me": {"get": {
         "summary": "the signed-in user", "tags": ["auth"],
         "responses": {"200": {"description": "the user", "content": {"application/json": {
@@ -246,6 +263,7 @@ def document(public_url: str | None = None) -> dict[str, Any]:
             "schemas": {
                 "Error": _ERROR,
                 "LoginRequest": LoginRequest.model_json_schema(),
+                "PasswordChange": PasswordChange.model_json_schema(),
             },
             "responses": {"Error": {"description": "an error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},

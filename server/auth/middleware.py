@@ -7,11 +7,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from server.auth.principal import Principal
+from server.auth.sessions import SessionGuard
 from server.auth.tokens import TokenService
 from server.errors import Unauthenticated
 
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 TOKENS_KEY: web.AppKey[TokenService] = web.AppKey("tokens", TokenService)
+SESSIONS_KEY: web.AppKey[SessionGuard] = web.AppKey("sessions", SessionGuard)
 
 # /api/ws authenticates inside the handler: browsers cannot send headers on a WebSocket.
 _PUBLIC_EXACT = {
@@ -37,7 +39,9 @@ async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     if not is_public(request.path):
-        request[PRINCIPAL_KEY] = request.app[TOKENS_KEY].verify(bearer_token(request))
+        who = request.app[TOKENS_KEY].verify(bearer_token(request))
+        await request.app[SESSIONS_KEY].check(who)  # cached: a dict lookup on the hot path
+        request[PRINCIPAL_KEY] = who
     return await handler(request)
 
 

@@ -15,3 +15,5 @@ class Principal:
     department: str | None = None
     device: str | None = None  # kiosk device id when signed in on a clinic kiosk
     token_id: str = ""
+    generation: int = 0  # the user's session generation when the token was issued
+    expires_at: int = 0  # the token's expiry (epoch seconds; 0: not from a token)

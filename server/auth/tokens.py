@@ -31,7 +31,9 @@ class TokenService:
         self.ttl_s = ttl_s
         self._verified: dict[str, tuple[Principal, int]] = {}
 
-    def issue(self, principal: Principal, *, now: float | None = None) -> tuple[str, int]:
+    def issue(
+        self, principal: Principal, *, now: float | None = None, generation: int = 0
+    ) -> tuple[str, int]:
         issued = int(now if now is not None else time.time())
         expires = issued + self.ttl_s
         claims = {
@@ -43,7 +45,8 @@ class TokenService:
             "dev": principal.device,
             "iat": issued,
             "exp": expires,
-            "jti": secrets.token_hex(8),
+            "jti": secrets.token_hex(16),
+            "gen": generation,
         }
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM), expires
 
@@ -66,7 +69,7 @@ class TokenService:
                 self._key,
                 algorithms=[_ALGORITHM],
                 issuer=_ISSUER,
-                options={"require": ["exp", "iat", "sub", "role"]},
+                options={"require": ["exp", "iat", "sub", "role", "jti"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("the token has expired: sign in again") from exc
@@ -78,12 +81,16 @@ class TokenService:
             role = Role(claims["role"])
         except ValueError as exc:
             raise Unauthenticated("the token names an unknown role") from exc
+        if not isinstance(claims["jti"], str) or not 8 <= len(claims["jti"]) <= 64:
+            raise Unauthenticated("the token has no valid session id")
         principal = Principal(
             username=claims["sub"],
             role=role,
             clinic=claims.get("clinic"),
             department=claims.get("dept"),
             device=claims.get("dev"),
-            token_id=claims.get("jti", ""),
+            token_id=str(claims.get("jti", "")),
+            generation=claims.get("gen", 0) if isinstance(claims.get("gen", 0), int) else -1,
+            expires_at=int(claims["exp"]),
         )
         return principal, int(claims["exp"])

@@ -56,6 +56,13 @@ class MessageBudget:
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
+    who = await _token_principal(request, ws)
+    if who is not None:
+        await request.app[appkeys.SESSIONS].check(who)  # a revoked session cannot connect
+    return who
+
+
+async def _token_principal(request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
     tokens = request.app[appkeys.TOKENS]
     if "Authorization" in request.headers:
         return tokens.verify(bearer_token(request))
@@ -114,6 +121,15 @@ async def _serve(
     conn.send({"type": "ready", "user": principal.username, "role": principal.role.value})
     event(log, "ws_connected", user=principal.username, remote=request.remote)
     budget = MessageBudget()
+
+    async def session_ended(err: HuizhenError) -> None:
+        # Logout, password change, disable, kiosk revoked, or the token's own expiry.
+        conn.send(m.error(err.code, err.message))
+        await conn.stop()
+        await ws.close(code=CLOSE_UNAUTHENTICATED, message=err.code.encode())
+        event(log, "ws_session_ended", user=principal.username, code=err.code)
+
+    watcher = asyncio.create_task(request.app[appkeys.SESSIONS].watch(principal, session_ended))
     try:
         async for raw in ws:
             if not budget.take():
@@ -131,6 +147,7 @@ async def _serve(
             elif raw.type == WSMsgType.ERROR:
                 break
     finally:
+        watcher.cancel()
         await services.rooms.disconnected(conn)
         await services.hub.drop(conn)
         await conn.stop()

@@ -7,7 +7,9 @@ from redis.asyncio import Redis
 from server.store.audit import AuditLog
 from server.store.consults import Consults
 from server.store.directory import Directory
+from server.store.login_limits import LoginLimits
 from server.store.rooms import Rooms
+from server.store.sessions import Sessions
 from server.store.study_index import StudyIndex
 
 
@@ -19,6 +21,8 @@ class Store:
         self.audit = AuditLog(redis)
         self.consults = Consults(redis)
         self.rooms = Rooms(redis)
+        self.sessions = Sessions(redis)
+        self.login_limits = LoginLimits(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

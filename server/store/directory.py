@@ -45,6 +45,8 @@ class User:
     department: str | None
     password_hash: str
     disabled: bool = False
+    # Bumped by a password change or a disable: tokens of an older generation are ended.
+    session_generation: int = 0
 
     def public(self) -> dict[str, str | None]:
         return {
@@ -61,6 +63,19 @@ class Device:
     id: str
     name: str
     clinic: str
+    created_at: int = 0
+    revoked_at: int = 0  # 0: active
+
+    def public(self) -> dict[str, str | int | bool]:
+        return {"id": self.id, "name": self.name, "clinic": self.clinic,
+                "created_at": self.created_at, "revoked": bool(self.revoked_at),
+                "revoked_at": self.revoked_at}
+
+
+def _device(data: dict[str, str]) -> Device:
+    return Device(id=data["id"], name=data["name"], clinic=data["clinic"],
+                  created_at=int(data.get("created_at") or 0),
+                  revoked_at=int(data.get("revoked_at") or 0))
 
 
 def slug(text: str) -> str:
@@ -149,6 +164,8 @@ class Directory:
         record = {k: v for k, v in asdict(user).items() if v is not None}
         record["role"] = role.value
         record["disabled"] = "0"
+        del record["session_generation"]
+        record["session_gen"] = "0"
         record["created_at"] = str(int(time.time()))
         if not await self._r.hsetnx(keys.user(username), "username", username):
             raise Conflict(f"user {username!r} already exists")
@@ -168,12 +185,32 @@ class Directory:
             department=data.get("department") or None,
             password_hash=data["password_hash"],
             disabled=data.get("disabled") == "1",
+            session_generation=int(data.get("session_gen") or 0),
         )
 
     async def set_password_hash(self, username: str, password_hash: str) -> None:
         if not await self._r.exists(keys.user(username)):
             raise NotFound(f"user {username!r} does not exist")
         await self._r.hset(keys.user(username), "password_hash", password_hash)
+
+    async def change_password(self, username: str, password_hash: str) -> int:
+        """Set a new password and end every older session; returns the new generation."""
+        await self.set_password_hash(username, password_hash)
+        return await self._bump_generation(username)
+
+    async def set_disabled(self, username: str, disabled: bool) -> User:
+        """Disable (ending every session) or enable an account."""
+        if await self.get_user(username) is None:
+            raise NotFound(f"user {username!r} does not exist")
+        await self._r.hset(keys.user(username), "disabled", "1" if disabled else "0")
+        if disabled:
+            await self._bump_generation(username)
+        user = await self.get_user(username)
+        assert user is not None
+        return user
+
+    async def _bump_generation(self, username: str) -> int:
+        return int(await self._r.hincrby(keys.user(username), "session_gen", 1))
 
     async def users(self) -> list[User]:
         names = sorted(await self._r.smembers(keys.USERS))
@@ -185,24 +222,52 @@ class Directory:
         if await self.get_clinic(clinic) is None:
             raise NotFound(f"clinic {clinic!r} does not exist")
         token = "hzd_" + secrets.token_urlsafe(32)
-        device = Device(id=secrets.token_hex(8), name=name, clinic=clinic)
+        if not name.strip() or len(name) > 100:
+            raise InvalidParameter("a kiosk name is 1-100 characters")
+        device = Device(id=secrets.token_hex(8), name=name, clinic=clinic,
+                        created_at=int(time.time()))
         await self._r.hset(keys.device(device_digest(token)), mapping=asdict(device))
         await self._r.sadd(keys.DEVICES, device_digest(token))
         return device, token
 
     async def device_for_token(self, token: str) -> Device | None:
+        """The active device a token belongs to (None: unknown or revoked)."""
         data = await self._r.hgetall(keys.device(device_digest(token)))
-        return Device(**data) if data else None
+        if not data:
+            return None
+        device = _device(data)
+        return None if device.revoked_at else device
 
-    # login throttling -----------------------------------------------------------------------
-    async def note_login_failure(self, username: str, window_s: int) -> int:
-        key = keys.login_failures(username)
+    async def devices(self) -> list[Device]:
+        digests = sorted(await self._r.smembers(keys.DEVICES))
+        found = [await self._r.hgetall(keys.device(d)) for d in digests]
+        return sorted((_device(d) for d in found if d), key=lambda d: (d.clinic, d.created_at))
+
+    async def revoke_device(self, id_or_name: str) -> Device:
+        """Revoke one kiosk by id, or by name when exactly one active kiosk has that name."""
+        digests = sorted(await self._r.smembers(keys.DEVICES))
+        matches: list[tuple[str, Device]] = []
+        for digest in digests:
+            data = await self._r.hgetall(keys.device(digest))
+            if data and id_or_name in (data.get("id"), data.get("name")):
+                matches.append((digest, _device(data)))
+        by_id = [m for m in matches if m[1].id == id_or_name]
+        active = [m for m in matches if not m[1].revoked_at]
+        chosen = by_id or active
+        if not chosen:
+            if matches:
+                raise Conflict(f"kiosk {id_or_name!r} is already revoked")
+            raise NotFound(f"no kiosk has the id or name {id_or_name!r}")
+        if len(chosen) > 1:
+            ids = ", ".join(m[1].id for m in chosen)
+            raise Conflict(f"{len(chosen)} active kiosks are named {id_or_name!r}: give the id "
+                           f"({ids})")
+        digest, device = chosen[0]
+        if device.revoked_at:
+            raise Conflict(f"kiosk {device.id} is already revoked")
+        now = int(time.time())
         async with self._r.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, window_s, nx=True).execute()
-        return int(count)
-
-    async def login_failures(self, username: str) -> int:
-        return int(await self._r.get(keys.login_failures(username)) or 0)
-
-    async def clear_login_failures(self, username: str) -> None:
-        await self._r.delete(keys.login_failures(username))
+            pipe.hset(keys.device(digest), "revoked_at", now)
+            pipe.sadd(keys.DEVICES_REVOKED, device.id)
+            await pipe.execute()
+        return Device(device.id, device.name, device.clinic, device.created_at, now)

@@ -36,9 +36,20 @@ def device(token_digest: str) -> str:
 
 DEVICES = f"{PREFIX}:devices"
 
+#: ids of revoked kiosk devices: their sessions end, their tokens no longer sign in.
+DEVICES_REVOKED = f"{PREFIX}:devices:revoked"
 
-def login_failures(username: str) -> str:
-    return f"{PREFIX}:login-failures:{username}"
+
+def session_ended(token_id: str) -> str:
+    return f"{PREFIX}:session-ended:{token_id}"
+
+
+def login_attempts_user(username: str, address: str) -> str:
+    return f"{PREFIX}:login-attempts:user:{username}:{address}"
+
+
+def login_attempts_address(address: str) -> str:
+    return f"{PREFIX}:login-attempts:addr:{address}"
 
 
 def study(study_uid: str) -> str:
