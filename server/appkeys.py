@@ -22,4 +22,6 @@ REALTIME: web.AppKey[Realtime] = web.AppKey("realtime", Realtime)
 TOKENS = TOKENS_KEY
 SESSIONS = SESSIONS_KEY
 
-__all__ = ["EXECUTOR", "INGESTOR", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS", "STORE", "TOKENS"]
+__all__ = [
+    "EXECUTOR", "INGESTOR", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS", "STORE", "TOKENS",
+]

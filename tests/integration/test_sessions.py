@@ -196,9 +196,9 @@ async def test_a_lock_from_one_address_leaves_other_addresses_free(client, store
     # 127.0.0.2 is another loopback address: a real other client address, no header forged
     url = client.make_url("/api/auth/login")
     connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
-    async with aiohttp.ClientSession(connector=connector) as other:
-        async with other.post(url, json={"username": "dr.li", "password": PASSWORD}) as resp:
-            assert resp.status == 200, await resp.text()
+    async with (aiohttp.ClientSession(connector=connector) as other,
+                other.post(url, json={"username": "dr.li", "password": PASSWORD}) as resp):
+        assert resp.status == 200, await resp.text()
     logins = await audit_actions(store, "auth.login")
     assert [e["remote"] for e in logins] == ["127.0.0.2"]
 
