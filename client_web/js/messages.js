@@ -27,6 +27,7 @@ const ERRORS = {
   "unauthenticated": { en: "Please sign in.", zh: "请先登录。" },
   "invalid_credentials": { en: "Wrong username or password.", zh: "用户名或密码错误。" },
   "token_expired": { en: "Your session has expired. Please sign in again.", zh: "登录已过期，请重新登录。" },
+  "session_ended": { en: "Your session was ended (signed out, password changed or account disabled). Please sign in again.", zh: "会话已结束（已退出、密码已更改或账号已停用），请重新登录。" },
   "forbidden": { en: "This account is not allowed to do this.", zh: "当前账号无权执行此操作。" },
   "too_many_requests": { en: "Too many attempts in a short time.", zh: "短时间内尝试次数过多。" },
   "too_many_connections": { en: "This account is open on too many pages or devices. Close one and try again.", zh: "该账号打开的页面或设备过多，请关闭一个后重试。" },

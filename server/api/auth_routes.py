@@ -8,15 +8,13 @@ every outcome is audited.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import appkeys
-from server.api.json_body import parse_model
+from server.api.json_body import read_json
 from server.api.security_audit import audit_principal, audit_security
 from server.auth.middleware import principal
 from server.auth.passwords import hash_password, verify_password
@@ -25,43 +23,13 @@ from server.errors import (
     Forbidden,
     InvalidCredentials,
     InvalidParameter,
-    PayloadTooLarge,
     TooManyRequests,
-    UnsupportedMediaType,
 )
 from server.log import event
 from server.store.directory import Role, User
 from server.store.login_limits import Verdict
 
 log = logging.getLogger(__name__)
-
-#: Sign-in and account bodies are a few hundred bytes; nothing larger is read.
-MAX_BODY_BYTES = 64 * 1024
-M = TypeVar("M", bound=BaseModel)
-
-
-async def read_small_json(request: web.Request, model: type[M]) -> M:
-    """A JSON body of at most MAX_BODY_BYTES, refused early (Content-Length) or while read."""
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType(
-            f"expected Content-Type application/json, got {request.content_type or 'none'}"
-        )
-    too_large = PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // 1024} KiB")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise too_large
-    try:
-        data = json.loads(b"".join(chunks).decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
-        raise InvalidParameter("the body is not valid JSON") from exc
-    return parse_model(model, data)
-
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -99,7 +67,7 @@ def _issue(request: web.Request, user: User, device_id: str | None) -> tuple[str
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await read_small_json(request, LoginRequest)
+    body = await read_json(request, LoginRequest)
     store = request.app[appkeys.STORE]
     user = await store.directory.get_user(body.username)
     # Counted before the password is checked; unknown names count only per address.
@@ -151,7 +119,7 @@ async def logout(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     """Change one's own password; every older session ends, the caller gets a fresh token."""
     who = principal(request)
-    body = await read_small_json(request, PasswordChange)
+    body = await read_json(request, PasswordChange)
     store = request.app[appkeys.STORE]
     user = await store.directory.get_user(who.username)
     if user is None or user.disabled:
