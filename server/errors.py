@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from media.imaging import errors as imaging
 from server.log import event
@@ -131,10 +133,26 @@ def from_imaging(exc: imaging.ImagingError) -> HuizhenError:
     return err
 
 
+# Seconds a client should wait while Redis is unreachable (a supervised restart takes ~1 s).
+RETRY_AFTER_S = 2
+
+
+def unavailable() -> web.Response:
+    """503 while the database is unreachable, with Retry-After (RFC 9110 §10.2.3)."""
+    return web.json_response(
+        {"error": {"code": "service_unavailable",
+                   "message": "the database is unreachable for a moment; retry shortly"}},
+        status=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def json_error(err: HuizhenError) -> web.Response:
     response = web.json_response(err.body(), status=err.status)
     if isinstance(err.details.get("retry_after_s"), int):  # 429 lockouts say how long
         response.headers["Retry-After"] = str(err.details["retry_after_s"])
+    elif err.status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
 
 
@@ -160,6 +178,12 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if exc.status == 413:
             message = "the request body is over the upload limit (HUIZHEN_MAX_UPLOAD_MB)"
         return web.json_response({"error": {"code": code, "message": message}}, status=exc.status)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # Redis is down or restarting (the embedded one is supervised; redis-py reconnects by
+        # itself): a pause, not a fault of the request.
+        event(log, "redis_unavailable", logging.WARNING, path=request.path,
+              error=type(exc).__name__)
+        return unavailable()
     except Exception:
         event(log, "request_failed", logging.ERROR, method=request.method, path=request.path)
         log.exception("unhandled_error")
