@@ -20,7 +20,10 @@ RUN pip install --no-cache-dir -e .
 USER huizhen
 EXPOSE 8080
 VOLUME ["/var/lib/huizhen"]
+# TLS (docs/deployment.md): mount PEM files and set HUIZHEN_TLS_CERT_FILE / HUIZHEN_TLS_KEY_FILE.
+# The server sets umask 077 itself; files in the volume are private to uid 10001.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${HUIZHEN_PORT}/healthz" || exit 1
+  CMD if [ -n "$HUIZHEN_TLS_CERT_FILE" ]; then s=https; else s=http; fi; \
+      curl -fsSk "$s://127.0.0.1:${HUIZHEN_PORT}/healthz" || exit 1
 ENTRYPOINT ["huizhen"]
 CMD ["serve"]

@@ -10,6 +10,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -21,9 +22,11 @@ from server.auth.passwords import hash_password
 from server.config import Settings
 from server.errors import HuizhenError
 from server.log import event
-from server.runtime import open_store, redis_url
+from server.redis_server import FILE_UMASK
+from server.runtime import open_store, prepare_data_dir, redis_url, serve_lock
 from server.store import Store
 from server.store.directory import Role
+from server.transport import tls
 
 log = logging.getLogger("server.cli")
 
@@ -36,19 +39,28 @@ def _out(line: str = "") -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    with redis_url(settings) as url:
+    ssl_context = tls.server_context(settings)
+    url = tls.open_url(settings)
+
+    def listening(_: str) -> None:
+        # run_app calls this once every site listens: only then is the address worth opening.
+        event(log, "serving", url=url, tls=settings.tls)
+        _out(f"Open {url}")
+        sys.stdout.flush()
+
+    with serve_lock(settings), redis_url(settings, own=True) as redis:
 
         async def app_factory() -> web.Application:
-            store = Store.from_url(url)
+            store = Store.from_url(redis)
             await store.ping()
             return create_app(settings, store)
 
-        event(log, "serving", url=f"http://{settings.host}:{settings.port}/")
         web.run_app(
             app_factory(),
             host=settings.host,
             port=settings.port,
-            print=None,
+            ssl_context=ssl_context,
+            print=listening,
             access_log=None,
             shutdown_timeout=5,
         )
@@ -59,15 +71,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(settings: Settings, store: Store, args: argparse.Namespace) -> int:
-    import os
-
     from server.demo.seed import USERS, demo_password, seed
 
     password = demo_password(settings, args.password or os.environ.get("HUIZHEN_DEMO_PASSWORD"))
     result = await seed(settings, store, password, ct_slices=args.ct_slices)
     accounts = json.loads((settings.data_dir / "demo_accounts.json").read_text())
     _out(f"Demo data ready ({result['stored']} new instances).")
-    _out(f"Open http://{settings.host}:{settings.port}/ and sign in with one of:")
+    _out("Sign in with one of these (`huizhen serve` prints the address once it listens):")
     for u in USERS:
         where = u.clinic or u.department or ""
         _out(f"  {u.username:<10} {u.role.value:<12} {where:<12} password: {password}")
@@ -239,9 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Before anything is written (even the generated secret key): owner-only files.
+    os.umask(FILE_UMASK)
     try:
         settings = Settings.from_env()
         hzlog.configure(settings.log_level)
+        prepare_data_dir(settings)
         return int(args.func(settings, args))
     except HuizhenError as err:
         sys.stderr.write(f"huizhen: {err.message}\n")
