@@ -20,6 +20,42 @@ export function showNotice(box, key, kind = "info", params = {}) {
   box.hidden = false;
 }
 
+/** The translation key telling why `participant` left (room.participant `event`/`reason`). */
+export function leftKey(event, reason) {
+  if (["hung_up", "signed_out", "timeout", "media_failed", "replaced"].includes(reason)) return `left.${reason}`;
+  if (event === "timeout") return "left.timeout";
+  return "left.hung_up"; // a plain room.leave is a hang-up
+}
+
+/**
+ * Asks before something that ends a call (the page's `confirm-dialog`): resolves true for OK,
+ * false for Stay, Escape or a click outside.
+ */
+export function confirmAction(key) {
+  const dlg = document.querySelector('[data-testid="confirm-dialog"]');
+  if (!dlg || typeof dlg.showModal !== "function") return Promise.resolve(window.confirm(t(key)));
+  dlg.querySelector('[data-testid="confirm-text"]').textContent = t(key);
+  dlg.querySelector('[data-testid="confirm-ok"]').textContent = t("confirm.ok");
+  dlg.querySelector('[data-testid="confirm-cancel"]').textContent = t("confirm.cancel");
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      dlg.removeEventListener("close", onClose);
+      if (dlg.open) dlg.close();
+      resolve(answer);
+    };
+    const onClose = () => done(dlg.returnValue === "ok");
+    dlg.returnValue = "";
+    dlg.addEventListener("close", onClose);
+    dlg.querySelector('[data-testid="confirm-ok"]').onclick = () => {
+      dlg.returnValue = "ok";
+      dlg.close();
+    };
+    dlg.querySelector('[data-testid="confirm-cancel"]').onclick = () => dlg.close();
+    dlg.showModal();
+    dlg.querySelector('[data-testid="confirm-cancel"]').focus();
+  });
+}
+
 export class CallView {
   /**
    * `root` holds the call markup (testids remote-grid, self-video, participants, mute,
@@ -214,7 +250,7 @@ export class CallView {
         const px = ctx.getImageData(0, 0, 16, 12).data;
         let max = 0;
         for (let i = 0; i < px.length; i += 4) max = Math.max(max, px[i], px[i + 1], px[i + 2]);
-        this.call.setBlack(id, max < 12);
+        this.call.setBlack(id, max < 8); // a disabled track's frames are exactly black
       } catch {
         // not drawable yet
       }

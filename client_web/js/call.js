@@ -609,7 +609,7 @@ export class RoomCall extends EventTarget {
    * Media that cannot fail silently: a participant counts as "connected" only while their video
    * frames are being decoded (or, without video, their audio packets arrive); the peer connection
    * as failed when ICE and DTLS are not connected within MEDIA_TIMEOUT_MS. Camera off shows as
-   * black frames at ~1 fps (a disabled track), mute as decoded silence.
+   * black frames (a disabled track still sends them), mute as decoded silence.
    */
   sampleMedia(pc, report) {
     const now = Date.now();
@@ -642,9 +642,9 @@ export class RoomCall extends EventTarget {
       if (video || audio) f.lastFlowAt = now;
       f.video = video;
       f.audio = audio;
-      // a disabled camera track sends black frames at about one per second
-      const fps = v && Number.isFinite(v.framesPerSecond) ? v.framesPerSecond : null;
-      f.cameraOff = Boolean(m.video && fps !== null && fps <= 3 && f.blackFrames);
+      // a disabled camera track sends black frames: black in two samples in a row is "camera off"
+      f.blackRun = video && f.blackFrames ? (f.blackRun || 0) + 1 : 0;
+      f.cameraOff = Boolean(m.video && f.blackRun >= 2);
       // a disabled microphone sends digital silence: no audio energy at all while packets arrive
       if (audio && energy - f.energy < 1e-9) f.silentSince = f.silentSince || now;
       else if (audio) f.silentSince = 0;

@@ -5,7 +5,7 @@ import { applyI18n, onLangChange, t, toggleLang } from "./i18n.js";
 import { getSession, logout, setLoginPage, watchExpiry } from "./api.js";
 import { bindSignIn, signInMarkup } from "./signin.js";
 import { RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView, showNotice } from "./call-ui.js";
+import { CallView, confirmAction, leftKey, showNotice } from "./call-ui.js";
 import { Viewer, viewerMarkup } from "./viewer-core.js";
 import { DEPARTMENTS_FOR_INVITE } from "./departments.js";
 
@@ -80,10 +80,23 @@ function consultCard(consult, { invitation = null } = {}) {
     line1.prepend(badge);
     line1.append(patient, meta);
     if (!invitation) line1.append(el);
+    const line2 = document.createElement("div");
+    line2.className = "line2";
+    const doctor = document.createElement("span");
+    doctor.className = "doctor";
+    doctor.dataset.testid = "consult-ring-doctor";
+    doctor.textContent = t("expert.calledBy", { name: consult.doctor_name || consult.doctor || "—" });
+    const study = document.createElement("span");
+    const hasStudy = consult.has_study ?? Boolean(consult.study_uid);
+    study.className = `study-flag${hasStudy ? " yes" : ""}`;
+    study.dataset.testid = "consult-ring-study";
+    study.dataset.hasStudy = String(Boolean(hasStudy));
+    study.textContent = t(hasStudy ? "expert.studyAttached" : "expert.noStudyAttached");
+    line2.append(doctor, study);
     const q = document.createElement("div");
     q.className = "question";
     q.textContent = consult.question;
-    body.append(line1, q);
+    body.append(line1, line2, q);
   } else {
     body.append(line1);
   }
@@ -256,6 +269,10 @@ async function enterCall(roomId, consult = null) {
     localStream: state.stream,
     onHangUp: () => call.leave(),
   });
+  call.addEventListener("left", (ev) => {
+    const { participant, event, reason } = ev.detail;
+    notice(leftKey(event, reason), "info", { name: participant.display_name || participant.id });
+  });
   call.addEventListener("state", (ev) => {
     state.consult = ev.detail.consult || state.consult;
     renderConsultInfo();
@@ -275,7 +292,7 @@ async function enterCall(roomId, consult = null) {
   });
   if (consult) openStudy(consult.study_uid);
   showView("call-view");
-  updateRinging();
+  renderLobby(); // the tab title drops the ringing count in a call; ringing stops
   call.join(roomId);
 }
 
@@ -321,6 +338,7 @@ function onSignalMessage(msg) {
       break;
     case "consult.taken":
     case "consult.cancelled":
+    case "consult.unanswered":
       if (state.ringing.delete(msg.consult_id)) renderLobby();
       break;
     case "room.invited":
@@ -380,7 +398,11 @@ function init() {
   applyI18n(document);
   $("lang-toggle").addEventListener("click", toggleLang);
   $("logout").addEventListener("click", async () => {
-    if (state.call) await state.call.leave();
+    if (state.call) {
+      // signing out mid-call asks first, and tells the others why
+      if (!(await confirmAction("confirm.signOutCall"))) return;
+      if (state.call) await state.call.leave("signed_out");
+    }
     if (state.signal) state.signal.stop();
     if (state.stream) for (const tr of state.stream.getTracks()) tr.stop();
     logout();

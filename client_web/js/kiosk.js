@@ -7,7 +7,7 @@ import {
 } from "./api.js";
 import { bindSignIn, signInMarkup } from "./signin.js";
 import { LevelMeter, RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView, showNotice } from "./call-ui.js";
+import { CallView, confirmAction, leftKey, showNotice } from "./call-ui.js";
 import { DEPARTMENTS } from "./departments.js";
 
 export const URGENCIES = ["routine", "urgent", "emergency"];
@@ -32,11 +32,12 @@ const state = {
   waitTimer: 0,
   call: null,
   view: null,
+  endedBy: null, // {key, name}: why the call ended when everyone else left
   checks: { camera: { state: "pending", key: "selfcheck.pending" }, mic: { state: "pending", key: "selfcheck.pending" } },
 };
 
 function showView(id) {
-  for (const v of ["login-view", "precall-view", "waiting-view", "call-view"]) {
+  for (const v of ["login-view", "precall-view", "waiting-view", "call-view", "ended-view"]) {
     document.getElementById(v).hidden = v !== id;
   }
 }
@@ -199,7 +200,9 @@ function renderStudyOptions(loading = false) {
     ].filter(Boolean).join(" · ");
     sel.append(new Option(label, uid));
   }
-  sel.value = state.studies.some((s) => first(s, TAG.StudyInstanceUID) === current) ? current : "";
+  const want = state.pendingStudy || current;
+  sel.value = state.studies.some((s) => first(s, TAG.StudyInstanceUID) === want) ? want : "";
+  if (!loading) state.pendingStudy = null;
 }
 
 async function loadStudies() {
@@ -221,6 +224,21 @@ function onStudyChosen() {
   if (!st) return;
   if (!$("patient-name").value.trim()) $("patient-name").value = personName(st, TAG.PatientName);
   if (!$("patient-id").value.trim()) $("patient-id").value = first(st, TAG.PatientID, "");
+}
+
+/** Puts a consult's request back into the form: cancelling or an unanswered ring keeps it. */
+function fillForm(c) {
+  if (!c) return;
+  if (DEPARTMENTS.includes(c.department)) state.department = c.department;
+  if (URGENCIES.includes(c.urgency)) state.urgency = c.urgency;
+  renderChoices();
+  $("patient-name").value = c.patient_name || "";
+  $("patient-id").value = c.patient_id || "";
+  $("consult-question").value = c.question || "";
+  const sel = $("study-select");
+  if (c.study_uid && [...sel.options].some((o) => o.value === c.study_uid)) sel.value = c.study_uid;
+  else if (!c.study_uid) sel.value = "";
+  state.pendingStudy = c.study_uid || null; // the study list may still be loading
 }
 
 function formError(key, params) {
@@ -292,9 +310,10 @@ async function onCancel() {
   if (!w) return;
   $("call-cancel").disabled = true;
   try {
-    await state.signal.request({ type: "consult.cancel", consult_id: w.consult.id });
+    const reply = await state.signal.request({ type: "consult.cancel", consult_id: w.consult.id });
     stopWaiting();
     showPrecall();
+    fillForm((reply && reply.consult) || w.consult);
     notice("waiting.cancelled");
   } catch {
     // already accepted (consult.accepted is on its way) or offline: keep waiting
@@ -332,26 +351,68 @@ async function enterCall(roomId) {
     localStream: state.stream,
     onHangUp: () => call.leave(),
   });
+  call.addEventListener("left", (ev) => {
+    const { participant, event, reason } = ev.detail;
+    const key = leftKey(event, reason);
+    const name = participant.display_name || participant.id;
+    notice(key, "info", { name });
+    // the last other participant gone: the call is over for the kiosk too
+    const others = [...call.participants.values()].filter((p) => p.state !== "left");
+    if (!others.length) {
+      state.endedBy = { key, name };
+      call.leave();
+    }
+  });
   call.addEventListener("ended", (ev) => {
     if (state.view) state.view.destroy();
     state.view = null;
     state.call = null;
     const reason = ev.detail;
-    notice(reason === "replaced" ? "call.replaced" : reason === "closed" ? "call.closed" : "call.ended");
-    showPrecall();
     // the self-check preview shows the camera again
     $("self-preview").srcObject = state.stream;
+    if (state.endedBy) {
+      showEnded(state.endedBy);
+      state.endedBy = null;
+      return;
+    }
+    notice(reason === "replaced" ? "call.replaced" : reason === "closed" ? "call.closed" : "call.ended");
+    showPrecall();
   });
   showView("call-view");
   call.join(roomId);
+}
+
+/** The clear "call has ended" screen: who left and why, and the way back. */
+function showEnded(by) {
+  notice(null);
+  state.ended = by;
+  renderEnded();
+  showView("ended-view");
+}
+
+function renderEnded() {
+  const by = state.ended;
+  if (!by) return;
+  $("call-ended-reason").textContent = t(by.key, { name: by.name });
+  $("call-ended-detail").textContent = t("ended.alone");
 }
 
 function onSignalMessage(msg) {
   if (msg.type === "consult.accepted" && state.consult && msg.consult.id === state.consult.consult.id) {
     enterCall(msg.consult.room_id);
   } else if (msg.type === "consult.cancelled" && state.consult && msg.consult_id === state.consult.consult.id) {
+    const c = msg.consult || state.consult.consult;
     stopWaiting();
     showPrecall();
+    fillForm(c);
+  } else if (msg.type === "consult.unanswered" && state.consult && msg.consult_id === state.consult.consult.id) {
+    // rang for the configured time without an answer: back to the form, as typed
+    const c = msg.consult || state.consult.consult;
+    stopWaiting();
+    showPrecall();
+    fillForm(c);
+    const min = Math.max(1, Math.round((Number(msg.ring_timeout_s) || 0) / 60));
+    notice(msg.ring_timeout_s ? "waiting.unanswered" : "waiting.unansweredShort", "error", { min });
   }
 }
 
@@ -411,8 +472,14 @@ function init() {
   applyI18n(document);
   $("lang-toggle").addEventListener("click", toggleLang);
   $("logout").addEventListener("click", async () => {
-    if (state.call) await state.call.leave();
-    if (state.consult) await onCancel();
+    // signing out mid-call or while a request waits asks first, and tells the others why
+    if (state.call) {
+      if (!(await confirmAction("confirm.signOutCall"))) return;
+      if (state.call) await state.call.leave("signed_out");
+    } else if (state.consult) {
+      if (!(await confirmAction("confirm.signOutWaiting"))) return;
+      if (state.consult) await onCancel();
+    }
     if (state.signal) state.signal.stop();
     stopLocalMedia();
     logout();
@@ -420,6 +487,10 @@ function init() {
   document.querySelector("[data-testid=consult-form]").addEventListener("submit", onCall);
   $("call-cancel").addEventListener("click", onCancel);
   $("selfcheck-retry").addEventListener("click", () => runSelfCheck());
+  $("call-ended-done").addEventListener("click", () => {
+    state.ended = null;
+    showPrecall();
+  });
   $("study-select").addEventListener("change", onStudyChosen);
   onLangChange(() => {
     const session = getSession();
@@ -428,6 +499,7 @@ function init() {
     renderStudyOptions();
     renderNet();
     renderWaiting();
+    renderEnded();
     for (const which of ["camera", "mic"]) {
       const c = state.checks[which];
       setCheck(which, c.state, c.key, c.params);

@@ -303,3 +303,16 @@ def screenshot(page, name: str) -> None:
         return
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"))
+
+
+@pytest.fixture(scope="session")
+def odd_server(redis_server, turn_server, live_server) -> Iterator[LiveServer]:
+    """A second server for the failures: its SFU's only ICE host address (TEST-NET-1,
+    192.0.2.1) does not exist in the test's network namespace, so it offers no candidate the
+    browser can reach (media cannot connect; with TURN configured the page also tries
+    relay-only), and a request rings for 5 s only (HUIZHEN_RING_TIMEOUT_S)."""
+    with start_live_server(
+        redis_server, REDIS_DB + 1, turn_server,
+        HUIZHEN_ICE_HOST_ADDRESSES="192.0.2.1", HUIZHEN_RING_TIMEOUT_S="5",
+    ) as server:
+        yield server
