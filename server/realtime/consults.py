@@ -33,11 +33,15 @@ class ConsultService:
         self.store = store
         self.hub = hub
         self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def close(self) -> None:
+        # A flag as well as the cancel: a library that swallows one CancelledError (seen
+        # in a Redis call at shutdown) must not keep the loop, and the shutdown, going.
+        self._closing = True
         if self._sweeper:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -177,8 +181,10 @@ class ConsultService:
         return ended
 
     async def _sweep_forever(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(SWEEP_INTERVAL_S)
+            if self._closing:
+                return
             try:
                 await self.sweep()
             except Exception:

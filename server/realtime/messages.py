@@ -65,6 +65,8 @@ class RoomJoin(_Message):
 class RoomLeave(_Message):
     type: Literal["room.leave"]
     room_id: _ID
+    # Told to the others: a hang-up, or a kiosk signing out mid-call.
+    reason: Literal["hung_up", "signed_out"] = "hung_up"
 
 
 class RoomInvite(_Message):

@@ -20,16 +20,19 @@ from media.rtc.sfu import Sfu
 from server.config import Settings
 from server.errors import Forbidden, InvalidMessage, NotFound
 from server.log import event
-from server.realtime.hub import Connection, Hub
+from server.realtime.hub import Connection, Hub, spawn
 from server.realtime.messages import RoomInvite, RtcAnswer, RtcCandidate
 from server.store import Store, keys
 from server.store.consults import Outcome
 from server.store.directory import Role
-from server.store.rooms import Member, MemberState
+from server.store.rooms import MediaState, Member, MemberState
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 2.0
+# What the page can tell someone whose media never connected (the page has its own texts).
+MEDIA_ADVICE = ("no audio/video path to the server: check the network (a firewall may block "
+                "UDP), then leave and join again; the administrator may need to configure TURN")
 
 
 class RoomService:
@@ -41,11 +44,19 @@ class RoomService:
         # Which connection of this node carries each participant: (room, user) -> connection.
         self._attached: dict[tuple[str, str], Connection] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
+        self._media_timers: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def close(self) -> None:
+        # A flag as well as the cancel: a library that swallows one CancelledError (seen
+        # in a Redis call at shutdown) must not keep the loop, and the shutdown, going.
+        self._closing = True
+        for timer in self._media_timers.values():
+            timer.cancel()
+        self._media_timers.clear()
         if self._sweeper:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -84,7 +95,7 @@ class RoomService:
             display_name=(await self._display_name(who.username)),
             role=who.role.value, clinic=who.clinic, department=who.department,
             joined_at=previous.joined_at if previous else time.time(),
-            state=MemberState.CONNECTED,
+            state=MemberState.CONNECTED, media=MediaState.CONNECTING,
         )
         await self.store.rooms.put_member(room_id, member)
         await self.store.rooms.touch(room_id, who.username, self.settings.reconnect_grace_s)
@@ -125,7 +136,12 @@ class RoomService:
             current = self._attached.get((room_id, who.username))
             if current is not None:
                 current.send({"type": "rtc.state", "room_id": room_id, "state": state})
+            if state == "connected":
+                await self._media(room_id, who.username, MediaState.CONNECTED)
+            elif state == "failed":
+                await self._media_failed(room_id, who.username, "ice_failed")
 
+        self._watch_media(room_id, who.username)
         await self.sfu.room(room_id).join(who.username, send_offer, on_state)
         await self.store.audit.record(
             action="room.join", user=who.username, role=who.role.value, clinic=who.clinic,
@@ -183,10 +199,10 @@ class RoomService:
         event(log, "room_invite", room=msg.room_id, by=who.username,
               username=msg.username, department=msg.department)
 
-    async def leave(self, conn: Connection, room_id: str) -> None:
+    async def leave(self, conn: Connection, room_id: str, reason: str = "hung_up") -> None:
         self._require_attached(conn, room_id)
         await self._detach(conn, room_id)
-        await self._left(room_id, conn.principal.username, reason="left")
+        await self._left(room_id, conn.principal.username, reason=reason)
 
     async def disconnected(self, conn: Connection) -> None:
         """The WebSocket closed without a leave: keep the place for the grace period.
@@ -202,11 +218,59 @@ class RoomService:
             await self._detach(conn, room_id)
             if (room_id, user) in self._attached:
                 continue  # rejoined meanwhile
+            # The grace period counts from the drop, not from the last ping (which may have
+            # been almost a whole ping interval earlier).
+            await self.store.rooms.touch(room_id, user, self.settings.reconnect_grace_s)
             member = await self.store.rooms.set_state(room_id, user, MemberState.RECONNECTING)
             if member is not None:
                 await self._announce(room_id, member, "reconnecting")
 
     # ---------------------------------------------------------------------------------------
+    # media state -------------------------------------------------------------------------------
+    def _watch_media(self, room_id: str, user: str) -> None:
+        """After `media_timeout_s` a participant whose peer connection has not connected is
+        marked `media_failed` (the others are told, and so are they, with what to try)."""
+        key = (room_id, user)
+        old = self._media_timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+        async def deadline() -> None:
+            await asyncio.sleep(self.settings.media_timeout_s)
+            self._media_timers.pop(key, None)
+            member = await self.store.rooms.member(room_id, user)
+            if (member is not None and member.state is MemberState.CONNECTED
+                    and member.media is MediaState.CONNECTING):
+                await self._media_failed(room_id, user, "media_timeout")
+
+        self._media_timers[key] = spawn(deadline())
+
+    def _stop_watching(self, room_id: str, user: str) -> None:
+        timer = self._media_timers.pop((room_id, user), None)
+        if timer is not None:
+            timer.cancel()
+
+    async def _media(self, room_id: str, user: str, media: MediaState) -> Member | None:
+        before = await self.store.rooms.member(room_id, user)
+        if before is None or before.state is MemberState.LEFT or before.media is media:
+            return None
+        if media is MediaState.CONNECTED:
+            self._stop_watching(room_id, user)
+        member = await self.store.rooms.set_state(room_id, user, media=media)
+        if member is not None:
+            await self._announce(room_id, member, f"media_{media.value}")
+        return member
+
+    async def _media_failed(self, room_id: str, user: str, why: str) -> None:
+        member = await self._media(room_id, user, MediaState.FAILED)
+        if member is None:
+            return
+        current = self._attached.get((room_id, user))
+        if current is not None:
+            current.send({"type": "rtc.state", "room_id": room_id, "state": "failed",
+                          "reason": why, "advice": MEDIA_ADVICE})
+        event(log, "media_failed", logging.WARNING, room=room_id, user=user, reason=why)
+
     def _require_attached(self, conn: Connection, room_id: str) -> None:
         if self._attached.get((room_id, conn.principal.username)) is not conn:
             raise NotFound("you are not in this room: send room.join first")
@@ -217,11 +281,12 @@ class RoomService:
         await self.hub.unsubscribe(conn, keys.channel_room(room_id))
 
     async def _left(self, room_id: str, user: str, *, reason: str) -> None:
+        self._stop_watching(room_id, user)
         await self.sfu.room(room_id).leave(user)
         await self.store.rooms.forget_presence(room_id, user)
-        member = await self.store.rooms.set_state(room_id, user, MemberState.LEFT)
+        member = await self.store.rooms.set_state(room_id, user, MemberState.LEFT, reason=reason)
         if member is not None:
-            await self._announce(room_id, member, reason)
+            await self._announce(room_id, member, "left", reason=reason)
         event(log, "room_left", room=room_id, user=user, reason=reason)
         remaining = [m for m in await self._members(room_id) if m.state is not MemberState.LEFT]
         if not remaining:
@@ -232,7 +297,7 @@ class RoomService:
                 # The last ones out timed out rather than hung up: the call was dropped.
                 await self.store.consults.end(
                     room.consult_id,
-                    Outcome.DROPPED if reason == "timeout" else Outcome.COMPLETED)
+                    Outcome.DROPPED if reason == "timed_out" else Outcome.COMPLETED)
             await self.store.rooms.append_event(room_id, "closed")
             event(log, "room_closed", room=room_id)
 
@@ -246,11 +311,15 @@ class RoomService:
             for m in members
         ]
 
-    async def _announce(self, room_id: str, member: Member, what: str) -> None:
-        event_id = await self.store.rooms.append_event(room_id, what, participant=member.id)
+    async def _announce(
+        self, room_id: str, member: Member, what: str, reason: str | None = None
+    ) -> None:
+        extra = {"reason": reason} if reason else {}
+        event_id = await self.store.rooms.append_event(room_id, what, participant=member.id,
+                                                       **extra)
         await self.hub.publish(keys.channel_room(room_id), {
             "type": "room.participant", "room_id": room_id, "event": what,
-            "participant": member.public(), "event_id": event_id,
+            "participant": member.public(), "event_id": event_id, **extra,
         })
 
     async def _display_name(self, username: str) -> str:
@@ -266,11 +335,13 @@ class RoomService:
             present = await self.store.rooms.present(room_id, [m.id for m in active])
             for m in active:
                 if not present.get(m.id) and (room_id, m.id) not in self._attached:
-                    await self._left(room_id, m.id, reason="timeout")
+                    await self._left(room_id, m.id, reason="timed_out")
 
     async def _sweep_forever(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(SWEEP_INTERVAL_S)
+            if self._closing:
+                return
             try:
                 await self.sweep()
             except Exception:

@@ -200,7 +200,7 @@ async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> dic
             await services.rooms.join(conn, msg.room_id, msg.last_event_id)
             return None  # room.state was sent; rtc.offer follows
         case m.RoomLeave():
-            await services.rooms.leave(conn, msg.room_id)
+            await services.rooms.leave(conn, msg.room_id, msg.reason)
             return {"type": "room.left", "room_id": msg.room_id}
         case m.RoomInvite():
             await services.rooms.invite(conn, msg)

@@ -28,6 +28,14 @@ class MemberState(StrEnum):
     LEFT = "left"
 
 
+class MediaState(StrEnum):
+    """The member's server-side peer connection: media flows only when `connected`."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class Member:
     id: str  # the username: one identity per room, so a rejoin restores the same place
@@ -37,9 +45,11 @@ class Member:
     department: str | None
     joined_at: float
     state: MemberState = MemberState.CONNECTED
+    media: MediaState = MediaState.CONNECTING
+    reason: str = ""  # why they left (hung_up, signed_out, timed_out); empty otherwise
 
     def public(self) -> dict:
-        return {**asdict(self), "state": self.state.value}
+        return {**asdict(self), "state": self.state.value, "media": self.media.value}
 
 
 @dataclass(frozen=True)
@@ -67,10 +77,22 @@ return 1
 """
 
 
+_UPDATE_MEMBER = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local m = cjson.decode(raw)
+for i = 2, #ARGV, 2 do m[ARGV[i]] = ARGV[i + 1] end
+raw = cjson.encode(m)
+redis.call('HSET', KEYS[1], ARGV[1], raw)
+return raw
+"""
+
+
 class Rooms:
     def __init__(self, redis: Redis) -> None:
         self._r = redis
         self._add_member = redis.register_script(_ADD_MEMBER)
+        self._update_member = redis.register_script(_UPDATE_MEMBER)
 
     @staticmethod
     def new_id() -> str:
@@ -122,14 +144,18 @@ class Rooms:
         raw = await self._r.hget(keys.room_members(room_id), member_id)
         return _member(raw) if raw else None
 
-    async def set_state(self, room_id: str, member_id: str, state: MemberState) -> Member | None:
-        member = await self.member(room_id, member_id)
-        if member is None:
-            return None
-        updated = Member(**{**asdict(member), "state": state})
-        await self._r.hset(keys.room_members(room_id), member_id,
-                           json.dumps(updated.public(), ensure_ascii=False))
-        return updated
+    async def set_state(
+        self, room_id: str, member_id: str, state: MemberState | None = None, *,
+        media: MediaState | None = None, reason: str | None = None,
+    ) -> Member | None:
+        changes: list[str] = []
+        for name, value in (("state", state), ("media", media), ("reason", reason)):
+            if value is not None:
+                changes += [name, str(value)]
+        # One atomic step: a media update racing a leave must not undo it.
+        raw = await self._update_member(keys=[keys.room_members(room_id)],
+                                        args=[member_id, *changes])
+        return _member(raw) if raw else None
 
     async def members(self, room_id: str) -> list[Member]:
         raw = await self._r.hgetall(keys.room_members(room_id))
@@ -179,4 +205,5 @@ class Rooms:
 def _member(raw: str) -> Member:
     data = json.loads(raw)
     data["state"] = MemberState(data["state"])
+    data["media"] = MediaState(data.get("media", MediaState.CONNECTING.value))
     return Member(**data)
