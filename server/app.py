@@ -50,6 +50,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         image_cache_bytes=settings.image_cache_mb * 2**20,
         # One strip per core: more strips than cores only adds joins and thread hand-offs.
         jpeg_strips=min(settings.render_threads, os.cpu_count() or 1),
+        max_frame_pixels=settings.max_frame_pixels,
     )
     app[appkeys.INGESTOR] = Ingestor(settings, store, executor)
 

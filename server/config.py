@@ -36,6 +36,8 @@ class Settings:
     max_upload_mb: int = 512
     # rows x columns x frames above this is refused at ingest (a 2048x2048x240 volume is ~1e9).
     max_image_pixels: int = 1_000_000_000
+    # rows x columns of one frame (mammography is ~21 million); bounds what one decode holds.
+    max_frame_pixels: int = 40_000_000
     token_ttl_s: int = 12 * 3600
     render_threads: int = 2
     frame_cache_mb: int = 512
@@ -110,6 +112,7 @@ class Settings:
             secret_key=env.get("HUIZHEN_SECRET_KEY") or _local_secret(data_dir),
             max_upload_mb=_int(env, "HUIZHEN_MAX_UPLOAD_MB", 512, 1),
             max_image_pixels=_int(env, "HUIZHEN_MAX_IMAGE_PIXELS", 1_000_000_000, 1),
+            max_frame_pixels=_int(env, "HUIZHEN_MAX_FRAME_PIXELS", 40_000_000, 1),
             token_ttl_s=_int(env, "HUIZHEN_TOKEN_TTL_S", 12 * 3600, 1),
             render_threads=_int(
                 # One per core: the work releases the GIL, so more threads only queue and

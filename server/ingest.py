@@ -29,8 +29,9 @@ from media.imaging.errors import (
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
 )
+from media.imaging.image_model import ImageModel
 from media.imaging.model_sidecar import remove_sidecar, write_sidecar
-from media.imaging.validation import read_dataset
+from media.imaging.validation import Limits, ValidatedFile, validate_file
 from server.config import Settings
 from server.dicomweb.attributes import entry_from_dataset, is_uid
 from server.errors import Conflict, InvalidDicom, PayloadTooLarge
@@ -216,9 +217,10 @@ class Ingestor:
     ) -> StoredInstance | FailedInstance:
         loop = asyncio.get_running_loop()
         try:
-            ds, entry = await loop.run_in_executor(self.executor, self._parse, f.path, clinic)
+            valid, entry = await loop.run_in_executor(self.executor, self._parse, f.path, clinic)
         except ImagingError as exc:
             return FailedInstance(f.source, _imaging_code(exc), exc.message, _imaging_reason(exc))
+        ds = valid.dataset
         sop_class = str(ds.SOPClassUID)
         if study_uid is not None and entry.study_uid != study_uid:
             return FailedInstance(
@@ -235,7 +237,8 @@ class Ingestor:
                 return _stored(f, sop_class, entry, duplicate=True)
         final = self.settings.dicom_dir / entry.path
         try:
-            await loop.run_in_executor(self.executor, _place, f.path, final)
+            # valid.path: the upload, or its inflated copy (in the spool) for a Deflated one.
+            await loop.run_in_executor(self.executor, _place, valid.path, final, valid.model)
             if not await self.store.studies.add(entry):
                 # A concurrent upload of the same instance won; its file is the same object.
                 return _stored(f, sop_class, entry, duplicate=True)
@@ -252,12 +255,21 @@ class Ingestor:
               sop=entry.sop_uid)
         return _stored(f, sop_class, entry, duplicate=False)
 
-    def _parse(self, path: Path, clinic: str) -> tuple[Dataset, IndexEntry]:
-        ds = read_dataset(path, max_pixels=self.settings.max_image_pixels)
+    def limits(self) -> Limits:
+        return Limits(
+            max_pixels=self.settings.max_image_pixels,
+            max_frame_pixels=self.settings.max_frame_pixels,
+            max_inflated_bytes=self.settings.max_upload_bytes,
+        )
+
+    def _parse(self, path: Path, clinic: str) -> tuple[ValidatedFile, IndexEntry]:
+        """The one parse of an upload (thread pool): validated, modelled, index entry made."""
+        valid = validate_file(path, self.limits())
+        ds: Dataset = valid.dataset
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
             if not is_uid(str(ds.get(keyword, ""))):
                 raise InvalidDicomError(f"{keyword} is missing or not a valid UID")
-        return ds, entry_from_dataset(ds, clinic)
+        return valid, entry_from_dataset(ds, clinic)
 
     async def reindex(self) -> tuple[int, int]:
         """Rebuild the index from the files (`huizhen reindex`). Returns (indexed, unreadable)."""
@@ -266,7 +278,7 @@ class Ingestor:
         indexed = bad = 0
         for clinic, path in _walk(self.settings.dicom_dir):
             try:
-                _, entry = await loop.run_in_executor(self.executor, self._parse, path, clinic)
+                valid, entry = await loop.run_in_executor(self.executor, self._parse, path, clinic)
             except ImagingError as exc:
                 bad += 1
                 event(log, "reindex_unreadable", logging.WARNING, path=path, error=exc.message)
@@ -275,7 +287,11 @@ class Ingestor:
                 bad += 1
                 event(log, "reindex_misplaced", logging.WARNING, path=path, expected=entry.path)
                 continue
-            await loop.run_in_executor(self.executor, _keep_model, path)
+            if valid.path != path:  # a Deflated file stored before ingest inflated them
+                await loop.run_in_executor(self.executor, _remove_quietly_file, valid.path)
+                await loop.run_in_executor(self.executor, _keep_model, path, None)
+            else:
+                await loop.run_in_executor(self.executor, _keep_model, path, valid.model)
             try:
                 await self.store.studies.add(entry)
                 indexed += 1
@@ -293,20 +309,24 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
             yield clinic_dir.name, path
 
 
-def _place(temp: Path, final: Path) -> None:
+def _place(temp: Path, final: Path, model: ImageModel | None = None) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temp, final)
-    _keep_model(final)
+    _keep_model(final, model)
 
 
-def _keep_model(path: Path) -> None:
+def _keep_model(path: Path, model: ImageModel | None) -> None:
     """The renderer's model beside the file: a first view then skips the header parse."""
     try:
-        write_sidecar(path)
+        write_sidecar(path, model)
     except (ImagingError, OSError) as exc:
         # Only a speed-up: without it the renderer parses the header itself.
         event(log, "model_sidecar_failed", logging.WARNING, path=path,
               error=getattr(exc, "message", str(exc)))
+
+
+def _remove_quietly_file(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 def _remove_quietly(path: Path) -> None:

@@ -24,7 +24,11 @@ class UnsupportedTransferSyntaxError(ImagingError):
 
 
 class ImageTooLargeError(ImagingError):
-    """Rows × Columns × Frames exceeds the configured limit."""
+    """Rows × Columns × Frames, or one frame's pixels or decoded bytes, exceed a limit."""
+
+
+class InflatedTooLargeError(ImageTooLargeError):
+    """A Deflated data set inflates beyond the upload limit (refused while inflating)."""
 
 
 class FrameNotFoundError(ImagingError):

@@ -402,6 +402,22 @@ def model_from_dataset(ds: Dataset, pixel: PixelLocation | None) -> ImageModel:
     )
 
 
+def pixel_location(
+    tsyntax: UID, offset: int | None, length: int | None, vr: str | None
+) -> PixelLocation:
+    """Where the Pixel Data value is, as read_image_model and ingest validation both record it."""
+    options: dict[str, Any] = {"transfer_syntax_uid": tsyntax, "pixel_keyword": "PixelData"}
+    if vr is not None:
+        options["pixel_vr"] = vr
+    return PixelLocation(
+        transfer_syntax_uid=str(tsyntax),
+        offset=offset,
+        length=None if length == _UNDEFINED_LENGTH else length,
+        encapsulated=tsyntax.is_encapsulated,
+        decode_options=options,
+    )
+
+
 def read_image_model(path: str | os.PathLike[str]) -> ImageModel:
     """Read the header of a stored Part-10 file (never the pixels) and build its model."""
     try:
@@ -435,15 +451,4 @@ def read_image_model(path: str | os.PathLike[str]) -> ImageModel:
         if keyword is not None:
             log.info("image_model.float_pixel_data_not_rendered", extra={"keyword": keyword})
         return model_from_dataset(ds, None)
-    options: dict[str, Any] = {"transfer_syntax_uid": tsyntax}
-    options["pixel_keyword"] = "PixelData"
-    if vr is not None:
-        options["pixel_vr"] = vr
-    location = PixelLocation(
-        transfer_syntax_uid=str(tsyntax),
-        offset=offset,
-        length=None if length == _UNDEFINED_LENGTH else length,
-        encapsulated=tsyntax.is_encapsulated,
-        decode_options=options,
-    )
-    return model_from_dataset(ds, location)
+    return model_from_dataset(ds, pixel_location(tsyntax, offset, length, vr))

@@ -145,11 +145,12 @@ def loads(raw: bytes) -> ImageModel | None:
         return None
 
 
-def write_sidecar(path: str | os.PathLike[str]) -> None:
-    """Parse the file's header once and keep the model beside it (atomically)."""
+def write_sidecar(path: str | os.PathLike[str], model: ImageModel | None = None) -> None:
+    """Keep the model beside the file (atomically); without `model`, parse the header for it
+    (ingest passes the one validation built, so an upload is parsed once)."""
     target = sidecar_path(path)
     temp = target.with_name(target.name + ".tmp")
-    temp.write_bytes(dumps(read_image_model(path)))
+    temp.write_bytes(dumps(model if model is not None else read_image_model(path)))
     os.replace(temp, target)
 
 

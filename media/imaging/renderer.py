@@ -24,7 +24,12 @@ from PIL import Image
 
 from media.imaging.cache import ByteLRU
 from media.imaging.encoder import JPEG, encode, encode_jpeg, jpeg_mcu, normalize_media_type
-from media.imaging.errors import FrameNotFoundError, InvalidViewportError, InvalidWindowError
+from media.imaging.errors import (
+    FrameNotFoundError,
+    ImageTooLargeError,
+    InvalidViewportError,
+    InvalidWindowError,
+)
 from media.imaging.image_model import ImageModel, read_image_model
 from media.imaging.jpeg_restart import StripJoinError, join_strips, plan_strips
 from media.imaging.lut import LutCache, display_values
@@ -49,6 +54,8 @@ RESAMPLE = Image.Resampling.BILINEAR
 MAX_VIEWPORT_SIDE = 16384
 #: Below this many pixels a JPEG is encoded whole: splitting would cost more than it saves.
 STRIP_MIN_PIXELS = 128 * 1024
+#: Lookups over more pixels than this run in row blocks (bounded temporary index copy).
+TAKE_BLOCK_PIXELS = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,17 @@ class DisplayRows:
     def rows(self, start: int, stop: int) -> np.ndarray:
         if self.table is None:
             return self.source[start:stop]
-        # mode="clip" skips numpy's per-element bounds error path; the index is in range.
-        return np.take(self.table, self.source[start:stop], mode="clip")
+        source = self.source[start:stop]
+        if source.size <= TAKE_BLOCK_PIXELS:
+            # mode="clip" skips numpy's per-element bounds error path; the index is in range.
+            return np.take(self.table, source, mode="clip")
+        # np.take first copies the whole index as 8-byte integers: 320 MB for a 40-megapixel
+        # frame. In row blocks that copy stays one block's size.
+        out = np.empty(source.shape + self.table.shape[1:], dtype=self.table.dtype)
+        step = max(1, TAKE_BLOCK_PIXELS // max(1, source[0].size))
+        for row in range(0, source.shape[0], step):
+            np.take(self.table, source[row:row + step], mode="clip", out=out[row:row + step])
+        return out
 
 
 def display_rows(
@@ -160,8 +176,12 @@ class Renderer:
         frame_cache_bytes: int = 512 * 2**20,
         image_cache_bytes: int = 128 * 2**20,
         jpeg_strips: int = 1,
+        max_frame_pixels: int = 40_000_000,
     ) -> None:
         self._executor = executor
+        # Files stored before the ingest limit (or under a higher one) are refused here, before
+        # a decode could allocate for them.
+        self._max_frame_pixels = max_frame_pixels
         self._strips = jpeg_strips  # >1: JPEGs are encoded as that many strips in parallel
         self._models: ByteLRU[ImageModel] = ByteLRU(32 * 2**20, _model_nbytes)
         self._frames: ByteLRU[Any] = ByteLRU(frame_cache_bytes, _frame_nbytes)
@@ -220,6 +240,7 @@ class Renderer:
             await self._after_cold(pending)  # then everything it cached serves this request
         model = await self.image_model(key_path)
         check_frame(model, frame)
+        self._check_size(model)
         if not model.is_monochrome:
             window = None  # windows do not apply to color; share one cache entry
         key = (key_path, frame, window, viewport, media_type, quality)
@@ -252,6 +273,7 @@ class Renderer:
         key_path = os.fspath(path)
         model = await self.image_model(key_path)
         check_frame(model, frame)
+        self._check_size(model)
         if model.is_monochrome:
             decoded = await self._decoded(key_path, model, frame)
             return await self._in_executor(frame_stored_bytes, decoded, model)
@@ -290,6 +312,13 @@ class Renderer:
         request meets them again on its own path if they concern it too)."""
         with contextlib.suppress(Exception):
             await asyncio.shield(job)
+
+    def _check_size(self, model: ImageModel) -> None:
+        if model.rows * model.columns > self._max_frame_pixels:
+            raise ImageTooLargeError(
+                f"a frame of {model.rows}x{model.columns} pixels is over the limit of "
+                f"{self._max_frame_pixels} pixels per frame (HUIZHEN_MAX_FRAME_PIXELS)"
+            )
 
     def _count(self, name: str) -> None:
         with self._counts_lock:
@@ -366,6 +395,7 @@ class Renderer:
         if model is None:
             model = self._read_model(key_path)
         check_frame(model, frame)
+        self._check_size(model)
         if not model.is_monochrome:
             window = None
         key = (key_path, frame, window, viewport, media_type, quality)

@@ -6,30 +6,42 @@ for reasons outside our control (a decoder bug), and the uploader hears what is 
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
 import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
-from pydicom.pixels import get_decoder, pixel_array
+from pydicom.filebase import DicomFileLike
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.filereader import read_dataset as read_dataset_elements
+from pydicom.filewriter import write_file_meta_info
+from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import get_expected_length
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from media.imaging.errors import (
     ImageTooLargeError,
     ImagingError,
+    InflatedTooLargeError,
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
 )
 from media.imaging.image_model import (
     _UNDEFINED_LENGTH,
-    PixelLocation,
+    DEFLATED,
+    ImageModel,
     _locate_pixel_data,
     model_from_dataset,
+    pixel_location,
 )
 
 _UID_RE = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -47,23 +59,7 @@ _PHOTOMETRIC_SAMPLES = {
 }
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
-
-
-class _ShortReadDetector(io.BytesIO):
-    """BytesIO that notices reads cut short by the end of the data.
-
-    pydicom (in its default lenient mode) stops quietly at an unexpected end of file and returns
-    a partial dataset; switching it to strict mode is process-global, so instead watch the reads.
-    Its element loop legitimately ends with an 8-byte header read that returns nothing.
-    """
-
-    truncated = False
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read(size)
-        if size is not None and size > 0 and len(chunk) < size and (chunk or size != 8):
-            self.truncated = True
-        return chunk
+_INFLATE_CHUNK = 1 << 20
 
 
 def is_valid_uid(value: str) -> bool:
@@ -71,25 +67,30 @@ def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and _UID_RE.fullmatch(value) is not None
 
 
-def _check_fragments(data: bytes, offset: int, little_endian: bool) -> int:
-    """Walk the encapsulated items (PS3.5 A.4) to prove the value is complete; returns count."""
+def _check_fragments(fp: BinaryIO, offset: int, size: int, little_endian: bool) -> int:
+    """Walk the encapsulated items (PS3.5 A.4) to prove the value is complete; returns where
+    the value ends (after the sequence delimiter).
+
+    Reads only the 8-byte item headers, so the check costs no memory whatever the value's size.
+    """
     endian = "<" if little_endian else ">"
     pos, items = offset, 0
     while True:
-        if pos + 8 > len(data):
+        if pos + 8 > size:
             raise InvalidDicomError(
                 "the file is truncated inside the encapsulated Pixel Data (no sequence delimiter)"
             )
-        group, elem, length = struct.unpack_from(f"{endian}HHL", data, pos)
+        fp.seek(pos)
+        group, elem, length = struct.unpack(f"{endian}HHL", fp.read(8))
         tag = (group << 16) | elem
         pos += 8
         if tag == _SEQUENCE_DELIMITER:
-            return items
+            return pos
         if tag != _ITEM:
             raise InvalidDicomError(
                 f"the encapsulated Pixel Data has an unexpected tag ({group:04X},{elem:04X})"
             )
-        if length == _UNDEFINED_LENGTH or pos + length > len(data):
+        if length == _UNDEFINED_LENGTH or pos + length > size:
             raise InvalidDicomError("the file is truncated inside a Pixel Data fragment")
         pos += length
         items += 1
@@ -116,7 +117,38 @@ def _check_transfer_syntax(tsyntax: UID) -> None:
         )
 
 
-def _check_pixels(ds: Dataset, tsyntax: UID, max_pixels: int) -> None:
+@dataclass(frozen=True)
+class Limits:
+    """What one instance may cost: checked on the header, before any byte is inflated or
+    decoded beyond it."""
+
+    max_pixels: int  # rows x columns x frames
+    max_frame_pixels: int = 40_000_000  # rows x columns of one frame
+    #: Largest inflated size of a Deflated Explicit VR Little Endian file (its own upload limit).
+    max_inflated_bytes: int = 512 * 2**20
+
+    @property
+    def max_frame_bytes(self) -> int:
+        # A frame of the largest admitted size at 32 bits per pixel (or 8-bit RGB plus alpha
+        # headroom): decoding one frame never needs more than this.
+        return 4 * self.max_frame_pixels
+
+
+@dataclass(frozen=True)
+class ValidatedFile:
+    """A file that may be stored: its header (no pixel values) and its rendering model.
+
+    `path` is the file to store: the upload itself, or for a Deflated upload the inflated
+    Explicit VR Little Endian copy made while validating (a lossless change of transfer syntax,
+    so frames are read at file offsets and nothing is inflated again at render time).
+    """
+
+    path: Path
+    dataset: Dataset
+    model: ImageModel
+
+
+def _pixel_size_checks(ds: Dataset, limits: Limits) -> tuple[int, int, int, int, int]:
     missing = [
         k
         for k in (
@@ -135,15 +167,22 @@ def _check_pixels(ds: Dataset, tsyntax: UID, max_pixels: int) -> None:
     try:
         frames = int(frames_value) if frames_value not in (None, "") else 1
     except (TypeError, ValueError):
-        raise InvalidDicomError(f"Number of Frames {frames_value!r} is not a number") from None
+        raise InvalidDicomError(
+            f"Number of Frames {str(frames_value)[:20]!r} is not a number"
+        ) from None
     if rows < 1 or columns < 1 or frames < 1:
         raise InvalidDicomError(
             f"image size Rows={rows} Columns={columns} Number of Frames={frames} is not positive"
         )
-    if rows * columns * frames > max_pixels:
+    if rows * columns > limits.max_frame_pixels:
+        raise ImageTooLargeError(
+            f"a frame of {rows}x{columns} = {rows * columns} pixels is over the limit of "
+            f"{limits.max_frame_pixels} pixels per frame (HUIZHEN_MAX_FRAME_PIXELS)"
+        )
+    if rows * columns * frames > limits.max_pixels:
         raise ImageTooLargeError(
             f"image has {rows}x{columns} pixels x {frames} frame(s) = {rows * columns * frames} "
-            f"pixels, over the limit of {max_pixels}"
+            f"pixels, over the limit of {limits.max_pixels}"
         )
     bits_allocated = int(ds.BitsAllocated)
     bits_stored = int(ds.get("BitsStored") or bits_allocated)
@@ -159,45 +198,107 @@ def _check_pixels(ds: Dataset, tsyntax: UID, max_pixels: int) -> None:
     samples = int(ds.SamplesPerPixel)
     expected_samples = _PHOTOMETRIC_SAMPLES.get(photometric)
     if expected_samples is None:
-        raise InvalidDicomError(f"Photometric Interpretation {photometric!r} is not supported")
+        raise InvalidDicomError(f"Photometric Interpretation {photometric[:20]!r} is not supported")
     if samples != expected_samples:
         raise InvalidDicomError(
             f"{photometric} needs Samples per Pixel {expected_samples}, the file says {samples}"
         )
+    # rows x columns x samples x bytes: what decoding one frame produces, known before decoding.
+    frame_bytes = rows * columns * samples * max(1, bits_allocated // 8)
+    if frame_bytes > limits.max_frame_bytes:
+        raise ImageTooLargeError(
+            f"a decoded frame would take {frame_bytes} bytes, over the limit of "
+            f"{limits.max_frame_bytes}"
+        )
+    return rows, columns, frames, samples, bits_allocated
+
+
+def _check_pixels(
+    fp: BinaryIO,
+    size: int,
+    ds: Dataset,
+    tsyntax: UID,
+    location: tuple[int, int, str | None],
+    limits: Limits,
+) -> ImageModel:
+    offset, length, vr = location
+    rows, columns, frames, samples, bits_allocated = _pixel_size_checks(ds, limits)
     _check_transfer_syntax(tsyntax)
     if tsyntax.is_encapsulated:
-        _check_frames(ds, frames)
+        if length != _UNDEFINED_LENGTH:
+            raise InvalidDicomError("encapsulated Pixel Data must have an undefined length")
+        end = _check_fragments(fp, offset, size, tsyntax.is_little_endian)
+        _check_frames(fp, offset, ds, frames)
     else:
-        expected = get_expected_length(ds, "bytes")
-        actual = len(ds.PixelData)
-        if actual < expected:
+        if length == _UNDEFINED_LENGTH:
+            raise InvalidDicomError("native Pixel Data cannot have an undefined length")
+        if offset + length > size:
             raise InvalidDicomError(
-                f"Pixel Data has {actual} bytes but {rows}x{columns}x{samples} samples x "
+                f"the file is truncated: Pixel Data declares {length} bytes but only "
+                f"{size - offset} remain"
+            )
+        # Arithmetic on the header only: the pixel values are never read here.
+        probe = Dataset()
+        for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "NumberOfFrames",
+                        "PhotometricInterpretation"):
+            if keyword in ds:
+                setattr(probe, keyword, ds.get(keyword))
+        expected = get_expected_length(probe, "bytes")
+        if length < expected:
+            raise InvalidDicomError(
+                f"Pixel Data has {length} bytes but {rows}x{columns}x{samples} samples x "
                 f"{frames} frame(s) at {bits_allocated} bits need {expected} (truncated file?)"
             )
-    # Build the rendering model now so malformed LUTs/palettes are rejected at upload time.
-    model_from_dataset(ds, PixelLocation(str(tsyntax), None, None, tsyntax.is_encapsulated))
+        end = offset + length
+    if end < size:
+        _check_trailer(fp, end, tsyntax)
+    # Build the rendering model now so malformed LUTs/palettes are rejected at upload time; it
+    # is kept beside the stored file, so nobody parses this header again.
+    model = model_from_dataset(ds, pixel_location(tsyntax, offset, length, vr))
     if tsyntax.is_encapsulated:
         # A registered decoder may still lack support for this particular stream (e.g. 12-bit
         # lossy JPEG); decoding frame 1 is the only proof, and costs milliseconds at upload.
+        assert model.pixel is not None
         try:
-            pixel_array(ds, index=0)
+            fp.seek(offset)
+            get_decoder(tsyntax).as_array(
+                fp, index=0, validate=True, **model.pixel.decode_options
+            )
         except Exception as exc:
             raise UnsupportedTransferSyntaxError(
                 f"the {tsyntax.name} pixel data could not be decoded by the installed "
                 f"decoders: {exc}"
             ) from exc
+    return model
 
 
-def _check_frames(ds: Dataset, frames: int) -> None:
+def _check_trailer(fp: BinaryIO, pos: int, tsyntax: UID) -> None:
+    """Elements after the Pixel Data (padding, private tags) parse completely too."""
+    body = _ShortReadDetector(fp)
+    fp.seek(pos)
+    try:
+        trailer = read_dataset_elements(
+            body, tsyntax.is_implicit_VR, tsyntax.is_little_endian  # type: ignore[arg-type]
+        )
+        for element in trailer.iterall():
+            _ = element.value
+    except Exception as exc:
+        raise InvalidDicomError(
+            f"the elements after the Pixel Data could not be parsed: {exc}"
+        ) from exc
+    if body.truncated:
+        raise InvalidDicomError("the file is truncated: it ends in the middle of an element")
+
+
+def _check_frames(fp: BinaryIO, offset: int, ds: Dataset, frames: int) -> None:
     extended = None
     if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
         extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
     try:
         count = 0
-        for fragment in generate_frames(
-            ds.PixelData, number_of_frames=frames, extended_offsets=extended
-        ):
+        fp.seek(offset)  # the value starts with the Basic Offset Table item
+        # One frame in memory at a time, read from the file.
+        for fragment in generate_frames(fp, number_of_frames=frames, extended_offsets=extended):
             if not fragment:
                 raise InvalidDicomError(f"frame {count + 1} of the Pixel Data is empty")
             count += 1
@@ -211,45 +312,96 @@ def _check_frames(ds: Dataset, frames: int) -> None:
         )
 
 
-def read_dataset(source: bytes | str | os.PathLike[str], *, max_pixels: int) -> Dataset:
-    """Parse and validate a Part-10 file; raises an ImagingError subclass explaining any fault."""
-    data = (
-        bytes(source)
-        if isinstance(source, bytes | bytearray | memoryview)
-        else (Path(source).read_bytes())
-    )
-    if len(data) < 132 or data[128:132] != b"DICM":
+class _ShortReadDetector:
+    """A file wrapper that notices reads cut short by the end of the data.
+
+    pydicom (in its default lenient mode) stops quietly at an unexpected end of file and returns
+    a partial dataset; switching it to strict mode is process-global, so instead watch the reads.
+    Its element loop legitimately ends with an 8-byte header read that returns nothing.
+    """
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self._fp = fp
+        self.truncated = False
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = self._fp.read(size)
+        if size is not None and size > 0 and len(chunk) < size and (chunk or size != 8):
+            self.truncated = True
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return self._fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
+
+def _inflate(src: BinaryIO, dst: BinaryIO, cap: int) -> int:
+    """Stream-inflate a raw deflate stream (PS3.5 A.5) from `src` into `dst`, refusing as soon as
+    more than `cap` bytes come out. Memory: one input chunk and one bounded output chunk."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while True:
+        data = src.read(_INFLATE_CHUNK)
+        if not data:
+            break
+        while data:
+            # max_length bounds each output: a 256 KiB chunk of a bomb can inflate to 256 MiB.
+            try:
+                out = inflater.decompress(data, _INFLATE_CHUNK)
+            except zlib.error as exc:
+                raise InvalidDicomError(f"the deflated data set is corrupt ({exc})") from exc
+            total += len(out)
+            if total > cap:
+                raise InflatedTooLargeError(
+                    f"the deflated data set inflates to more than {cap // 2**20} MiB, the "
+                    "upload limit (HUIZHEN_MAX_UPLOAD_MB); nothing was stored"
+                )
+            dst.write(out)
+            data = inflater.unconsumed_tail
+        if inflater.eof:
+            break
+    if not inflater.eof:
+        raise InvalidDicomError("the file is truncated inside its deflated data set")
+    return total
+
+
+def _write_inflated(fp: BinaryIO, meta: FileMetaDataset, out: BinaryIO, cap: int) -> None:
+    """Write to `out` the same Part-10 file in Explicit VR Little Endian (fp is at the data
+    set): a new file meta naming that transfer syntax, then the inflated data set."""
+    meta = copy.deepcopy(meta)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(DicomFileLike(out), meta, enforce_standard=True)
+    _inflate(fp, out, cap)
+
+
+def _open_checked(fp: BinaryIO) -> None:
+    fp.seek(0)
+    head = fp.read(132)
+    if len(head) < 132 or head[128:132] != b"DICM":
         raise InvalidDicomError(
             "not a DICOM Part-10 file: expected a 128-byte preamble followed by 'DICM'"
         )
+
+
+def _validate(fp: BinaryIO, limits: Limits) -> tuple[Dataset, ImageModel]:
+    """Header parse (pixel values never loaded) and every check, on a non-deflated file."""
+    size = fp.seek(0, os.SEEK_END)
     try:
-        fp = io.BytesIO(data)
-        header = pydicom.dcmread(fp, stop_before_pixels=True)
-        tsyntax = UID(str(header.file_meta.get("TransferSyntaxUID") or "").strip())
-        if not tsyntax:
-            raise InvalidDicomError("the file meta information has no Transfer Syntax UID")
-        if not is_valid_uid(str(tsyntax)):
-            raise InvalidDicomError(f"Transfer Syntax UID {str(tsyntax)!r} is not a valid UID")
-        pixel_offset = None
-        if tsyntax != "1.2.840.10008.1.2.1.99":  # deflated: offsets are not file offsets
-            keyword, pixel_offset, length, _vr = _locate_pixel_data(
-                fp,
-                implicit_vr=tsyntax.is_implicit_VR,
-                little_endian=tsyntax.is_little_endian,
-                pos=fp.tell(),
-            )
-            if keyword is not None and length is not None and pixel_offset is not None:
-                if length == _UNDEFINED_LENGTH:
-                    _check_fragments(data, pixel_offset, tsyntax.is_little_endian)
-                elif pixel_offset + length > len(data):
-                    raise InvalidDicomError(
-                        f"the file is truncated: {keyword} declares {length} bytes but only "
-                        f"{len(data) - pixel_offset} remain"
-                    )
-        body = _ShortReadDetector(data)
-        ds = pydicom.dcmread(body)
+        body = _ShortReadDetector(fp)
+        fp.seek(0)
+        ds = pydicom.dcmread(body, stop_before_pixels=True)  # type: ignore[arg-type]
         if body.truncated:
             raise InvalidDicomError("the file is truncated: it ends in the middle of an element")
+        tsyntax = _transfer_syntax(ds)
+        keyword, pixel_offset, length, vr = _locate_pixel_data(
+            fp,
+            implicit_vr=tsyntax.is_implicit_VR,
+            little_endian=tsyntax.is_little_endian,
+            pos=fp.tell(),
+        )
         # Convert every element now so malformed values fail here rather than at render time.
         for element in ds.iterall():
             _ = element.value
@@ -257,12 +409,86 @@ def read_dataset(source: bytes | str | os.PathLike[str], *, max_pixels: int) -> 
         raise
     except Exception as exc:  # pydicom's parse errors are a zoo of built-in exception types
         raise InvalidDicomError(f"the file could not be parsed as DICOM: {exc}") from exc
+    _check_uids(ds)
+    if keyword == "PixelData" and pixel_offset is not None and length is not None:
+        return ds, _check_pixels(fp, size, ds, tsyntax, (pixel_offset, length, vr), limits)
+    return ds, model_from_dataset(ds, None)
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    tsyntax = UID(str(ds.file_meta.get("TransferSyntaxUID") or "").strip())
+    if not tsyntax:
+        raise InvalidDicomError("the file meta information has no Transfer Syntax UID")
+    if not is_valid_uid(str(tsyntax)):
+        raise InvalidDicomError(f"Transfer Syntax UID {str(tsyntax)[:70]!r} is not a valid UID")
+    return tsyntax
+
+
+def _check_uids(ds: Dataset) -> None:
     for keyword in _REQUIRED_UIDS:
         value = str(ds.get(keyword) or "").strip()
         if not value:
             raise InvalidDicomError(f"required attribute {keyword} is missing or empty")
         if not is_valid_uid(value):
-            raise InvalidDicomError(f"{keyword} {value!r} is not a valid UID")
-    if "PixelData" in ds:
-        _check_pixels(ds, tsyntax, max_pixels)
-    return ds
+            raise InvalidDicomError(f"{keyword} {value[:70]!r} is not a valid UID")
+
+
+def _deflated_meta(fp: BinaryIO) -> FileMetaDataset | None:
+    """The file meta if the data set is deflated (fp left at the data set), else None."""
+    fp.seek(0)
+    try:
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+    except Exception as exc:
+        raise InvalidDicomError(f"the file meta information is malformed: {exc}") from exc
+    if str(meta.get("TransferSyntaxUID") or "").strip() != DEFLATED:
+        return None
+    return meta
+
+
+def validate_file(
+    path: str | os.PathLike[str], limits: Limits, *, scratch_dir: Path | None = None
+) -> ValidatedFile:
+    """Parse and validate an uploaded Part-10 file once; raises an ImagingError subclass
+    explaining any fault. A Deflated file is inflated once, streaming and capped, into a file in
+    `scratch_dir` (default: beside it) that the caller owns: `ValidatedFile.path`."""
+    source = Path(path)
+    with source.open("rb") as fp:
+        _open_checked(fp)
+        meta = _deflated_meta(fp)
+        if meta is None:
+            ds, model = _validate(fp, limits)
+            return ValidatedFile(source, ds, model)
+        inflated = (scratch_dir or source.parent) / (source.name + ".inflated")
+        try:
+            with inflated.open("wb") as out:
+                _write_inflated(fp, meta, out, limits.max_inflated_bytes)
+            with inflated.open("rb") as ifp:
+                ds, model = _validate(ifp, limits)
+        except BaseException:
+            inflated.unlink(missing_ok=True)
+            raise
+        return ValidatedFile(inflated, ds, model)
+
+
+def read_dataset(
+    source: bytes | str | os.PathLike[str],
+    *,
+    max_pixels: int,
+    max_frame_pixels: int = 40_000_000,
+    max_inflated_bytes: int = 512 * 2**20,
+) -> Dataset:
+    """Validate a Part-10 file (bytes or a path) and return its header (pixel values are not
+    loaded); raises an ImagingError subclass explaining any fault."""
+    limits = Limits(max_pixels, max_frame_pixels, max_inflated_bytes)
+    if not isinstance(source, bytes | bytearray | memoryview):
+        with tempfile.TemporaryDirectory() as scratch:
+            return validate_file(source, limits, scratch_dir=Path(scratch)).dataset
+    fp = io.BytesIO(bytes(source))
+    _open_checked(fp)
+    meta = _deflated_meta(fp)
+    if meta is None:
+        return _validate(fp, limits)[0]
+    out = io.BytesIO()
+    _write_inflated(fp, meta, out, max_inflated_bytes)
+    return _validate(out, limits)[0]

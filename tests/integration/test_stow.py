@@ -228,3 +228,55 @@ async def test_stored_instances_keep_their_rendering_model_beside_them(client, a
     (stored,) = _files(settings)
     model = read_sidecar(stored)
     assert model is not None and (model.rows, model.columns) == (32, 32)
+
+
+# -- Deflated data sets: inflated once, streaming, under the upload limit -----------------------
+
+
+def _deflated(ds) -> bytes:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return to_bytes(ds)
+
+
+async def test_a_deflated_instance_is_stored_inflated_and_reads_back(client, auth, settings):
+    import numpy as np
+    import pydicom
+
+    h = await auth("dr.li")
+    ds = ct_dataset(rows=64, columns=64, seed=3)
+    resp = await _stow(client, h, [_deflated(ds)])
+    assert resp.status == 200, await resp.text()
+    (stored,) = _files(settings)
+    on_disk = pydicom.dcmread(stored)
+    assert on_disk.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"  # lossless, PS3.5 A.5
+    assert on_disk.PixelData == ds.PixelData
+    url = _seq(await resp.json(), "00081199")[0]["00081190"]["Value"][0]
+    path = "/" + url.split("://", 1)[1].split("/", 1)[1]
+    frames = await client.get(path + "/frames/1", headers=h)
+    reader = aiohttp.MultipartReader.from_response(frames)
+    part = await reader.next()
+    assert np.array_equal(np.frombuffer(await part.read(), "<i2"),
+                          ds.pixel_array.ravel())
+    assert _leftover_temp(settings) == []
+
+
+async def test_a_deflate_bomb_is_refused_per_instance_and_leaves_nothing(client, auth, settings):
+    """6 MiB of zeros deflate to ~6 KiB: over the 4 MiB limit once inflated (test settings)."""
+    h = await auth("dr.li")
+    ds = ct_dataset(rows=32, columns=32)
+    ds.Rows, ds.Columns = 1536, 2048
+    ds.PixelData = bytes(1536 * 2048 * 2)
+    bomb = _deflated(ds)
+    assert len(bomb) < 64 * 1024
+    resp = await _stow(client, h, [bomb, ct_bytes()])
+    assert resp.status == 202, await resp.text()
+    failed = _seq(await resp.json(), "00081198")
+    assert failed[0]["00081197"]["Value"] == [0xA700]
+    assert "inflates to more than 4 MiB" in failed[0]["00000902"]["Value"][0]
+    resp = await client.post("/api/uploads", headers=h, data=_form([("bomb.dcm", bomb)]))
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["failed"][0]["error"]["code"] == "image_too_large"
+    assert len(_files(settings)) == 1 and _leftover_temp(settings) == []

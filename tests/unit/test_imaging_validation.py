@@ -1,20 +1,26 @@
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from media.imaging.errors import (
     ImageTooLargeError,
     ImagingError,
+    InflatedTooLargeError,
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
 )
+from media.imaging.image_model import read_image_model
+from media.imaging.model_sidecar import dumps
 from media.imaging.synthetic import ct_dataset, write
-from media.imaging.validation import is_valid_uid, read_dataset
+from media.imaging.validation import Limits, is_valid_uid, read_dataset, validate_file
 
 LIMIT = 50_000_000
 
@@ -127,3 +133,97 @@ def test_missing_pixel_attribute() -> None:
     del ds.Columns
     with pytest.raises(InvalidDicomError, match="Columns"):
         read_dataset(_bytes(ds), max_pixels=LIMIT)
+
+
+# -- bounded memory: limits on the header, Deflated data sets inflated once, streaming ----------
+
+
+def _deflated(ds: pydicom.Dataset) -> bytes:
+    ds = copy.deepcopy(ds)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return _bytes(ds)
+
+
+def test_deflated_file_is_inflated_once_into_explicit_vr_little_endian(tmp_path: Path) -> None:
+    ds = ct_dataset(rows=64, columns=48)
+    path = tmp_path / "upload"
+    path.write_bytes(_deflated(ds))
+    valid = validate_file(path, Limits(LIMIT))
+    assert valid.path == tmp_path / "upload.inflated"
+    stored = pydicom.dcmread(valid.path)
+    assert stored.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert valid.dataset.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert stored.PixelData == ds.PixelData and stored.SOPInstanceUID == ds.SOPInstanceUID
+    # The model validation built is the one the renderer would read from the stored file.
+    assert dumps(valid.model) == dumps(read_image_model(valid.path))
+    assert "PixelData" not in valid.dataset  # the header only: pixel values never loaded
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "rtplan.dcm",
+                                  "SC_rgb_rle_2frame.dcm", "examples_palette.dcm",
+                                  "MR_small_bigendian.dcm", "rtdose.dcm"])
+def test_validation_model_equals_the_renderers(name: str) -> None:
+    path = get_testdata_file(name)
+    valid = validate_file(path, Limits(LIMIT))
+    assert valid.path == Path(path)
+    assert dumps(valid.model) == dumps(read_image_model(path))
+
+
+def test_a_real_deflated_file(tmp_path: Path) -> None:
+    path = tmp_path / "image_dfl.dcm"
+    path.write_bytes(Path(get_testdata_file("image_dfl.dcm")).read_bytes())
+    valid = validate_file(path, Limits(LIMIT))
+    original = pydicom.dcmread(path)
+    assert np.array_equal(pydicom.dcmread(valid.path).pixel_array, original.pixel_array)
+
+
+def test_inflated_size_is_capped_while_inflating() -> None:
+    ds = ct_dataset(rows=256, columns=256)  # 128 KiB of pixels
+    data = _deflated(ds)
+    with pytest.raises(InflatedTooLargeError, match="inflates to more than"):
+        read_dataset(data, max_pixels=LIMIT, max_inflated_bytes=64 * 1024)
+    assert read_dataset(data, max_pixels=LIMIT, max_inflated_bytes=1 << 20).Rows == 256
+
+
+def test_capped_inflation_leaves_no_partial_file(tmp_path: Path) -> None:
+    path = tmp_path / "upload"
+    path.write_bytes(_deflated(ct_dataset(rows=256, columns=256)))
+    with pytest.raises(InflatedTooLargeError):
+        validate_file(path, Limits(LIMIT, max_inflated_bytes=64 * 1024))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload"]
+
+
+@pytest.mark.parametrize("cut", [1, 50, 500])
+def test_truncated_or_corrupt_deflate_stream(cut: int) -> None:
+    data = _deflated(ct_dataset(rows=64, columns=64))
+    with pytest.raises(InvalidDicomError):
+        read_dataset(data[:-cut], max_pixels=LIMIT)
+    meta_end = data.index(b"\x1f\x8b") if b"\x1f\x8b" in data else len(data) - 40
+    corrupt = data[:meta_end] + bytes(b ^ 0xFF for b in data[meta_end:meta_end + 40])
+    with pytest.raises(InvalidDicomError):
+        read_dataset(corrupt + data[meta_end + 40:], max_pixels=LIMIT)
+
+
+def test_frame_pixel_limit_is_checked_on_the_header() -> None:
+    ds = ct_dataset(rows=64, columns=64)
+    with pytest.raises(ImageTooLargeError, match="HUIZHEN_MAX_FRAME_PIXELS"):
+        read_dataset(_bytes(ds), max_pixels=LIMIT, max_frame_pixels=64 * 64 - 1)
+    assert read_dataset(_bytes(ds), max_pixels=LIMIT, max_frame_pixels=64 * 64).Rows == 64
+    # A header claiming a huge frame is refused before its (absent) pixels are looked at.
+    ds.Rows, ds.Columns = 50_000, 50_000
+    with pytest.raises(ImageTooLargeError, match="per frame"):
+        read_dataset(_bytes(ds), max_pixels=10**12)
+
+
+def test_decoded_frame_bytes_are_bounded_before_decoding() -> None:
+    ds = ct_dataset(rows=64, columns=64)
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelData = bytes(64 * 64 * 4)
+    # 4 bytes per pixel fit the 4 x frame-pixels budget exactly; RGB at 32 bits would not.
+    assert read_dataset(_bytes(ds), max_pixels=LIMIT, max_frame_pixels=64 * 64).Rows == 64
+    ds.PhotometricInterpretation, ds.SamplesPerPixel = "RGB", 3
+    ds.PlanarConfiguration = 0
+    ds.PixelData = bytes(64 * 64 * 12)
+    with pytest.raises(ImageTooLargeError, match="decoded frame"):
+        read_dataset(_bytes(ds), max_pixels=LIMIT, max_frame_pixels=64 * 64)
