@@ -253,7 +253,8 @@ async def test_a_deflated_instance_is_stored_inflated_and_reads_back(client, aut
     assert on_disk.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"  # lossless, PS3.5 A.5
     assert on_disk.PixelData == ds.PixelData
     url = _seq(await resp.json(), "00081199")[0]["00081190"]["Value"][0]
-    path = "/" + url.split("://", 1)[1].split("/", 1)[1]
+    path = url.split("://", 1)[1].split("/", 1)[1] if "://" in url else url
+    path = "/" + path.lstrip("/")
     frames = await client.get(path + "/frames/1", headers=h)
     reader = aiohttp.MultipartReader.from_response(frames)
     part = await reader.next()

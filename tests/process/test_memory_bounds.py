@@ -135,7 +135,8 @@ def test_rendering_the_largest_admitted_frame_stays_under_4x_its_size(
     ingest_growth = server_process.peak() - before
     assert status == 200, answer[:500]
     url = json.loads(answer)["00081199"]["Value"][0]["00081190"]["Value"][0]
-    rendered = "/" + url.split("://", 1)[1].split("/", 1)[1] + "/frames/1/rendered"
+    path = url.split("://", 1)[1].split("/", 1)[1] if "://" in url else url
+    rendered = "/" + path.lstrip("/") + "/frames/1/rendered"
     before = server_process.reset_peak()
     status, _, jpeg = server_process.request(
         "GET", rendered + "?window=2048,4096,linear-exact&quality=80", None,

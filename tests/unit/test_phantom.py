@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -180,13 +179,11 @@ def test_small_size_keeps_field_of_view():
     assert float(ds.PixelSpacing[0]) == pytest.approx(2.8)
 
 
-def test_generation_is_fast():
-    start = time.perf_counter()
+def test_a_short_series_is_generated_in_full():
+    # No wall-clock limit here (a shared CI machine is not a benchmark); speed is bench's job.
     out = list(ct_phantom_series(slices=30))
-    elapsed = time.perf_counter() - start
     assert len(out) == 30
-    # the full 120-slice series is well under 3 s; 30 slices must be far below 1.5 s
-    assert elapsed < 1.5, elapsed
+    assert len({ds.SOPInstanceUID for ds in out}) == 30
 
 
 def test_cr_monochrome1():
