@@ -12,12 +12,12 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from server import log as hzlog
-from server.app import create_app
 from server.auth.passwords import hash_password
 from server.config import Settings
 from server.errors import HuizhenError
@@ -39,6 +39,10 @@ def _out(line: str = "") -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: the operator commands need none of the app (media, WebRTC), and start
+    # about twice as fast without it.
+    from server.app import create_app
+
     ssl_context = tls.server_context(settings)
     url = tls.open_url(settings)
 
@@ -151,8 +155,49 @@ async def cmd_user_add(settings: Settings, store: Store, args: argparse.Namespac
 
 
 async def cmd_user_list(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    _out("username\trole\tclinic/department\tstate\tdisplay name")
     for u in await store.directory.users():
-        _out(f"{u.username}\t{u.role.value}\t{u.clinic or u.department or ''}\t{u.display_name}")
+        state = "disabled" if u.disabled else "enabled"
+        _out(f"{u.username}\t{u.role.value}\t{u.clinic or u.department or '-'}\t{state}"
+             f"\t{u.display_name}")
+    return 0
+
+
+async def _audit_operator(store: Store, action: str, **resource: object) -> None:
+    """Operator commands are audited like the admin page: the OS account, from this machine."""
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment (a container)
+        who = "unknown"
+    await store.audit.record(action=action, user=f"cli:{who}", role="operator",
+                             clinic=None, remote="local", **resource)
+
+
+async def cmd_user_disable(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    await store.directory.set_disabled(args.username, True)
+    await _audit_operator(store, "admin.user.disable", target=args.username)
+    _out(f"user {args.username} disabled; their sessions end within seconds")
+    return 0
+
+
+async def cmd_user_enable(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    await store.directory.set_disabled(args.username, False)
+    await _audit_operator(store, "admin.user.enable", target=args.username)
+    _out(f"user {args.username} enabled (they sign in again; old sessions stay ended)")
+    return 0
+
+
+async def cmd_user_password(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    if await store.directory.get_user(args.username) is None:
+        raise HuizhenError(f"user {args.username!r} does not exist")
+    password = _password(args)
+    try:
+        pw_hash = await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
+    except ValueError as exc:
+        raise HuizhenError(str(exc)) from exc
+    await store.directory.change_password(args.username, pw_hash)
+    await _audit_operator(store, "admin.user.password", target=args.username)
+    _out(f"password of {args.username} set; their older sessions end within seconds")
     return 0
 
 
@@ -160,6 +205,26 @@ async def cmd_device_add(settings: Settings, store: Store, args: argparse.Namesp
     device, token = await store.directory.add_device(args.name, args.clinic)
     _out(f"kiosk {device.id} ({device.name}) bound to clinic {device.clinic}")
     _out(f"device token (shown once, configure it on the kiosk): {token}")
+    await _audit_operator(store, "admin.device.add", target=device.id, device_clinic=device.clinic)
+    return 0
+
+
+async def cmd_device_list(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    _out("id\tclinic\tstate\tcreated\tname")
+    for d in await store.directory.devices():
+        created = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(d.created_at))
+                   if d.created_at else "-")
+        state = "revoked" if d.revoked_at else "active"
+        _out(f"{d.id}\t{d.clinic}\t{state}\t{created}\t{d.name}")
+    return 0
+
+
+async def cmd_device_revoke(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    device = await store.directory.revoke_device(args.name)
+    await _audit_operator(store, "admin.device.revoke", target=device.id,
+                          device_clinic=device.clinic)
+    _out(f"kiosk {device.id} ({device.name}) of clinic {device.clinic} revoked; its sessions "
+         "end within seconds")
     return 0
 
 
@@ -228,7 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     u_add.add_argument("--password", help="the password; '-' reads it from standard input")
     u_add.add_argument("--display-name")
     u_add.set_defaults(func=_with_store(cmd_user_add))
-    user.add_parser("list").set_defaults(func=_with_store(cmd_user_list))
+    user.add_parser("list", help="users with role, clinic/department and state").set_defaults(
+        func=_with_store(cmd_user_list))
+    for action, fn, text in (("disable", cmd_user_disable, "disable a user (ends their sessions)"),
+                             ("enable", cmd_user_enable, "enable a disabled user")):
+        u_state = user.add_parser(action, help=text)
+        u_state.add_argument("username")
+        u_state.set_defaults(func=_with_store(fn))
+    u_pw = user.add_parser("password", help="set a user's password (ends their older sessions)")
+    u_pw.add_argument("username")
+    u_pw.add_argument("--password", help="the password; '-' reads it from standard input")
+    u_pw.set_defaults(func=_with_store(cmd_user_password))
 
     device = sub.add_parser("device", help="manage clinic kiosks").add_subparsers(
         dest="action", required=True
@@ -237,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     dv_add.add_argument("name")
     dv_add.add_argument("--clinic", required=True)
     dv_add.set_defaults(func=_with_store(cmd_device_add))
+    device.add_parser("list", help="kiosks with clinic and state").set_defaults(
+        func=_with_store(cmd_device_list))
+    dv_revoke = device.add_parser("revoke", help="revoke a kiosk's device token")
+    dv_revoke.add_argument("name", help="the kiosk's id, or its name when only one has it")
+    dv_revoke.set_defaults(func=_with_store(cmd_device_revoke))
 
     audit = sub.add_parser("audit", help="read the audit stream").add_subparsers(
         dest="action", required=True
