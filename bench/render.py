@@ -51,7 +51,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 DEMO_USER = "dr.li"
-DEMO_PATIENT_ID = "HZ-DEMO-0001"
+DEMO_PATIENT_ID = "QS-2024-0815"  # the demo CT (server/demo/seed.py)
 
 STUDY_UID = "0020000D"
 SERIES_UID = "0020000E"

@@ -80,7 +80,9 @@ async def cmd_demo(settings: Settings, store: Store, args: argparse.Namespace) -
     password = demo_password(settings, args.password or os.environ.get("HUIZHEN_DEMO_PASSWORD"))
     result = await seed(settings, store, password, ct_slices=args.ct_slices)
     accounts = json.loads((settings.data_dir / "demo_accounts.json").read_text())
-    _out(f"Demo data ready ({result['stored']} new instances).")
+    # what this run really added: a second run adds nothing and says so
+    _out(f"Demo data ready: {result['stored']} new instances, "
+         f"{result['accounts_added']} new accounts.")
     _out("Sign in with one of these (`huizhen serve` prints the address once it listens):")
     for u in USERS:
         where = u.clinic or u.department or ""

@@ -439,6 +439,7 @@ def _ct_slice_hu(grid: _Grid, t: float, z_mm: float, anat: _Anatomy, background:
 def _base_dataset(
     *, sop_class: str, sop_instance: str, patient_id: str, patient_name: str,
     study_instance_uid: str, accession_number: str, study_date: str, study_time: str,
+    patient_sex: str = "M", birth_date: str = "19620314",
 ) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -464,9 +465,9 @@ def _base_dataset(
     ds.StationName = "PHANTOM01"
     ds.PatientName = patient_name
     ds.PatientID = patient_id
-    ds.PatientBirthDate = "19620314"
-    ds.PatientSex = "M"
-    ds.PatientAge = _age(study_date, "19620314")
+    ds.PatientBirthDate = birth_date
+    ds.PatientSex = patient_sex
+    ds.PatientAge = _age(study_date, birth_date)
     ds.StudyInstanceUID = study_instance_uid
     ds.StudyID = "1"
     return ds
@@ -492,6 +493,8 @@ def ct_phantom_series(
     size: int = 512,
     patient_id: str = "HZ-DEMO-0001",
     patient_name: str = "Demo^Patient",
+    patient_sex: str = "M",
+    birth_date: str = "19620314",
     study_instance_uid: str | None = None,
     accession_number: str = "ACC0001",
     study_date: str = "20261120",
@@ -537,6 +540,7 @@ def ct_phantom_series(
         ds = _base_dataset(
             sop_class=CTImageStorage, sop_instance=sop_uid, patient_id=patient_id,
             patient_name=patient_name, study_instance_uid=study_instance_uid,
+            patient_sex=patient_sex, birth_date=birth_date,
             accession_number=accession_number, study_date=study_date, study_time=study_time,
         )
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
@@ -601,6 +605,8 @@ def cr_monochrome1_phantom(
     columns: int = 880,
     patient_id: str = "HZ-DEMO-0001",
     patient_name: str = "Demo^Patient",
+    patient_sex: str = "M",
+    birth_date: str = "19620314",
     study_instance_uid: str | None = None,
     accession_number: str = "ACC0002",
     study_date: str = "20261120",
@@ -668,6 +674,7 @@ def cr_monochrome1_phantom(
     ds = _base_dataset(
         sop_class=ComputedRadiographyImageStorage, sop_instance=sop_uid, patient_id=patient_id,
         patient_name=patient_name, study_instance_uid=study_instance_uid,
+        patient_sex=patient_sex, birth_date=birth_date,
         accession_number=accession_number, study_date=study_date, study_time="101500",
     )
     ds.ImageType = ["ORIGINAL", "PRIMARY"]

@@ -1,6 +1,7 @@
 """`huizhen demo`: demo clinics, people of every role, a kiosk, and studies to read.
 
-Idempotent: running it again keeps what exists and refreshes the demo passwords.
+Idempotent: running it again keeps what exists, refreshes the demo passwords and reports what it
+really added (nothing, the second time).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pydicom
@@ -29,9 +30,13 @@ from server.store.directory import Role
 
 log = logging.getLogger(__name__)
 
+#: pydicom's sample files live in a clinic of their own, labelled as test samples: they cover
+#: codecs and modalities, they are not patients of a township clinic.
+SAMPLES_CLINIC = "samples"
 CLINICS = {
     "qingshui": "青水乡卫生院 Qingshui Township Health Center",
     "hetang": "荷塘乡卫生院 Hetang Township Health Center",
+    SAMPLES_CLINIC: "测试样例 Test samples (pydicom files, not patients)",
 }
 DEPARTMENTS = {
     "radiology": "影像科 Radiology",
@@ -52,6 +57,7 @@ class DemoUser:
 USERS = (
     DemoUser("dr.li", "李医生 Dr. Li", Role.DOCTOR, clinic="qingshui"),
     DemoUser("dr.wang", "王医生 Dr. Wang", Role.DOCTOR, clinic="hetang"),
+    DemoUser("dr.test", "测试样例医生 Test-sample doctor", Role.DOCTOR, clinic=SAMPLES_CLINIC),
     DemoUser("exp.zhang", "张主任 Prof. Zhang", Role.EXPERT, department="radiology"),
     DemoUser("exp.chen", "陈主任 Prof. Chen", Role.EXPERT, department="neurology"),
     DemoUser("coord.liu", "刘协调员 Coordinator Liu", Role.COORDINATOR),
@@ -59,6 +65,24 @@ USERS = (
 )
 DEMO_CT_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.1"
 DEMO_CR_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.2"
+DEMO_HETANG_CR_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.3"
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    """A made-up patient of a township clinic: the ID in the clinic's own style, the name as
+    DICOM PN with its ideographic group (what a Chinese modality stores)."""
+
+    patient_id: str
+    patient_name: str
+    patient_sex: str
+    birth_date: str
+
+
+# Invented people (any likeness is chance); IDs: clinic prefix, year of registration, number.
+CT_PATIENT = DemoPatient("QS-2024-0815", "Wang^Xiaoming=王^小明", "M", "19620314")
+CR_PATIENT = DemoPatient("QS-2024-0816", "Li^Xiuying=李^秀英", "F", "19580702")
+HETANG_PATIENT = DemoPatient("HT-2023-0321", "Zhao^Guilan=赵^桂兰", "F", "19700911")
 # Files that ship inside pydicom: other modalities, colour, multi-frame and every compressed
 # transfer syntax we decode. Several share UIDs (or lack them), so each demo copy gets UIDs of its
 # own, derived from its name so that re-running the demo stays idempotent.
@@ -111,6 +135,7 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
         if await directory.get_department(did) is None:
             await directory.add_department(name, did)
     loop = asyncio.get_running_loop()
+    accounts_added = 0
     with ThreadPoolExecutor(2) as pool:
         pw_hash = await loop.run_in_executor(pool, hash_password, password)
         for u in USERS:
@@ -123,6 +148,7 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
                     clinic=u.clinic,
                     department=u.department,
                 )
+                accounts_added += 1
             except Conflict:
                 await directory.set_password_hash(u.username, pw_hash)
         kiosk_token = None
@@ -137,18 +163,30 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
             stored += await _ingest_datasets(
                 ingestor,
                 "qingshui",
-                ct_phantom_series(slices=ct_slices, study_instance_uid=DEMO_CT_STUDY_UID),
+                ct_phantom_series(slices=ct_slices, study_instance_uid=DEMO_CT_STUDY_UID,
+                                  **asdict(CT_PATIENT)),
             )
         if await store.studies.study_owner(DEMO_CR_STUDY_UID) is None:
-            cr = cr_monochrome1_phantom(study_instance_uid=DEMO_CR_STUDY_UID)
+            cr = cr_monochrome1_phantom(study_instance_uid=DEMO_CR_STUDY_UID, **asdict(CR_PATIENT))
             stored += await _ingest_datasets(ingestor, "qingshui", [cr])
-        samples = [ds for ds in (_sample(name) for name in PYDICOM_FILES) if ds is not None]
-        stored += await _ingest_datasets(ingestor, "qingshui", samples)
+        if await store.studies.study_owner(DEMO_HETANG_CR_STUDY_UID) is None:
+            cr = cr_monochrome1_phantom(
+                study_instance_uid=DEMO_HETANG_CR_STUDY_UID, accession_number="HT0001",
+                study_date="20261118", seed=1, **asdict(HETANG_PATIENT),
+            )
+            stored += await _ingest_datasets(ingestor, "hetang", [cr])
+        samples = [
+            ds for ds in (_sample(i, name) for i, name in enumerate(PYDICOM_FILES, 1))
+            if ds is not None
+        ]
+        stored += await _ingest_datasets(ingestor, SAMPLES_CLINIC, samples)
     event(log, "demo_seeded", stored=stored)
-    return {"password": password, "stored": stored}
+    return {"password": password, "stored": stored, "accounts_added": accounts_added}
 
 
-def _sample(name: str) -> pydicom.Dataset | None:
+def _sample(index: int, name: str) -> pydicom.Dataset | None:
+    """A pydicom sample file as a labelled test sample: its own UIDs (derived from its name, so a
+    re-run finds it again), patient "Test Sample" / SAMPLE-NN, and a description naming the file."""
     try:
         found = get_testdata_file(name, download=False)
     except (ValueError, OSError):
@@ -157,10 +195,13 @@ def _sample(name: str) -> pydicom.Dataset | None:
         return None
     ds = pydicom.dcmread(found)
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        setattr(ds, keyword, generate_uid(entropy_srcs=["huizhen-demo", name, keyword]))
+        # "samples": not the UIDs the copies had when they sat in a township clinic
+        setattr(ds, keyword, generate_uid(entropy_srcs=["huizhen-demo-samples", name, keyword]))
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if not ds.get("StudyDescription"):
-        ds.StudyDescription = f"pydicom sample {name}"
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, for the ideographic name
+    ds.PatientName = "Test^Sample=测试^样例"
+    ds.PatientID = f"SAMPLE-{index:02d}"
+    ds.StudyDescription = f"Test sample: {name} (pydicom)"[:64]  # LO
     return ds
 
 
@@ -175,7 +216,8 @@ async def _ingest_datasets(ingestor: Ingestor, clinic: str, datasets) -> int:
         result = await ingestor.ingest(clinic, files)
     if result.failed:
         raise RuntimeError(f"demo data failed validation: {result.failed[0].message}")
-    return len(result.stored)
+    # what is really new: a re-run finds the samples already stored (duplicates)
+    return sum(1 for s in result.stored if not s.duplicate)
 
 
 def _save(ds: pydicom.Dataset, path: Path) -> None:

@@ -12,7 +12,7 @@ from tests.browser.conftest import screenshot
 pytestmark = pytest.mark.browser
 
 DEMO_DESCRIPTION = "CT Chest/Abdomen (demo)"
-DEMO_PATIENT_ID = "HZ-DEMO-0001"
+DEMO_PATIENT_ID = "QS-2024-0815"  # 王小明, the demo CT (server/demo/seed.py)
 SLICES = 120
 # Chrome logs every non-2xx fetch as "Failed to load resource"; expected in error-path tests.
 HTTP_ERROR_LOG = ("Failed to load resource",)
@@ -107,7 +107,7 @@ def test_doctor_reads_the_demo_ct(probe, live_server):
     screenshot(page, "study-list")
 
     # search by patient ID narrows the list to the demo study, a miss empties it
-    tid(page, "study-search").fill("HZ-DEMO")
+    tid(page, "study-search").fill("QS-2024-08")
     tid(page, "search-submit").click()
     row.wait_for()
     tid(page, "study-search").fill("nobody-by-this-name")
