@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
+from tests.browser.conftest import REDIS_DB, REPO
 from tests.browser.test_viewer import HTTP_ERROR_LOG, sign_in, tid, wait_text
 
 pytestmark = pytest.mark.browser
@@ -207,3 +211,53 @@ def test_upload_lists_each_file_with_a_plain_reason(new_probe, live_server):
     assert "0x" not in text and "Failure" not in text  # no DICOM status jargon
     assert p.console_errors(allow=HTTP_ERROR_LOG) == []
 
+
+def _add_doctor(live_server, redis_server, username: str) -> None:
+    """An account of its own (the CLI, as an operator adds one): locking it out touches no other
+    test's account."""
+    env = {**os.environ, "HUIZHEN_DATA_DIR": str(live_server.data_dir),
+           "HUIZHEN_REDIS_URL": redis_server.url(REDIS_DB)}
+    r = subprocess.run(
+        [sys.executable, "-m", "server", "user", "add", username, "--role", "doctor",
+         "--clinic", "qingshui", "--password", "-"],
+        cwd=REPO, env=env, input="right-password-1\n", capture_output=True, text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def _login_status(live_server, username: str, password: str) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        f"{live_server.url}/api/auth/login", method="POST",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def test_lockout_is_shown_as_such_with_the_wait(new_probe, live_server, redis_server):
+    _add_doctor(live_server, redis_server, "dr.locked")
+    for _ in range(30):  # wrong passwords until the server locks the account (429)
+        status, body = _login_status(live_server, "dr.locked", "wrong-password")
+        if status == 429:
+            break
+        assert status == 401, body
+    assert status == 429, "the account was never locked"
+    assert body["error"]["details"]["retry_after_s"] > 0
+    p = new_probe(locale="zh-CN")
+    page = p.page
+    sign_in(page, "dr.locked", "right-password-1")  # even the right password waits
+    err = tid(page, "login-error")
+    err.wait_for()
+    assert err.get_attribute("data-code") == "too_many_requests"
+    text = err.inner_text()
+    assert "登录失败次数过多" in text and re.search(r"请在\d+分钟后重试", text), text
+    assert "无法连接服务器" not in text
+    tid(page, "lang-toggle").click()
+    text = err.inner_text()
+    assert re.search(r"Too many failed sign-ins.*try again in \d+ min", text), text
+    assert p.console_errors(allow=HTTP_ERROR_LOG) == []
