@@ -184,7 +184,15 @@ def test_upload_lists_each_file_with_a_plain_reason(new_probe, live_server):
     page = p.page
     sign_in(page, "dr.li", live_server.password)
     tid(page, "upload-open").click()
-    ct = _tiny_ct()
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(_tiny_ct()))
+    ds.PatientID = "QS-UPLOAD-0815"  # not the patient test_viewer's upload test looks for
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    ct = buf.getvalue()
     files = [
         {"name": "胸部CT-1.dcm", "mimeType": "application/dicom", "buffer": ct},
         {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a dicom file"},
