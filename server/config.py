@@ -137,7 +137,7 @@ class Settings:
             consult_max_ringing=_int(env, "HUIZHEN_CONSULT_MAX_RINGING", 3, 1),
             consult_starts_per_hour=_int(env, "HUIZHEN_CONSULT_STARTS_PER_HOUR", 30, 1),
             media_timeout_s=float(_int(env, "HUIZHEN_MEDIA_TIMEOUT_S", 15, 2)),
-            ice_allowed_networks=_list(env, "HUIZHEN_ICE_ALLOWED_NETWORKS"),
+            ice_allowed_networks=_networks(env, "HUIZHEN_ICE_ALLOWED_NETWORKS"),
             cors_origins=_origins(env, "HUIZHEN_CORS_ORIGINS"),
             trusted_proxies=_networks(env, "HUIZHEN_TRUSTED_PROXIES"),
             tls_cert_file=_file(env, "HUIZHEN_TLS_CERT_FILE"),
@@ -189,6 +189,18 @@ def _list(env: dict[str, str], name: str) -> tuple[str, ...] | None:
     if not raw:
         return None
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _networks(env: dict[str, str], name: str) -> tuple[str, ...] | None:
+    import ipaddress
+
+    networks = _list(env, name)
+    for n in networks or ():
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {n!r} is not a CIDR network ({exc})") from exc
+    return networks
 
 
 def _default_threads() -> int:

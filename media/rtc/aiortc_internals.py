@@ -460,6 +460,14 @@ def _install_host_address_override() -> None:
     setattr(aioice.ice, AIOICE_GET_HOST_ADDRESSES, get_host_addresses)
 
 
+def system_host_addresses() -> list[str]:
+    """What aioice gathers on by default: every interface's address except loopback."""
+    original = _original_get_host_addresses()
+    if original is None:
+        raise InternalsChanged(f"aioice.ice.{AIOICE_GET_HOST_ADDRESSES} is missing")
+    return list(original(use_ipv4=True, use_ipv6=True))
+
+
 @contextlib.contextmanager
 def gather_on(addresses: list[str] | None) -> Iterator[None]:
     """ICE host candidates gathered inside this block (and in tasks it starts) use exactly

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,3 +73,87 @@ def rtc_configuration(ice_servers: list[IceServer]) -> RTCConfiguration:
         ],
         bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
+
+
+# --- which remote ICE candidates the SFU uses --------------------------------------------------
+
+# Never: nobody is reachable at these, and a candidate pointing there makes the SFU send STUN
+# into places it has no business probing.
+_ALWAYS_REFUSED = [ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32", "::/128", "ff00::/8",
+)]
+# Refused by default in production: loopback and link-local.
+_LOCAL_ONLY = [ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
+)]
+_LOOPBACK = [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128")]
+
+
+def is_loopback_host(host: str) -> bool:
+    """Is the address the server listens on a loopback one (`make run`'s 127.0.0.1)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class IcePolicy:
+    """Remote candidates the SFU accepts. `allowed` None: every address except loopback and
+    link-local (loopback too when `allow_loopback`); multicast, broadcast and unspecified
+    addresses never. Hostname candidates (mDNS `.local`) are not IP literals and are ignored."""
+
+    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+    allow_loopback: bool = False
+
+    @classmethod
+    def from_settings(cls, networks: tuple[str, ...] | None, listen_host: str) -> IcePolicy:
+        """HUIZHEN_ICE_ALLOWED_NETWORKS (CIDRs) or the default; a server that listens on
+        loopback is a single-machine install, so its default admits loopback candidates."""
+        if networks is None:
+            return cls(None, allow_loopback=is_loopback_host(listen_host))
+        try:
+            parsed = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        except ValueError as exc:
+            raise ValueError(f"HUIZHEN_ICE_ALLOWED_NETWORKS: {exc}") from exc
+        return cls(parsed)
+
+    def allows(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            return False  # a hostname: cannot be checked before it is resolved
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        if any(ip in n for n in _ALWAYS_REFUSED if n.version == ip.version):
+            return False
+        if self.allowed is not None:
+            return any(ip in n for n in self.allowed if n.version == ip.version)
+        refused = _LOCAL_ONLY if not self.allow_loopback else [
+            n for n in _LOCAL_ONLY if n not in _LOOPBACK]
+        return not any(ip in n for n in refused if n.version == ip.version)
+
+    def allows_candidate(self, line: str) -> bool:
+        """`line`: an SDP candidate attribute value (`foundation component transport priority
+        address port typ …`, with or without `candidate:`/`a=candidate:`)."""
+        parts = line.split()
+        return len(parts) >= 8 and self.allows(parts[4])
+
+    def filter_sdp(self, sdp: str) -> tuple[str, int]:
+        """The SDP without the candidate lines this policy refuses, and how many were dropped."""
+        kept: list[str] = []
+        dropped = 0
+        for line in sdp.splitlines(keepends=True):
+            if line.startswith("a=candidate:") and not self.allows_candidate(
+                    line[len("a=candidate:"):]):
+                dropped += 1
+                continue
+            kept.append(line)
+        return "".join(kept), dropped
+
+    def describe(self) -> str:
+        if self.allowed is not None:
+            return ", ".join(str(n) for n in self.allowed)
+        return "any but link-local" + ("" if self.allow_loopback else " and loopback")

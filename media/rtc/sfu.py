@@ -9,6 +9,7 @@ Encoded frames are forwarded without decoding (see `forwarding.py`); see docs/sf
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import re
@@ -29,7 +30,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from media.rtc import aiortc_internals as internals
 from media.rtc.forwarding import ForwardTrack, Publication
-from media.rtc.ice import IceServer, rtc_configuration
+from media.rtc.ice import IcePolicy, IceServer, rtc_configuration
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class _Participant:
     first_offer: asyncio.Future[None] | None = None
     offers_sent: int = 0
     answers: int = 0
+    ignored_candidates: int = 0
 
 
 class SfuRoom:
@@ -150,6 +152,8 @@ class SfuRoom:
             if not p.offer_outstanding:
                 # Refused rather than logged: a client repeating it must not flood the log.
                 raise ValueError("no offer is waiting for an answer")
+            sdp, dropped = self._sfu.ice_policy.filter_sdp(sdp)
+            p.ignored_candidates += dropped
             try:
                 await p.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:
@@ -161,16 +165,17 @@ class SfuRoom:
             if p.need_offer:
                 self._request_offer(p)
 
-    async def add_ice_candidate(self, participant_id: str, candidate: dict[str, Any]) -> None:
+    async def add_ice_candidate(self, participant_id: str, candidate: dict[str, Any]) -> bool:
         """A trickled browser candidate: {"candidate", "sdpMid", "sdpMLineIndex"}; an empty
-        or missing "candidate" means end-of-candidates."""
+        or missing "candidate" means end-of-candidates. False: ignored (the deployment's ICE
+        policy does not allow its address)."""
         p = self._participants.get(participant_id)
         if p is None or p.closed:
-            return
+            return False
         line = (candidate.get("candidate") or "").strip()
         if not line:
             await p.pc.addIceCandidate(None)
-            return
+            return True
         if line.startswith("a="):
             line = line[2:]
         if line.startswith("candidate:"):
@@ -179,11 +184,15 @@ class SfuRoom:
             parsed = candidate_from_sdp(line)
         except (AssertionError, ValueError, IndexError) as exc:  # aiortc asserts on the field count
             raise ValueError(f"bad ICE candidate {line!r}") from exc
+        if not self._sfu.ice_policy.allows(parsed.ip):
+            p.ignored_candidates += 1
+            return False
         parsed.sdpMid = candidate.get("sdpMid")
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
         if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
             parsed.sdpMLineIndex = 0  # everything is BUNDLEd on the first m-line
         await p.pc.addIceCandidate(parsed)
+        return True
 
     async def leave(self, participant_id: str) -> None:
         async with self._lock:
@@ -221,6 +230,7 @@ class SfuRoom:
                 "subscribed": subscribed,
                 "offers_sent": p.offers_sent,
                 "answers": p.answers,
+                "ignored_candidates": p.ignored_candidates,
             }
         return out
 
@@ -360,11 +370,15 @@ class Sfu:
     """One per server process."""
 
     def __init__(
-        self, *, ice_servers: list[IceServer], host_addresses: list[str] | None = None
+        self, *, ice_servers: list[IceServer], host_addresses: list[str] | None = None,
+        ice_policy: IcePolicy | None = None,
     ) -> None:
         internals.assert_internals()
         internals.install_fast_ntp_clock()
         self.ice_servers = list(ice_servers)
+        # Which remote candidates are used; without one (library use, tests) any address.
+        self.ice_policy = ice_policy or IcePolicy(allowed=(
+            ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
         self.host_addresses = None if host_addresses is None else list(host_addresses)
         self._rooms: dict[str, SfuRoom] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from media.rtc import aiortc_internals
+from media.rtc.ice import IcePolicy, is_loopback_host
 from media.rtc.sfu import Sfu
 from server.config import Settings
 from server.realtime.consults import ConsultService
@@ -26,8 +28,9 @@ class Realtime:
         hub = Hub(store.redis)
         await hub.start()
         # The SFU's own peer connections need no TURN: the server is the reachable side.
-        sfu = Sfu(ice_servers=[], host_addresses=(
-            list(settings.ice_host_addresses) if settings.ice_host_addresses else None))
+        sfu = Sfu(ice_servers=[], host_addresses=sfu_host_addresses(settings),
+                  ice_policy=IcePolicy.from_settings(settings.ice_allowed_networks,
+                                                     settings.host))
         rooms = RoomService(settings, store, hub, sfu)
         await rooms.start()
         limits = SocketLimits(settings.ws_max_per_user, settings.ws_max_unauthenticated)
@@ -40,3 +43,15 @@ class Realtime:
         await self.rooms.close()
         await self.sfu.close()
         await self.hub.close()
+
+
+def sfu_host_addresses(settings: Settings) -> list[str] | None:
+    """HUIZHEN_ICE_HOST_ADDRESSES, or by default every interface (aioice's choice, which skips
+    loopback) — plus 127.0.0.1 when the server listens on loopback: a browser on the same
+    machine (`make run`) can then always reach the SFU, even with no other interface up."""
+    if settings.ice_host_addresses:
+        return list(settings.ice_host_addresses)
+    if is_loopback_host(settings.host):
+        found = aiortc_internals.system_host_addresses()
+        return [*found, "127.0.0.1"] if "127.0.0.1" not in found else found
+    return None

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from media.rtc.forwarding import KEYFRAME_MIN_INTERVAL_S
 from tests.rtc.conftest import Harness
 
 
@@ -109,13 +110,22 @@ async def test_keyframe_requests_are_rate_limited(harness: Harness) -> None:
     await harness.wait_frames("sub", "pub", "video", 5)
     room = harness.room
     pub = room._publications[("pub", "video")]
+    peer = harness.peers["sub"]
+    # Start outside the merge interval of the join's own request, with nothing deferred, so the
+    # storm's outcome is exact: the first goes out at once, the other 49 become one deferred.
+    await peer.wait_for(lambda: pub._deferred is None and time.monotonic()
+                        >= pub._last_request + KEYFRAME_MIN_INTERVAL_S, 5)
     sent_before = pub.stats.keyframe_requests_sent
+    merged_before = pub.stats.keyframe_requests_merged
     for _ in range(50):  # a PLI storm from a subscriber
         pub.request_keyframe()
-    await asyncio.sleep(0.7)
-    sent = pub.stats.keyframe_requests_sent - sent_before
-    assert 1 <= sent <= 2, sent
-    assert pub.stats.keyframe_requests_merged >= 49
+    assert pub.stats.keyframe_requests_sent - sent_before == 1
+    assert pub._deferred is not None
+    # The event: the deferred request fires (at the end of the interval), and then nothing is
+    # pending, so no further request can go out.
+    await peer.wait_for(lambda: pub._deferred is None, 5)
+    assert pub.stats.keyframe_requests_sent - sent_before == 2
+    assert pub.stats.keyframe_requests_merged - merged_before == 49
 
 
 async def test_reconnect_keeps_others_receiving(harness: Harness) -> None:
@@ -219,7 +229,10 @@ async def test_one_outstanding_offer_per_participant(harness: Harness) -> None:
     await harness.join("pub1")
     await harness.join("pub2")
     await harness.peers["pub1"].wait_for(lambda: harness.room.stats()["pub2"]["answers"] >= 1)
-    await asyncio.sleep(0.3)
+    # The change is collected (the event), and held while the first offer is unanswered.
+    waiting = harness.room._participants["slow"]
+    await harness.peers["pub1"].wait_for(lambda: waiting.need_offer)
+    assert waiting.offer_outstanding and not waiting.negotiating
     assert len(offers) == 1
     await harness.room.answer("slow", await slow.handle_offer(offers[0]))
     deadline = time.monotonic() + 3
@@ -290,3 +303,29 @@ def test_keyframe_detection() -> None:
     assert is_keyframe("video/H264", idr)
     assert not is_keyframe("video/H264", b"\x00\x00\x00\x01\x41\x9a")
     assert is_keyframe("audio/opus", b"\xfc")
+
+
+async def test_candidates_outside_the_ice_policy_are_ignored() -> None:
+    """A deployment allowing only 10.0.0.0/8 ignores the client's loopback candidates, both in
+    the answer and trickled."""
+    import ipaddress
+
+    from media.rtc.ice import IcePolicy
+    from media.rtc.sfu import Sfu
+
+    sfu = Sfu(ice_servers=[], host_addresses=["127.0.0.1"],
+              ice_policy=IcePolicy(allowed=(ipaddress.ip_network("10.0.0.0/8"),)))
+    h = Harness(sfu, sfu.room("policy"))
+    try:
+        await h.join("kiosk")
+        p = h.room._participants["kiosk"]
+        await h.peers["kiosk"].wait_for(lambda: p.answers >= 1)
+        assert p.ignored_candidates >= 1
+        assert "a=candidate:" not in p.pc.remoteDescription.sdp
+        line = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
+        assert await h.room.add_ice_candidate("kiosk", {"candidate": line, "sdpMid": "0"}) is False
+        allowed = "candidate:2 1 udp 2130706431 10.1.2.3 50000 typ host"
+        assert await h.room.add_ice_candidate("kiosk", {"candidate": allowed, "sdpMid": "0"})
+        assert h.room.stats()["kiosk"]["ignored_candidates"] == p.ignored_candidates
+    finally:
+        await h.close()
