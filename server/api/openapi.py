@@ -16,6 +16,13 @@ from typing import Any
 from aiohttp import web
 
 from server import appkeys
+from server.api.admin_routes import (
+    ClinicCreate,
+    DepartmentCreate,
+    DeviceCreate,
+    PasswordReset,
+    UserCreate,
+)
 from server.api.auth_routes import LoginRequest, PasswordChange
 
 Operation = dict[str, Any]
@@ -135,6 +142,54 @@ _IMAGE = {t: {"schema": {"type": "string", "format": "binary"}}
           for t in ("image/jpeg", "image/png", "image/webp")}
 _S, _SS, _SSI = [STUDY], [STUDY, SERIES], [STUDY, SERIES, INSTANCE]
 
+def _admin_op(summary: str, schema: str | None = None, status: str = "200",
+              params: list[dict[str, Any]] | None = None, answer: str = "object") -> Operation:
+    op: Operation = {
+        "summary": summary, "tags": ["admin"], "parameters": params or [],
+        "responses": {status: {"description": "OK", "content": {"application/json": {
+            "schema": {"type": answer}}}}, **_ERRORS},
+    }
+    if schema:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    return op
+
+
+_USERNAME = {"name": "username", "in": "path", "required": True,
+             "schema": {"type": "string", "maxLength": 64}, "description": "the user"}
+_DEVICE_ID = {"name": "device_id", "in": "path", "required": True,
+              "schema": {"type": "string", "maxLength": 32}, "description": "the kiosk's id"}
+
+# Admin accounts only (403 for every other role); every change audited as admin.*.
+_ADMIN_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/admin/clinics": {
+        "get": _admin_op("clinics", answer="array"),
+        "post": _admin_op("add a clinic", "ClinicCreate", "201"),
+    },
+    "/api/admin/departments": {
+        "get": _admin_op("departments", answer="array"),
+        "post": _admin_op("add a department", "DepartmentCreate", "201"),
+    },
+    "/api/admin/users": {
+        "get": _admin_op("users with role, clinic/department and disabled state", answer="array"),
+        "post": _admin_op("add a user", "UserCreate", "201"),
+    },
+    "/api/admin/users/{username}/disable": {"post": _admin_op(
+        "disable a user: no sign-in, every session ends", params=[_USERNAME])},
+    "/api/admin/users/{username}/enable": {"post": _admin_op(
+        "enable a user (old sessions stay ended)", params=[_USERNAME])},
+    "/api/admin/users/{username}/password": {"post": _admin_op(
+        "reset a user's password (their sessions end)", "PasswordReset", params=[_USERNAME])},
+    "/api/admin/devices": {
+        "get": _admin_op("kiosk devices with clinic and state (never their tokens)",
+                         answer="array"),
+        "post": _admin_op("register a kiosk; the answer carries its token, shown once",
+                          "DeviceCreate", "201"),
+    },
+    "/api/admin/devices/{device_id}/revoke": {"post": _admin_op(
+        "revoke a kiosk: its token stops signing in, its sessions end", params=[_DEVICE_ID])},
+}
+
 # Every route the application registers (method in lower case), except UNDOCUMENTED.
 # Adding a route? Add its entry here (tests/unit/test_openapi.py fails until you do).
 PATHS: dict[str, dict[str, Operation]] = {
@@ -180,6 +235,7 @@ PATHS: dict[str, dict[str, Operation]] = {
             **_ERRORS,
         },
     }},
+    **_ADMIN_PATHS,
     "/api/me": {"get": {
         "summary": "the signed-in user", "tags": ["auth"],
         "responses": {"200": {"description": "the user", "content": {"application/json": {
@@ -264,6 +320,8 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                 "Error": _ERROR,
                 "LoginRequest": LoginRequest.model_json_schema(),
                 "PasswordChange": PasswordChange.model_json_schema(),
+                **{m.__name__: m.model_json_schema() for m in (
+                    ClinicCreate, DepartmentCreate, UserCreate, PasswordReset, DeviceCreate)},
             },
             "responses": {"Error": {"description": "an error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},

@@ -51,3 +51,8 @@ def upload_clinic(principal: Principal) -> str:
     require_role(principal, Role.DOCTOR)
     assert principal.clinic is not None  # doctors always have a clinic (Directory enforces it)
     return principal.clinic
+
+
+def require_admin(principal: Principal) -> None:
+    """Managing clinics, departments, accounts and kiosks (never patient data)."""
+    require_role(principal, Role.ADMIN)

@@ -243,13 +243,14 @@ class Directory:
         found = [await self._r.hgetall(keys.device(d)) for d in digests]
         return sorted((_device(d) for d in found if d), key=lambda d: (d.clinic, d.created_at))
 
-    async def revoke_device(self, id_or_name: str) -> Device:
+    async def revoke_device(self, id_or_name: str, *, by_name: bool = True) -> Device:
         """Revoke one kiosk by id, or by name when exactly one active kiosk has that name."""
         digests = sorted(await self._r.smembers(keys.DEVICES))
         matches: list[tuple[str, Device]] = []
         for digest in digests:
             data = await self._r.hgetall(keys.device(digest))
-            if data and id_or_name in (data.get("id"), data.get("name")):
+            names = (data.get("id"), data.get("name")) if by_name else (data.get("id"),)
+            if data and id_or_name in names:
                 matches.append((digest, _device(data)))
         by_id = [m for m in matches if m[1].id == id_or_name]
         active = [m for m in matches if not m[1].revoked_at]
