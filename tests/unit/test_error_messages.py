@@ -69,6 +69,9 @@ def _codes_in_source(path: Path) -> set[str]:
                     for t, v in zip(target.elts, node.value.elts, strict=False):
                         if isinstance(t, ast.Name) and t.id == "code" and _str(v):
                             codes.add(_str(v))
+        elif isinstance(node, ast.AnnAssign):  # code: ClassVar[str] = "x"
+            if isinstance(node.target, ast.Name) and node.target.id == "code" and _str(node.value):
+                codes.add(_str(node.value))
         elif isinstance(node, ast.Dict):
             for k, v in zip(node.keys, node.values, strict=True):
                 if _str(k) == "code" and _str(v):
