@@ -22,8 +22,8 @@ export function showNotice(box, key, kind = "info", params = {}) {
 
 /** The translation key telling why `participant` left (room.participant `event`/`reason`). */
 export function leftKey(event, reason) {
-  if (["hung_up", "signed_out", "timeout", "media_failed", "replaced"].includes(reason)) return `left.${reason}`;
-  if (event === "timeout") return "left.timeout";
+  if (["hung_up", "signed_out", "media_failed", "replaced"].includes(reason)) return `left.${reason}`;
+  if (reason === "timed_out" || event === "timeout") return "left.timeout";
   return "left.hung_up"; // a plain room.leave is a hang-up
 }
 

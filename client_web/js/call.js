@@ -391,6 +391,8 @@ export class RoomCall extends EventTarget {
       }
       case "rtc.state":
         this.emit("rtc", msg.state);
+        // the server gave up on our media (HUIZHEN_MEDIA_TIMEOUT_S or ICE failed there)
+        if (msg.state === "failed" && this.pc) this.pcFailed(this.pc);
         break;
       case "room.replaced":
         this.end("replaced");

@@ -93,6 +93,13 @@ function consultCard(consult, { invitation = null } = {}) {
     study.dataset.hasStudy = String(Boolean(hasStudy));
     study.textContent = t(hasStudy ? "expert.studyAttached" : "expert.noStudyAttached");
     line2.append(doctor, study);
+    if (isMismatch(consult)) {
+      const warn = document.createElement("span");
+      warn.className = "mismatch-flag";
+      warn.dataset.testid = "consult-ring-mismatch";
+      warn.textContent = t("patient.mismatchShort");
+      line2.append(warn);
+    }
     const q = document.createElement("div");
     q.className = "question";
     q.textContent = consult.question;
@@ -220,10 +227,24 @@ async function joinInvitation(invitation) {
 
 function renderConsultInfo() {
   const c = state.consult;
+  window.huizhenConsult = c; // for tests and field diagnosis
   $("consult-patient").textContent = c
     ? [t(`urgency.${c.urgency}`), c.patient_name, c.patient_id, `${t("expert.clinic")}: ${c.clinic_name || c.clinic}`].filter(Boolean).join(" · ")
     : "";
   $("consult-question-text").textContent = c ? `${t("expert.question")}: ${c.question}` : "";
+  // the doctor confirmed a study of another patient: the expert must see it (docs/signaling.md)
+  const banner = $("patient-mismatch-banner");
+  const mismatch = Boolean(c && isMismatch(c));
+  banner.hidden = !mismatch;
+  banner.textContent = mismatch ? t("patient.mismatchBanner", {
+    study: [c.study_patient_name, c.study_patient_id].filter(Boolean).join(" · ") || "?",
+    consult: [c.patient_name, c.patient_id].filter(Boolean).join(" · ") || "—",
+  }) : "";
+}
+
+/** The consult's `patient_check` says the attached study is of another patient. */
+function isMismatch(c) {
+  return typeof c.patient_check === "string" && c.patient_check.includes("mismatch");
 }
 
 function openStudy(studyUid) {

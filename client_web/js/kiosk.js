@@ -33,6 +33,8 @@ const state = {
   call: null,
   view: null,
   endedBy: null, // {key, name}: why the call ended when everyone else left
+  mismatch: null, // {study, consult}: the typed patient is not the attached study's
+  rejoinable: new Map(), // consult id -> consult still open without us
   checks: { camera: { state: "pending", key: "selfcheck.pending" }, mic: { state: "pending", key: "selfcheck.pending" } },
 };
 
@@ -218,12 +220,64 @@ async function loadStudies() {
   renderStudyOptions();
 }
 
-function onStudyChosen() {
+/** The study's patient name as the consult should carry it: the ideographic (Chinese) name
+ * when the file has one, else the alphabetic one. */
+function studyPatientName(st) {
+  const pn = first(st, TAG.PatientName);
+  if (pn && typeof pn === "object" && pn.Ideographic) return String(pn.Ideographic).split("^").filter(Boolean).join("");
+  return personName(st, TAG.PatientName);
+}
+
+function chosenStudy() {
   const uid = $("study-select").value;
-  const st = state.studies.find((s) => first(s, TAG.StudyInstanceUID) === uid);
-  if (!st) return;
-  if (!$("patient-name").value.trim()) $("patient-name").value = personName(st, TAG.PatientName);
-  if (!$("patient-id").value.trim()) $("patient-id").value = first(st, TAG.PatientID, "");
+  return state.studies.find((s) => first(s, TAG.StudyInstanceUID) === uid) || null;
+}
+
+/** The kiosk takes the patient from the attached study when one is chosen. */
+function onStudyChosen() {
+  const st = chosenStudy();
+  $("patient-from-study").hidden = !st;
+  if (st) {
+    $("patient-name").value = studyPatientName(st);
+    $("patient-id").value = first(st, TAG.PatientID, "");
+  }
+  checkPatient();
+}
+
+/** A typed patient that is not the attached study's needs the doctor's explicit confirmation
+ * (the server checks it too: error `patient_mismatch`, then `confirm_patient_mismatch`). */
+function checkPatient(serverSays = null) {
+  const st = chosenStudy();
+  const box = $("patient-mismatch");
+  let study = null;
+  if (serverSays) {
+    study = [serverSays.study_patient_name, serverSays.study_patient_id].filter(Boolean).join(" · ") || "?";
+  } else if (st) {
+    const name = studyPatientName(st);
+    const id = first(st, TAG.PatientID, "");
+    const typedName = $("patient-name").value.trim();
+    const typedId = $("patient-id").value.trim();
+    const norm = (x) => String(x || "").replace(/[\s^]+/g, "").toLowerCase();
+    if ((typedId && norm(typedId) !== norm(id)) || (typedName && norm(typedName) !== norm(name))) {
+      study = [name, id].filter(Boolean).join(" · ");
+    }
+  }
+  const wasShown = !box.hidden;
+  box.hidden = !study;
+  if (!study) {
+    $("patient-mismatch-confirm").checked = false;
+    state.mismatch = null;
+    return;
+  }
+  const consult = [$("patient-name").value.trim(), $("patient-id").value.trim()].filter(Boolean).join(" · ") || "—";
+  state.mismatch = { study, consult };
+  if (!wasShown) $("patient-mismatch-confirm").checked = false;
+  renderMismatch();
+}
+
+function renderMismatch() {
+  if (!state.mismatch) return;
+  $("patient-mismatch-text").textContent = t("patient.mismatch", state.mismatch);
 }
 
 /** Puts a consult's request back into the form: cancelling or an unanswered ring keeps it. */
@@ -239,6 +293,8 @@ function fillForm(c) {
   if (c.study_uid && [...sel.options].some((o) => o.value === c.study_uid)) sel.value = c.study_uid;
   else if (!c.study_uid) sel.value = "";
   state.pendingStudy = c.study_uid || null; // the study list may still be loading
+  $("patient-from-study").hidden = true;
+  checkPatient();
 }
 
 function formError(key, params) {
@@ -256,25 +312,83 @@ async function onCall(ev) {
     formError("consult.missing");
     return;
   }
+  checkPatient();
+  if (state.mismatch && !$("patient-mismatch-confirm").checked) {
+    formError("patient.confirmFirst");
+    $("patient-mismatch").scrollIntoView({ block: "nearest" });
+    return;
+  }
   if (state.meter) state.meter.resume(); // a user gesture: audio may start now
   const button = $("call-start");
   button.disabled = true;
+  const msg = {
+    type: "consult.start",
+    department: state.department,
+    urgency: state.urgency,
+    question,
+    patient_name: $("patient-name").value.trim(),
+    patient_id: $("patient-id").value.trim(),
+    study_uid: $("study-select").value,
+  };
   try {
-    const reply = await state.signal.request({
-      type: "consult.start",
-      department: state.department,
-      urgency: state.urgency,
-      question,
-      patient_name: $("patient-name").value.trim(),
-      patient_id: $("patient-id").value.trim(),
-      study_uid: $("study-select").value,
-    });
+    let reply;
+    try {
+      reply = await state.signal.request(msg);
+    } catch (err) {
+      if (err.code !== "patient_mismatch") throw err;
+      // the server compared the study's patient with the typed one
+      if (!state.mismatch || !$("patient-mismatch-confirm").checked) {
+        checkPatient(err.details || {});
+        formError("patient.confirmFirst");
+        return;
+      }
+      reply = await state.signal.request({ ...msg, confirm_patient_mismatch: true });
+    }
     startWaiting({ consult: reply.consult, startedAt: Date.now() });
   } catch (err) {
     formError("consult.startFailed", { message: err.message });
   } finally {
     button.disabled = false;
   }
+}
+
+// ---- consults still open (rejoin) --------------------------------------------------------
+
+/** A consult of ours that is accepted and still open while we are not in it: the doctor
+ * dropped or signed out; the server offers it again (consult.accepted) for the grace period. */
+function offerRejoin(consult) {
+  if (!consult || !consult.room_id) return;
+  state.rejoinable.set(consult.id, consult);
+  renderRejoin();
+}
+
+function renderRejoin() {
+  const box = $("rejoin-list");
+  box.textContent = "";
+  for (const c of state.rejoinable.values()) {
+    const card = document.createElement("div");
+    card.className = "rejoin-card";
+    card.dataset.testid = "rejoin-card";
+    card.dataset.consultId = c.id;
+    const text = document.createElement("span");
+    text.textContent = t("rejoin.text", {
+      dept: t(`dept.${c.department}`),
+      patient: [c.patient_name, c.patient_id].filter(Boolean).join(" · ") || "—",
+    });
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "primary";
+    b.dataset.testid = "rejoin-join";
+    b.textContent = t("history.rejoin");
+    b.addEventListener("click", () => {
+      state.rejoinable.delete(c.id);
+      renderRejoin();
+      enterCall(c.room_id);
+    });
+    card.append(text, b);
+    box.append(card);
+  }
+  box.hidden = state.rejoinable.size === 0;
 }
 
 // ---- waiting ------------------------------------------------------------------------------
@@ -330,6 +444,8 @@ function showPrecall() {
 }
 
 async function enterCall(roomId) {
+  for (const [id, c] of state.rejoinable) if (c.room_id === roomId) state.rejoinable.delete(id);
+  renderRejoin();
   stopWaiting();
   notice(null);
   if (state.meter) state.meter.stop();
@@ -400,6 +516,8 @@ function renderEnded() {
 function onSignalMessage(msg) {
   if (msg.type === "consult.accepted" && state.consult && msg.consult.id === state.consult.consult.id) {
     enterCall(msg.consult.room_id);
+  } else if (msg.type === "consult.accepted" && msg.consult && !(state.call && state.call.roomId === msg.consult.room_id)) {
+    offerRejoin(msg.consult);
   } else if (msg.type === "consult.cancelled" && state.consult && msg.consult_id === state.consult.consult.id) {
     const c = msg.consult || state.consult.consult;
     stopWaiting();
@@ -492,6 +610,8 @@ function init() {
     showPrecall();
   });
   $("study-select").addEventListener("change", onStudyChosen);
+  for (const id of ["patient-name", "patient-id"]) $(id).addEventListener("input", () => checkPatient());
+  $("patient-mismatch-confirm").addEventListener("change", () => formError(null));
   onLangChange(() => {
     const session = getSession();
     if (session) renderUser(session);
@@ -500,6 +620,8 @@ function init() {
     renderNet();
     renderWaiting();
     renderEnded();
+    renderMismatch();
+    renderRejoin();
     for (const which of ["camera", "mic"]) {
       const c = state.checks[which];
       setCheck(which, c.state, c.key, c.params);

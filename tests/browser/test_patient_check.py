@@ -1,0 +1,68 @@
+"""Patient safety on the call pages (#8): the kiosk takes the patient from the attached study;
+a typed patient that is not the study's needs the doctor's explicit confirmation before the
+call; the expert sees the confirmed mismatch as a warning banner (when the server reports
+`patient_check`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.test_call import DEMO_CT_STUDY_UID, SMALL, no_errors, sign_in, tid
+
+pytestmark = pytest.mark.browser
+
+
+def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, live_server):
+    zhang = new_probe()
+    sign_in(zhang, f"/ui/expert.html?{SMALL}", "exp.zhang", live_server.password)
+    kiosk = new_probe()
+    sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", live_server.password)
+    page = kiosk.page
+    tid(page, "dept-radiology").click()
+    tid(page, "patient-name").fill("王小明")
+    tid(page, "patient-id").fill("QS-2024-0815")
+    page.wait_for_function(
+        "uid => [...document.querySelectorAll('[data-testid=study-select] option')]"
+        ".some(o => o.value === uid)", arg=DEMO_CT_STUDY_UID)
+    tid(page, "study-select").select_option(DEMO_CT_STUDY_UID)
+    # the patient comes from the study (its option label starts with name · ID)
+    label = page.evaluate(
+        "uid => [...document.querySelectorAll('[data-testid=study-select] option')]"
+        ".find(o => o.value === uid).textContent", DEMO_CT_STUDY_UID)
+    study_id = tid(page, "patient-id").input_value()
+    assert study_id and study_id != "QS-2024-0815" and study_id in label
+    assert tid(page, "patient-name").input_value() not in ("", "王小明")
+    tid(page, "patient-from-study").wait_for()
+    assert tid(page, "patient-mismatch").is_hidden()
+
+    # typing another patient over it: a warning, and Call needs the explicit confirmation
+    tid(page, "patient-name").fill("王小明")
+    tid(page, "patient-id").fill("QS-2024-0815")
+    tid(page, "patient-mismatch").wait_for()
+    text = tid(page, "patient-mismatch-text").inner_text()
+    assert study_id in text and "QS-2024-0815" in text, text
+    tid(page, "consult-question").fill("Which patient is this CT?")
+    tid(page, "call-start").click()
+    tid(page, "consult-error").wait_for()
+    assert "tick" in tid(page, "consult-error").inner_text()
+    assert page.locator("#waiting-view").is_hidden()
+    tid(page, "patient-mismatch-confirm").check()
+    tid(page, "call-start").click()
+    tid(page, "waiting-elapsed").wait_for()
+
+    ring = tid(zhang.page, "consult-ring")
+    ring.wait_for()
+    tid(zhang.page, "consult-accept").click()
+    tid(zhang.page, "consult-info").wait_for()
+    # a server with the patient check marks the consult; the expert is warned
+    consult = zhang.page.wait_for_function(
+        "() => window.huizhenConsult && window.huizhenConsult.id ? window.huizhenConsult : null",
+        timeout=10_000).json_value()
+    if consult.get("patient_check"):  # "" until the server compares patients
+        banner = tid(zhang.page, "patient-mismatch-banner")
+        banner.wait_for()
+        assert "QS-2024-0815" in banner.inner_text() and study_id in banner.inner_text()
+    tid(zhang.page, "hang-up").click()
+    tid(zhang.page, "consult-empty").wait_for()
+    tid(page, "call-ended-done").click()
+    no_errors(zhang, kiosk)
