@@ -19,8 +19,8 @@ def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, liv
     sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", live_server.password)
     page = kiosk.page
     tid(page, "dept-radiology").click()
-    tid(page, "patient-name").fill("王小明")
-    tid(page, "patient-id").fill("QS-2024-0815")
+    tid(page, "patient-name").fill("赵六")
+    tid(page, "patient-id").fill("QS-2099-0001")
     page.wait_for_function(
         "uid => [...document.querySelectorAll('[data-testid=study-select] option')]"
         ".some(o => o.value === uid)", arg=DEMO_CT_STUDY_UID)
@@ -30,17 +30,17 @@ def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, liv
         "uid => [...document.querySelectorAll('[data-testid=study-select] option')]"
         ".find(o => o.value === uid).textContent", DEMO_CT_STUDY_UID)
     study_id = tid(page, "patient-id").input_value()
-    assert study_id and study_id != "QS-2024-0815" and study_id in label
-    assert tid(page, "patient-name").input_value() not in ("", "王小明")
+    assert study_id and study_id != "QS-2099-0001" and study_id in label
+    assert tid(page, "patient-name").input_value() not in ("", "赵六")
     tid(page, "patient-from-study").wait_for()
     assert tid(page, "patient-mismatch").is_hidden()
 
     # typing another patient over it: a warning, and Call needs the explicit confirmation
-    tid(page, "patient-name").fill("王小明")
-    tid(page, "patient-id").fill("QS-2024-0815")
+    tid(page, "patient-name").fill("赵六")
+    tid(page, "patient-id").fill("QS-2099-0001")
     tid(page, "patient-mismatch").wait_for()
     text = tid(page, "patient-mismatch-text").inner_text()
-    assert study_id in text and "QS-2024-0815" in text, text
+    assert study_id in text and "QS-2099-0001" in text, text
     tid(page, "consult-question").fill("Which patient is this CT?")
     tid(page, "call-start").click()
     tid(page, "consult-error").wait_for()
@@ -61,7 +61,7 @@ def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, liv
     if consult.get("patient_check"):  # "" until the server compares patients
         banner = tid(zhang.page, "patient-mismatch-banner")
         banner.wait_for()
-        assert "QS-2024-0815" in banner.inner_text() and study_id in banner.inner_text()
+        assert "QS-2099-0001" in banner.inner_text() and study_id in banner.inner_text()
     tid(zhang.page, "hang-up").click()
     tid(zhang.page, "consult-empty").wait_for()
     tid(page, "call-ended-done").click()
