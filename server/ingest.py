@@ -107,7 +107,8 @@ class Spool:
     """A private temp directory for one request; whatever was not moved into place is deleted."""
 
     def __init__(self, root: Path) -> None:
-        self.dir = root / f"upload-{uuid.uuid4().hex}"
+        # The pid in the name tells a crashed process's leftovers from a live sibling's.
+        self.dir = root / f"upload-{os.getpid()}-{uuid.uuid4().hex}"
         self.dir.mkdir(parents=True)
         self.files: list[SpooledFile] = []
 
@@ -129,6 +130,37 @@ class Spool:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_stale_spools(root: Path) -> int:
+    """Delete spool directories left by a process that died mid-upload (a crash, a kill -9):
+    those of no live process. Returns how many were removed."""
+    removed = 0
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if not entry.name.startswith("upload-"):
+            continue
+        pid_text = entry.name.split("-")[1]
+        # Names without a pid come from before pids were recorded: nobody owns them now.
+        if (pid_text.isascii() and pid_text.isdigit() and len(pid_text) <= 7
+                and _alive(int(pid_text))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
 
 
 def expand_zip(spool: Spool, archive: SpooledFile, budget: UploadBudget) -> list[SpooledFile]:
@@ -169,6 +201,8 @@ class Ingestor:
         self.store = store
         self.executor = executor
         self.spool_root = settings.data_dir / "tmp"
+        if removed := remove_stale_spools(self.spool_root):
+            event(log, "stale_spools_removed", logging.WARNING, count=removed)
 
     @asynccontextmanager
     async def spool(self) -> AsyncIterator[tuple[Spool, UploadBudget]]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from server import appkeys
 from server.auth import access
 from server.auth.middleware import principal
 from server.dicomweb.resources import audit
-from server.dicomweb.stow import check_length, part_chunks
+from server.dicomweb.stow import body_parts, check_length, part_chunks, skip_part
 from server.errors import BadRequest, UnsupportedMediaType
 from server.ingest import SpooledFile
 
@@ -24,17 +24,15 @@ async def upload(request: web.Request) -> web.Response:
         )
     ingestor = request.app[appkeys.INGESTOR]
     check_length(request, ingestor.settings.max_upload_bytes)
-    reader = await request.multipart()
     async with ingestor.spool() as (spool, budget):
         received: list[SpooledFile] = []
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise BadRequest("nested multipart bodies are not supported")
+        async for part in body_parts(request, budget.limit):
             if part.name != FIELD:
-                await part.release()
+                await skip_part(part, request, budget.limit)
                 continue
-            name = part.filename or f"file {len(received) + 1}"
-            received.append(await spool.write_stream(part_chunks(part), name, budget))
+            name = (part.filename or f"file {len(received) + 1}")[:255]
+            chunks = part_chunks(part, request, budget.limit)
+            received.append(await spool.write_stream(chunks, name, budget))
         if not received:
             raise BadRequest(f"no files: send them in the form field '{FIELD}'")
         files = await ingestor.expand_archives(spool, received, budget)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from server import appkeys
 from server.auth import access
@@ -15,6 +16,9 @@ from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from server.ingest import IngestResult, Spool, SpooledFile, UploadBudget
 
 DICOM_JSON = "application/dicom+json"
+#: Parts in one upload request (STOW-RS or the kiosk form); a thin-slice CT study is a few
+#: thousand instances. Each part is a spool file and one validation, so this bounds the work.
+MAX_PARTS = 10_000
 
 
 def check_length(request: web.Request, limit: int) -> None:
@@ -25,9 +29,54 @@ def check_length(request: web.Request, limit: int) -> None:
         )
 
 
-async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(256 * 1024):
-        yield chunk
+def check_wire(request: web.Request, limit: int) -> None:
+    """Every byte of the body read so far (boundaries, part headers, preambles, the data of
+    parts nobody keeps, after de-chunking) counts against the upload limit, not only what is
+    spooled: a chunked request has no Content-Length to refuse up front."""
+    if request.content.total_bytes > limit:
+        raise PayloadTooLarge(
+            f"the request body is larger than the limit of {limit // 2**20} MiB "
+            "(HUIZHEN_MAX_UPLOAD_MB); nothing was stored",
+            limit_bytes=limit,
+        )
+
+
+async def body_parts(request: web.Request, limit: int) -> AsyncIterator[BodyPartReader]:
+    """The parts of a multipart request, at most MAX_PARTS, each counted against the limit;
+    a malformed body (bad boundary, oversized or too many part headers) is a 400."""
+    try:
+        reader = await request.multipart()
+        count = 0
+        while True:
+            part = await reader.next()
+            check_wire(request, limit)
+            if part is None:
+                return
+            count += 1
+            if count > MAX_PARTS:
+                raise PayloadTooLarge(f"a request may hold at most {MAX_PARTS} parts")
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("nested multipart bodies are not supported")
+            yield part
+    except (HttpProcessingError, ValueError, KeyError, AssertionError) as exc:
+        raise BadRequest(f"the multipart body is malformed: {exc}") from exc
+
+
+async def part_chunks(
+    part: BodyPartReader, request: web.Request, limit: int
+) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await part.read_chunk(256 * 1024):
+            check_wire(request, limit)
+            yield chunk
+    except (HttpProcessingError, ValueError, AssertionError) as exc:
+        raise BadRequest(f"the multipart body is malformed: {exc}") from exc
+
+
+async def skip_part(part: BodyPartReader, request: web.Request, limit: int) -> None:
+    """Read a part nobody keeps, still counting its bytes."""
+    async for _ in part_chunks(part, request, limit):
+        pass
 
 
 async def _spool_request(
@@ -35,6 +84,7 @@ async def _spool_request(
 ) -> list[SpooledFile]:
     media, params = parse_params(request.headers.get("Content-Type", ""))
     if media == "application/dicom":
+        # A chunked single-part body is counted by the spool budget as it is written.
         return [await spool.write_stream(request.content.iter_chunked(256 * 1024), "body", budget)]
     if media != "multipart/related" or params.get("type", "").lower() != "application/dicom":
         raise UnsupportedMediaType(
@@ -43,20 +93,18 @@ async def _spool_request(
         )
     if "boundary" not in params:
         raise BadRequest("the multipart Content-Type has no boundary parameter")
-    reader = await request.multipart()
     files: list[SpooledFile] = []
     index = 0
-    while (part := await reader.next()) is not None:
+    async for part in body_parts(request, budget.limit):
         index += 1
-        if not isinstance(part, BodyPartReader):
-            raise BadRequest("nested multipart bodies are not supported in STOW-RS")
         part_type, _ = parse_params(part.headers.get("Content-Type", "application/dicom"))
         if part_type != "application/dicom":
             raise UnsupportedMediaType(
-                f"part {index} is {part_type}; only application/dicom parts are accepted "
+                f"part {index} is {part_type[:60]}; only application/dicom parts are accepted "
                 "(metadata + bulk data STOW is not supported)"
             )
-        files.append(await spool.write_stream(part_chunks(part), f"part {index}", budget))
+        chunks = part_chunks(part, request, budget.limit)
+        files.append(await spool.write_stream(chunks, f"part {index}", budget))
     return files
 
 

@@ -7,6 +7,7 @@ import io
 import zipfile
 
 import aiohttp
+import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
@@ -281,3 +282,112 @@ async def test_a_deflate_bomb_is_refused_per_instance_and_leaves_nothing(client,
     body = await resp.json()
     assert body["failed"][0]["error"]["code"] == "image_too_large"
     assert len(_files(settings)) == 1 and _leftover_temp(settings) == []
+
+
+# -- request-level limits: parts, part headers, chunked bodies, crash leftovers -------------------
+
+
+async def test_parts_per_request_are_capped(client, auth, settings, monkeypatch):
+    from server.dicomweb import stow
+
+    monkeypatch.setattr(stow, "MAX_PARTS", 3)
+    h = await auth("dr.li")
+    resp = await _stow(client, h, [ct_bytes() for _ in range(4)])
+    assert resp.status == 413
+    assert "at most 3 parts" in (await resp.json())["error"]["message"]
+    assert _files(settings) == [] and _leftover_temp(settings) == []
+    form = _form([(f"{i}.dcm", ct_bytes()) for i in range(4)])
+    resp = await client.post("/api/uploads", headers=h, data=form)
+    assert resp.status == 413
+    assert (await _stow(client, h, [ct_bytes() for _ in range(3)])).status == 200
+
+
+async def test_part_headers_count_against_the_upload_limit(client, auth, settings):
+    """Empty parts with ~800 KB of headers each: only the headers can exceed 4 MiB."""
+    h = await auth("dr.li")
+    boundary = "b0undary"
+    pad = "".join(f"X-Pad-{i}: {'x' * 7900}\r\n" for i in range(100))
+    part = f"--{boundary}\r\nContent-Type: application/dicom\r\n{pad}\r\n\r\n".encode()
+    body = part * 6 + f"--{boundary}--\r\n".encode()
+    ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+    async def chunked():  # no Content-Length either
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+
+    resp = await client.post(STOW, data=chunked(), headers={**h, "Content-Type": ctype})
+    assert resp.status == 413, await resp.text()
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
+    assert _leftover_temp(settings) == []
+
+
+async def test_chunked_bodies_count_against_the_upload_limit(client, auth, settings):
+    h = await auth("dr.li")
+    one = ct_bytes(rows=512, columns=512)  # ~0.5 MiB each, 10 of them: over 4 MiB
+    body, ctype = multipart_related([ct_bytes(rows=512, columns=512) for _ in range(10)])
+
+    async def chunked():
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+
+    resp = await client.post(STOW, data=chunked(), headers={**h, "Content-Type": ctype})
+    assert resp.status == 413
+    assert _files(settings) == [] and _leftover_temp(settings) == []
+
+    async def single():
+        for _ in range(10):
+            yield one
+
+    resp = await client.post(STOW, data=single(),
+                             headers={**h, "Content-Type": "application/dicom"})
+    assert resp.status == 413
+    form = (b'--f\r\nContent-Disposition: form-data; name="comment"\r\n\r\n'
+            + b"x" * (5 * 2**20)
+            + b'\r\n--f\r\nContent-Disposition: form-data; name="files"; filename="one.dcm"\r\n'
+            + b"\r\n" + ct_bytes() + b"\r\n--f--\r\n")
+
+    async def chunked_form():
+        for i in range(0, len(form), 65536):
+            yield form[i:i + 65536]
+
+    resp = await client.post("/api/uploads", data=chunked_form(),
+                             headers={**h, "Content-Type": "multipart/form-data; boundary=f"})
+    assert resp.status == 413  # a field nobody keeps is still counted
+    assert _files(settings) == [] and _leftover_temp(settings) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"--b\r\nContent-Type: application/dicom\r\nX-Long: " + b"x" * 20_000
+        + b"\r\n\r\nDICM\r\n--b--\r\n",
+        b"--b\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(500)) + b"\r\nx\r\n--b--\r\n",
+        b"--b\r\nContent-Type: application/dicom\r\nno colon here\r\n\r\nx\r\n--b--\r\n",
+        b"--not-the-boundary\r\n\r\nx\r\n",
+    ],
+)
+async def test_malformed_multipart_is_a_4xx_with_a_json_body(client, auth, settings, body):
+    h = await auth("dr.li")
+    ctype = 'multipart/related; type="application/dicom"; boundary=b'
+    resp = await client.post(STOW, data=body, headers={**h, "Content-Type": ctype})
+    assert 400 <= resp.status < 500, await resp.text()
+    assert (await resp.json())["error"]["message"] or (await resp.json()).get("00081198")
+    assert _files(settings) == [] and _leftover_temp(settings) == []
+
+
+async def test_spool_leftovers_of_a_dead_process_are_removed_at_start(settings, store):
+    import os
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server.ingest import Ingestor
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tmp = settings.data_dir / "tmp"
+    for name in (f"upload-{dead.pid}-abc", "upload-0123456789abcdef", f"upload-{os.getpid()}-x"):
+        (tmp / name).mkdir(parents=True)
+        (tmp / name / "000000-part").write_bytes(b"half an upload")
+    with ThreadPoolExecutor(1) as pool:
+        Ingestor(settings, store, pool)
+    assert sorted(p.name for p in tmp.iterdir()) == [f"upload-{os.getpid()}-x"]
