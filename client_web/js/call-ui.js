@@ -341,6 +341,7 @@ export class CallView {
     const parts = [];
     if (this.quality.rtt !== null && this.quality.rtt !== undefined) parts.push(`RTT ${Math.round(this.quality.rtt * 1000)} ms`);
     if (this.quality.loss !== null && this.quality.loss !== undefined) parts.push(`loss ${(this.quality.loss * 100).toFixed(1)} %`);
+    if (this.quality.jitter !== null && this.quality.jitter !== undefined) parts.push(`jitter ${Math.round(this.quality.jitter * 1000)} ms`);
     if (this.quality.bitrate) parts.push(`${Math.round(this.quality.bitrate / 1000)} kbit/s`);
     if (this.quality.relay) parts.push("TURN");
     q.title = parts.join(" · ");

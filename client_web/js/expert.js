@@ -8,6 +8,7 @@ import { RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from 
 import { CallView, confirmAction, leftKey, showNotice } from "./call-ui.js";
 import { Viewer, viewerMarkup } from "./viewer-core.js";
 import { DEPARTMENTS_FOR_INVITE } from "./departments.js";
+import { HistoryPanel, historyMarkup } from "./history.js";
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 const opts = urlOptions();
@@ -392,6 +393,7 @@ function start(session) {
   watchExpiry(session);
   renderUser(session);
   $("logout").hidden = false;
+  $("history-open").hidden = false;
   const signal = new Signal(session.token);
   state.signal = signal;
   signal.addEventListener("status", renderNet);
@@ -429,6 +431,11 @@ function init() {
     logout();
   });
   document.querySelector("[data-testid=invite-form]").addEventListener("submit", onInvite);
+  const historyRoot = $("history-panel");
+  historyRoot.innerHTML = historyMarkup();
+  applyI18n(historyRoot);
+  state.history = new HistoryPanel(historyRoot);
+  $("history-open").addEventListener("click", () => state.history.open());
   // a click anywhere lets the chime play (browsers start audio only after a user gesture)
   document.addEventListener("pointerdown", () => {
     if (state.audio && state.audio.state === "suspended") state.audio.resume().catch(() => {});
@@ -440,6 +447,7 @@ function init() {
     renderLobby();
     renderConsultInfo();
     renderInviteDepartments();
+    state.history.render();
   });
   const session = getSession();
   if (session) {

@@ -9,6 +9,7 @@ import { bindSignIn, signInMarkup } from "./signin.js";
 import { LevelMeter, RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
 import { CallView, confirmAction, leftKey, showNotice } from "./call-ui.js";
 import { DEPARTMENTS } from "./departments.js";
+import { HistoryPanel, historyMarkup } from "./history.js";
 
 export const URGENCIES = ["routine", "urgent", "emergency"];
 const DEVICE_KEY = "hz.device_token";
@@ -555,6 +556,7 @@ function start(session) {
   watchExpiry(session);
   renderUser(session);
   $("logout").hidden = false;
+  $("history-open").hidden = false;
   const signal = new Signal(session.token);
   state.signal = signal;
   signal.addEventListener("status", renderNet);
@@ -605,6 +607,16 @@ function init() {
   document.querySelector("[data-testid=consult-form]").addEventListener("submit", onCall);
   $("call-cancel").addEventListener("click", onCancel);
   $("selfcheck-retry").addEventListener("click", () => runSelfCheck());
+  const historyRoot = $("history-panel");
+  historyRoot.innerHTML = historyMarkup();
+  applyI18n(historyRoot);
+  state.history = new HistoryPanel(historyRoot, {
+    // a consult of ours still open (we dropped or signed out): back into its room
+    onRejoin: (c) => {
+      if (!state.call && !state.consult) enterCall(c.room_id);
+    },
+  });
+  $("history-open").addEventListener("click", () => state.history.open());
   $("call-ended-done").addEventListener("click", () => {
     state.ended = null;
     showPrecall();
@@ -622,6 +634,7 @@ function init() {
     renderEnded();
     renderMismatch();
     renderRejoin();
+    if (state.history) state.history.render();
     for (const which of ["camera", "mic"]) {
       const c = state.checks[which];
       setCheck(which, c.state, c.key, c.params);

@@ -58,6 +58,8 @@ def test_accept_to_video_on_both_sides_and_states(new_probe, live_server):
             q = tid(kiosk.page, "net-quality")
             q.and_(kiosk.page.locator("[data-level=good]")).wait_for(timeout=15_000)
             print("kiosk network:", q.get_attribute("title"))
+            print("expert network:", tid(zhang.page, "net-quality").get_attribute("title"),
+                  tid(zhang.page, "net-quality").get_attribute("data-level"))
             # the expert mutes and turns the camera off: the kiosk's tile says so
             tile = '[data-testid=remote-tile][data-participant="exp.zhang"]'
             tid(zhang.page, "camera-off").click()

@@ -85,7 +85,7 @@ CHECK_JS = """
 """
 
 KIOSK_PRECALL = [
-    "lang-toggle", "logout", "selfcheck-retry", "selfcheck-camera", "selfcheck-mic",
+    "lang-toggle", "logout", "history-open", "selfcheck-retry", "selfcheck-camera", "selfcheck-mic",
     "dept-radiology", "dept-neurology", "dept-respiratory", "urgency-routine", "urgency-urgent",
     "urgency-emergency", "patient-name", "patient-id", "study-select", "consult-question",
     "call-start",
@@ -93,7 +93,7 @@ KIOSK_PRECALL = [
 KIOSK_WAITING = ["logout", "waiting-heading", "waiting-elapsed", "waiting-summary", "call-cancel"]
 KIOSK_CALL = ["logout", "remote-tile", "self-video", "participants", "mute", "camera-off",
               "hang-up", "net-quality"]
-EXPERT_RINGING = ["logout", "consult-ring", "consult-accept"]
+EXPERT_RINGING = ["logout", "history-open", "consult-ring", "consult-accept"]
 VIEWER_TOOLS = ["toolbar", "tool-scroll", "tool-wl", "tool-pan", "preset-lung", "preset-bone",
                 "zoom-out", "zoom-in", "reset", "viewport", "slice-prev", "slice-next",
                 "slice-slider", "series-thumb"]
