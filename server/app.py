@@ -10,7 +10,16 @@ from aiohttp import web
 
 from media.imaging.renderer import Renderer
 from server import appkeys
-from server.api import admin_routes, auth_routes, health, openapi, presets, static, uploads
+from server.api import (
+    admin_routes,
+    auth_routes,
+    departments,
+    health,
+    openapi,
+    presets,
+    static,
+    uploads,
+)
 from server.api.json_body import MAX_JSON_BODY
 from server.auth.middleware import auth_middleware
 from server.auth.sessions import SessionGuard
@@ -59,6 +68,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     auth_routes.setup(app)
     admin_routes.setup(app)
     presets.setup(app)
+    departments.setup(app)
     uploads.setup(app)
     dicomweb_routes.setup(app)
     websocket.setup(app)

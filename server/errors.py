@@ -85,6 +85,13 @@ class Conflict(HuizhenError):
     code = "conflict"
 
 
+class NoExpertOnline(Conflict):
+    """consult.start for a department with nobody online (the page offers another department
+    or leaving a request)."""
+
+    code = "no_expert_online"
+
+
 class PayloadTooLarge(HuizhenError):
     status = 413
     code = "payload_too_large"

@@ -246,6 +246,17 @@ PATHS: dict[str, dict[str, Operation]] = {
         "responses": {"200": {"description": "presets", "content": {"application/json": {
             "schema": {"type": "array", "items": {"type": "object"}}}}}, **_ERRORS},
     }},
+    "/api/departments": {"get": {
+        "summary": "departments with how many of their experts are online now",
+        "tags": ["consults"],
+        "responses": {"200": {"description": "departments", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["departments"], "properties": {
+                "departments": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "name", "experts_online"],
+                    "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                   "experts_online": {"type": "integer", "minimum": 0}}}}}}}}},
+            **_ERRORS},
+    }},
     "/api/uploads": {"post": {
         "summary": "a kiosk's form upload (DICOM files or zips in the field 'files')",
         "tags": ["imaging"],

@@ -56,3 +56,10 @@ def upload_clinic(principal: Principal) -> str:
 def require_admin(principal: Principal) -> None:
     """Managing clinics, departments, accounts and kiosks (never patient data)."""
     require_role(principal, Role.ADMIN)
+
+
+def require_directory_reader(principal: Principal) -> None:
+    """Departments and their online counts carry no patient data: every signed-in role
+    (doctors choose whom to call, experts whom to invite, admins manage them)."""
+    if principal.role not in (Role.DOCTOR, Role.EXPERT, Role.COORDINATOR, Role.ADMIN):
+        raise Forbidden("this account may not list departments")

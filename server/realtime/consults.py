@@ -13,7 +13,13 @@ import logging
 
 from server.auth import access
 from server.config import Settings
-from server.errors import Forbidden, InvalidParameter, NotFound, TooManyRequests
+from server.errors import (
+    Forbidden,
+    InvalidParameter,
+    NoExpertOnline,
+    NotFound,
+    TooManyRequests,
+)
 from server.log import event
 from server.log_throttle import REALTIME as LOG_THROTTLE
 from server.realtime.hub import Connection, Hub
@@ -25,6 +31,9 @@ from server.store.directory import Role
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1.0
+# Experts' presence entries live this long; each node refreshes its own every PRESENCE_REFRESH_S.
+PRESENCE_TTL_S = 30.0
+PRESENCE_REFRESH_S = 10.0
 
 
 class ConsultService:
@@ -34,6 +43,10 @@ class ConsultService:
         self.hub = hub
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
+        # Experts connected to this node: (department, username) -> open connections.
+        self._experts: dict[tuple[str, str], int] = {}
+        self._last_counts: dict[str, int] = {}
+        self._presence_lock = asyncio.Lock()
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())
@@ -52,10 +65,13 @@ class ConsultService:
         who = conn.principal
         await self.hub.subscribe(conn, keys.channel_user(who.username))
         if who.role is Role.EXPERT and who.department:
+            await self._expert_online(who.department, who.username)
             await self.hub.subscribe(conn, keys.channel_department(who.department))
             for consult in await self.store.consults.ringing(who.department):
                 conn.send({"type": _waiting_type(consult), "consult": consult.public()})
         if who.role is Role.DOCTOR and who.clinic:
+            await self.hub.subscribe(conn, keys.CHANNEL_DOCTORS)
+            conn.send({"type": "departments", "departments": await self.departments()})
             # A kiosk that reloaded (or whose link dropped) while waiting must learn where its
             # consult stands: still ringing, or accepted with a room to join.
             for consult in await self.store.consults.of_clinic(who.clinic):
@@ -68,6 +84,51 @@ class ConsultService:
                     if room is not None and room.open:
                         conn.send({"type": "consult.accepted", "consult": consult.public()})
 
+    # experts online ------------------------------------------------------------------------------
+    async def departments(self) -> list[dict]:
+        """Every department with how many of its experts are online."""
+        depts = await self.store.directory.departments()
+        counts = await self.store.presence.counts([d.id for d in depts])
+        return [{"id": d.id, "name": d.name, "experts_online": counts.get(d.id, 0)}
+                for d in depts]
+
+    async def disconnected(self, conn: Connection) -> None:
+        who = conn.principal
+        if who.role is Role.EXPERT and who.department:
+            await self._expert_offline(who.department, who.username)
+
+    async def _expert_online(self, department: str, username: str) -> None:
+        async with self._presence_lock:
+            key = (department, username)
+            self._experts[key] = self._experts.get(key, 0) + 1
+            await self.store.presence.online(department, username, PRESENCE_TTL_S)
+        await self._push_counts()
+
+    async def _expert_offline(self, department: str, username: str) -> None:
+        async with self._presence_lock:
+            key = (department, username)
+            held = self._experts.get(key, 0) - 1
+            if held > 0:
+                self._experts[key] = held
+                return
+            self._experts.pop(key, None)
+            await self.store.presence.offline(department, username)
+        await self._push_counts()
+
+    async def _refresh_presence(self) -> None:
+        for department, username in list(self._experts):
+            await self.store.presence.online(department, username, PRESENCE_TTL_S)
+        await self._push_counts()
+
+    async def _push_counts(self) -> None:
+        """Tell every clinic doctor when a department's count changed (from any node)."""
+        departments = await self.departments()
+        counts = {d["id"]: d["experts_online"] for d in departments}
+        if counts != self._last_counts:
+            self._last_counts = counts
+            await self.hub.publish(keys.CHANNEL_DOCTORS,
+                                   {"type": "departments", "departments": departments})
+
     async def begin(self, conn: Connection, msg: ConsultStart) -> Consult:
         who = conn.principal
         access.require_role(who, Role.DOCTOR)
@@ -77,6 +138,13 @@ class ConsultService:
         if msg.study_uid:
             owner = await self.store.studies.study_owner(msg.study_uid)
             access.check_study(who, owner)
+        if not msg.leave_request:
+            online = (await self.store.presence.counts([msg.department]))[msg.department]
+            if online == 0:
+                raise NoExpertOnline(
+                    f"no expert of {msg.department} is online: choose another department or "
+                    "leave the request (leave_request: true)",
+                    department=msg.department, experts_online=0)
         clinic = await self.store.directory.get_clinic(who.clinic)
         user = await self.store.directory.get_user(who.username)
         try:
@@ -89,6 +157,7 @@ class ConsultService:
                 ring_timeout_s=self.settings.ring_timeout_s,
                 max_waiting=self.settings.consult_max_ringing,
                 starts_per_hour=self.settings.consult_starts_per_hour,
+                requested=msg.leave_request,
             )
         except RingRefused as refused:
             await self.store.audit.record(
@@ -181,12 +250,16 @@ class ConsultService:
         return ended
 
     async def _sweep_forever(self) -> None:
+        ticks = 0
         while not self._closing:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             if self._closing:
                 return
+            ticks += 1
             try:
                 await self.sweep()
+                if ticks % int(PRESENCE_REFRESH_S / SWEEP_INTERVAL_S) == 0:
+                    await self._refresh_presence()
             except Exception:
                 suppressed = LOG_THROTTLE.allow("consult_sweep_failed")
                 if suppressed is not None:

@@ -43,6 +43,9 @@ class ConsultStart(_Message):
     patient_name: str = Field(default="", max_length=64)
     patient_id: str = Field(default="", max_length=64)
     study_uid: _UID = ""
+    # With nobody online: leave the request for the department (state `requested`, no ringing
+    # timeout) instead of being told `no_expert_online`.
+    leave_request: bool = False
 
 
 class ConsultCancel(_Message):

@@ -149,6 +149,7 @@ async def _serve(
     finally:
         watcher.cancel()
         await services.rooms.disconnected(conn)
+        await services.consults.disconnected(conn)
         await services.hub.drop(conn)
         await conn.stop()
         event(log, "ws_closed", user=principal.username, code=ws.close_code)

@@ -8,6 +8,7 @@ from server.store.audit import AuditLog
 from server.store.consults import Consults
 from server.store.directory import Directory
 from server.store.login_limits import LoginLimits
+from server.store.presence import ExpertPresence
 from server.store.rooms import Rooms
 from server.store.sessions import Sessions
 from server.store.study_index import StudyIndex
@@ -21,6 +22,7 @@ class Store:
         self.audit = AuditLog(redis)
         self.consults = Consults(redis)
         self.rooms = Rooms(redis)
+        self.presence = ExpertPresence(redis)
         self.sessions = Sessions(redis)
         self.login_limits = LoginLimits(redis)
 

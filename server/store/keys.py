@@ -90,6 +90,10 @@ def clinic_consults(clinic_id: str) -> str:
     return f"{PREFIX}:clinic:{clinic_id}:consults"
 
 
+def department_experts_online(department_id: str) -> str:
+    return f"{PREFIX}:department:{department_id}:experts-online"
+
+
 # Ringing consults by deadline (unix time): the sweeper of any node ends the overdue ones.
 CONSULTS_RING_DEADLINES = f"{PREFIX}:consults:ring-deadlines"
 
@@ -135,6 +139,9 @@ def channel_user(username: str) -> str:
 
 def channel_department(department_id: str) -> str:
     return f"{PREFIX}:ch:department:{department_id}"
+
+
+CHANNEL_DOCTORS = f"{PREFIX}:ch:doctors"  # departments' online counts, for every clinic doctor
 
 
 def channel_room(room_id: str) -> str:

@@ -65,10 +65,11 @@ async def test_the_deadline_survives_a_server_restart(settings, store, people):
     fast = dataclasses.replace(settings, ring_timeout_s=2.0)
     first = TestClient(TestServer(create_app(fast, Store.from_url(fast.redis_url))))
     await first.start_server()
-    doctor = await _page(first, "dr.li")
+    doctor, expert = await _page(first, "dr.li"), await _page(first, "exp.zhang")
     await doctor.send(type="consult.start", department="radiology", question="Restart?")
     consult = (await doctor.expect("consult.created"))["consult"]
     await doctor.close()
+    await expert.close()
     await first.close()  # no in-memory timer survives this
 
     second = TestClient(TestServer(create_app(fast, Store.from_url(fast.redis_url))))
@@ -87,6 +88,7 @@ async def test_the_deadline_survives_a_server_restart(settings, store, people):
 async def test_one_doctor_cannot_flood_a_department(server_with, store):
     client = await server_with(consult_max_ringing=2, consult_starts_per_hour=4)
     doctor = await _page(client, "dr.li")
+    expert = await _page(client, "exp.zhang")
     ids = []
     for i in range(2):
         await doctor.send(type="consult.start", department="radiology", question=f"q{i}")
@@ -117,5 +119,5 @@ async def test_one_doctor_cannot_flood_a_department(server_with, store):
                if e.fields["action"] == "consult.refused"]
     assert [f["reason"] for f in refused] == ["rate", "waiting"]  # newest first
     assert all(f["user"] == "dr.li" and f["clinic"] == "qingshui" for f in refused)
-    for s in (doctor, other):
+    for s in (doctor, other, expert):
         await s.close()

@@ -147,10 +147,12 @@ async def test_cancel_stops_the_ringing(connect):
 
 async def test_an_expert_who_signs_in_later_still_sees_it_ring(connect):
     doctor = await connect("dr.li")
+    early = await connect("exp.zhang")
     await doctor.send(type="consult.start", department="radiology", question="Stroke?")
     consult = (await doctor.expect("consult.created"))["consult"]
     late = await connect("exp.li")
     assert (await late.expect("consult.ringing"))["consult"]["id"] == consult["id"]
+    await early.close()
 
 
 async def test_roles_and_clinics_are_enforced(connect, client, auth):
@@ -188,6 +190,7 @@ async def test_a_flooding_client_is_refused_then_cut_off(connect):
 
 async def test_a_kiosk_that_reconnects_learns_where_its_consult_stands(connect):
     doctor = await connect("dr.li")
+    await connect("exp.li")  # someone of the department is online
     await doctor.send(type="consult.start", department="radiology", question="Head injury")
     consult = (await doctor.expect("consult.created"))["consult"]
     assert consult["clinic_name"] == "Qingshui Township"
