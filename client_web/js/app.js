@@ -12,9 +12,8 @@ const PAGE_SIZE = 50;
 // Where a role goes after signing in here. Doctors stay on the study list (with the kiosk link);
 // a role missing here gets the role-home panel instead of a list it cannot use.
 const ROLE_PAGE = { expert: "expert.html" };
-// The administrators' page (client_web/admin.html) once it ships; until then the panel says how
-// to manage with the CLI.
-const ADMIN_PAGE = null;
+// The administrators' page: an admin lands there after signing in; the panel here links to it.
+const ADMIN_PAGE = "admin.html";
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
 const state = {

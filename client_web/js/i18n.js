@@ -582,3 +582,8 @@ export function applyI18n(root = document) {
 }
 
 export const _messagesForTests = MESSAGES;
+
+/** A page's own labels, both languages, merged in: `addMessages({ en: {…}, zh: {…} })`. */
+export function addMessages(tables) {
+  for (const lang of LANGS) Object.assign(MESSAGES[lang], tables[lang] || {});
+}

@@ -99,8 +99,12 @@ def test_coordinator_is_told_what_comes_next(new_probe, live_server):
 def test_admin_gets_a_manage_page_not_an_error(probe, live_server):
     page = probe.page
     sign_in(page, "admin", live_server.password)
+    page.wait_for_url(re.compile(r"/ui/admin\.html$"))  # lands on the admin page
+    tid(page, "admin-page").wait_for()
+    page.goto("/ui/")  # the study-list address shows the admin panel, linking back
     home = tid(page, "role-home")
     home.wait_for()
+    assert tid(page, "role-home-admin").is_visible()
     assert home.get_attribute("data-role") == "admin"
     assert "not patient data" in tid(page, "role-home-text").inner_text()
     assert "huizhen user add" in tid(page, "role-home-cli").inner_text()
