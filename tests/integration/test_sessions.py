@@ -234,3 +234,44 @@ async def test_a_large_login_body_is_refused_early(client, chunked):
                              headers={"Content-Type": "application/json"})
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "payload_too_large"
+
+
+async def test_the_session_check_is_cached_on_the_hot_path(client, store):
+    """Fifty requests with one token: one session read per staleness window, not one per
+    request (HMGET of the user hash is the session read; /api/presets reads nothing else)."""
+    token = (await sign_in(client, "dr.li"))["token"]
+
+    async def session_reads() -> int:
+        stats = await store.redis.info("commandstats")
+        return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+    before = await session_reads()
+    started = time.monotonic()
+    for _ in range(50):
+        assert (await client.get("/api/presets", headers=bearer(token))).status == 200
+    reads = await session_reads() - before
+    # one read per staleness window the loop spanned (+1 for a window turning over)
+    windows = int((time.monotonic() - started) / STALENESS_S) + 1
+    assert 1 <= reads <= windows + 1 < 50, (reads, windows)
+
+
+async def test_an_address_guessing_many_names_is_locked(client, store):
+    from server import appkeys
+
+    limits = client.app[appkeys.STORE].login_limits
+    limits.per_address = 5  # the same code path as the default 100, reached in fewer attempts
+    for i in range(5):
+        r = await client.post("/api/auth/login",
+                              json={"username": f"guess-{i}", "password": "whatever-1"})
+        assert r.status == 401
+    for name in ("guess-99", "dr.wang"):  # any name, even an existing user, from this address
+        r = await client.post("/api/auth/login", json={"username": name, "password": PASSWORD})
+        assert r.status == 429
+        assert int(r.headers["Retry-After"]) > 0
+    [locked] = await audit_actions(store, "auth.login_locked")  # audited once per lock
+    assert locked["remote"] == "127.0.0.1"
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with (aiohttp.ClientSession(connector=connector) as other,
+                other.post(client.make_url("/api/auth/login"),
+                           json={"username": "dr.wang", "password": PASSWORD}) as resp):
+        assert resp.status == 200
