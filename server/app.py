@@ -18,6 +18,7 @@ from server.api import (
     openapi,
     presets,
     static,
+    studies,
     uploads,
 )
 from server.api.json_body import MAX_JSON_BODY
@@ -50,6 +51,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     executor = ThreadPoolExecutor(settings.render_threads, thread_name_prefix="hz-render")
     app[appkeys.SETTINGS] = settings
     app[appkeys.STORE] = store
+    store.grants.configure(ttl_s=settings.grant_ttl_s,
+                           break_glass_ttl_s=settings.break_glass_ttl_s)
     app[appkeys.EXECUTOR] = executor
     app[appkeys.TOKENS] = TokenService(settings.secret_key, settings.token_ttl_s)
     app[appkeys.SESSIONS] = SessionGuard(store.sessions)
@@ -70,6 +73,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     presets.setup(app)
     departments.setup(app)
     uploads.setup(app)
+    studies.setup(app)
     dicomweb_routes.setup(app)
     websocket.setup(app)
     static.setup(app)

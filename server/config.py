@@ -56,6 +56,9 @@ class Settings:
     # Addresses the SFU gathers ICE host candidates on (None: every interface). Tests: 127.0.0.1.
     ice_host_addresses: tuple[str, ...] | None = None
     reconnect_grace_s: float = 30.0
+    # Study grants: a consult's lasts its room's life plus grant_ttl_s; break-glass ones are short.
+    grant_ttl_s: int = 7 * 24 * 3600
+    break_glass_ttl_s: int = 3600
     # The origin users reach the server at (https://pacs.example.org); every absolute URL the
     # server writes starts with it. None: URLs are written relative to the request's own origin.
     public_url: str | None = None
@@ -130,6 +133,8 @@ class Settings:
             turn_ttl_s=_int(env, "HUIZHEN_TURN_TTL_S", 600, 60),
             ice_host_addresses=_list(env, "HUIZHEN_ICE_HOST_ADDRESSES"),
             reconnect_grace_s=float(_int(env, "HUIZHEN_RECONNECT_GRACE_S", 30, 1)),
+            grant_ttl_s=_int(env, "HUIZHEN_GRANT_TTL_S", 7 * 24 * 3600, 1),
+            break_glass_ttl_s=_int(env, "HUIZHEN_BREAK_GLASS_TTL_S", 3600, 1),
             public_url=_public_url(env),
             ws_max_per_user=_int(env, "HUIZHEN_WS_MAX_PER_USER", 10, 1),
             ws_max_unauthenticated=_int(env, "HUIZHEN_WS_MAX_UNAUTHENTICATED", 100, 1),

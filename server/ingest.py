@@ -34,7 +34,7 @@ from media.imaging.model_sidecar import remove_sidecar, write_sidecar
 from media.imaging.validation import Limits, ValidatedFile, validate_file
 from server.config import Settings
 from server.dicomweb.attributes import entry_from_dataset, is_uid
-from server.errors import Conflict, InvalidDicom, PayloadTooLarge
+from server.errors import InvalidDicom, PayloadTooLarge
 from server.log import event
 from server.store import Store
 from server.store.study_index import IndexEntry
@@ -46,7 +46,6 @@ FAILURE_CANNOT_UNDERSTAND = 0xC000
 FAILURE_TRANSFER_SYNTAX = 0xC122
 FAILURE_OUT_OF_RESOURCES = 0xA700
 FAILURE_PROCESSING = 0x0110
-FAILURE_REFUSED = 0xA770  # not authorised (e.g. study of another clinic)
 
 MAX_ZIP_ENTRIES = 20_000
 _SKIPPED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
@@ -84,6 +83,10 @@ class IngestResult:
     stored: list[StoredInstance] = field(default_factory=list)
     failed: list[FailedInstance] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+    def study_uids(self) -> str:
+        """The StudyInstanceUIDs stored, comma-separated in order (for the audit record)."""
+        return ",".join(dict.fromkeys(s.study_instance_uid for s in self.stored))
 
 
 class UploadBudget:
@@ -265,25 +268,25 @@ class Ingestor:
                 sop_class,
                 entry.sop_uid,
             )
-        if await self.store.studies.has_instance(entry.study_uid, entry.sop_uid):
-            owner = await self.store.studies.study_owner(entry.study_uid)
-            if owner == clinic:
-                return _stored(f, sop_class, entry, duplicate=True)
+        if await self.store.studies.has_instance(clinic, entry.study_uid, entry.sop_uid):
+            return _stored(f, sop_class, entry, duplicate=True)
         final = self.settings.dicom_dir / entry.path
+        placed = False
         try:
             # valid.path: the upload, or its inflated copy (in the spool) for a Deflated one.
-            await loop.run_in_executor(self.executor, _place, valid.path, final, valid.model)
-            if not await self.store.studies.add(entry):
-                # A concurrent upload of the same instance won; its file is the same object.
+            placed = await loop.run_in_executor(
+                self.executor, _place, valid.path, final, valid.model)
+            if not placed:
+                # Another upload of this SOP Instance UID placed its file first: that file is
+                # the instance (first stored wins), indexed from its own bytes.
+                await self._index_existing(clinic, final, entry)
                 return _stored(f, sop_class, entry, duplicate=True)
-        except Conflict as exc:
-            await loop.run_in_executor(self.executor, _remove_quietly, final)
-            return FailedInstance(
-                f.source, exc.code, exc.message, FAILURE_REFUSED, sop_class, entry.sop_uid
-            )
+            # Ours is the file; a racing loser may already have indexed it from these bytes.
+            await self.store.studies.add(entry)
         except BaseException:
             # Index unreachable: do not leave an unindexed file behind.
-            await loop.run_in_executor(self.executor, _remove_quietly, final)
+            if placed:
+                await loop.run_in_executor(self.executor, _remove_quietly, final)
             raise
         event(log, "instance_stored", logging.DEBUG, clinic=clinic, study=entry.study_uid,
               sop=entry.sop_uid)
@@ -304,6 +307,21 @@ class Ingestor:
             if not is_uid(str(ds.get(keyword, ""))):
                 raise InvalidDicomError(f"{keyword} is missing or not a valid UID")
         return valid, entry_from_dataset(ds, clinic)
+
+    async def _index_existing(self, clinic: str, final: Path, ours: IndexEntry) -> None:
+        """Index the file already at `final` unless it is (the winner of a concurrent upload
+        indexes it itself; a file left by a crash between placing and indexing is indexed
+        here, from its own bytes — never from ours, which may differ)."""
+        if await self.store.studies.has_instance(clinic, ours.study_uid, ours.sop_uid):
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            valid, entry = await loop.run_in_executor(self.executor, self._parse, final, clinic)
+        except (ImagingError, FileNotFoundError):
+            return  # being replaced or unreadable: `huizhen reindex` decides from the files
+        if valid.path != final:  # its inflated copy: only the index entry was wanted
+            await loop.run_in_executor(self.executor, _remove_quietly_file, valid.path)
+        await self.store.studies.add(entry)
 
     async def reindex(self) -> tuple[int, int]:
         """Rebuild the index from the files (`huizhen reindex`). Returns (indexed, unreadable)."""
@@ -326,12 +344,8 @@ class Ingestor:
                 await loop.run_in_executor(self.executor, _keep_model, path, None)
             else:
                 await loop.run_in_executor(self.executor, _keep_model, path, valid.model)
-            try:
-                await self.store.studies.add(entry)
-                indexed += 1
-            except Conflict:
-                bad += 1
-                event(log, "reindex_conflict", logging.WARNING, path=path)
+            await self.store.studies.add(entry)
+            indexed += 1
         return indexed, bad
 
 
@@ -343,10 +357,21 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
             yield clinic_dir.name, path
 
 
-def _place(temp: Path, final: Path, model: ImageModel | None = None) -> None:
+def _place(temp: Path, final: Path, model: ImageModel | None = None) -> bool:
+    """Put the file in place unless an instance of that path is already there (False).
+
+    A hard link never replaces an existing file, so of two concurrent uploads of one SOP
+    Instance UID with different bytes exactly one file lands and stays, whole (the link is
+    atomic and the spool file was complete); the loser's spool file is deleted with its spool.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(temp, final)
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        return False
+    temp.unlink()
     _keep_model(final, model)
+    return True
 
 
 def _keep_model(path: Path, model: ImageModel | None) -> None:

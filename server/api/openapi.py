@@ -24,6 +24,7 @@ from server.api.admin_routes import (
     UserCreate,
 )
 from server.api.auth_routes import LoginRequest, PasswordChange
+from server.api.studies import BreakGlassRequest
 
 Operation = dict[str, Any]
 
@@ -268,6 +269,18 @@ PATHS: dict[str, dict[str, Operation]] = {
         "responses": {"200": {"description": "stored and failed files", "content": {
             "application/json": {"schema": {"type": "object"}}}}, **_ERRORS},
     }},
+    "/api/studies/{study}/break-glass": {"post": {
+        "summary": "emergency access: an expert opens a study without a grant, giving a reason "
+                   "(granted for HUIZHEN_BREAK_GLASS_TTL_S; the grant and every view audited)",
+        "tags": ["imaging"],
+        "parameters": [STUDY],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/BreakGlassRequest"}}}},
+        "responses": {"200": {"description": "the grant", "content": {"application/json": {
+            "schema": {"type": "object",
+                       "required": ["study_uid", "clinic", "kind", "ref", "expires_at"]}}}},
+                      **_ERRORS},
+    }},
     "/dicomweb/studies": {
         "get": _get("QIDO-RS search for studies", _QIDO_STUDY + _QIDO_COMMON, _DICOM_JSON),
         "post": _stow([]),
@@ -333,6 +346,7 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                 "PasswordChange": PasswordChange.model_json_schema(),
                 **{m.__name__: m.model_json_schema() for m in (
                     ClinicCreate, DepartmentCreate, UserCreate, PasswordReset, DeviceCreate)},
+                "BreakGlassRequest": BreakGlassRequest.model_json_schema(),
             },
             "responses": {"Error": {"description": "an error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},

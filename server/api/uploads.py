@@ -37,7 +37,8 @@ async def upload(request: web.Request) -> web.Response:
             raise BadRequest(f"no files: send them in the form field '{FIELD}'")
         files = await ingestor.expand_archives(spool, received, budget)
         result = await ingestor.ingest(clinic, files)
-    await audit(request, "upload.store", stored=len(result.stored), failed=len(result.failed))
+    await audit(request, "upload.store", stored=len(result.stored), failed=len(result.failed),
+                studies=result.study_uids())
     body = {
         "stored": [
             {

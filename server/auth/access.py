@@ -1,23 +1,111 @@
 """The access policy: the one place that decides who may see which patient data.
 
-A doctor sees only the studies of their own clinic. Experts and coordinators see studies they are
-granted; until consult and MDT grants exist every study counts as granted to them. Admins manage
-people, not patients, so they see no patient data at all.
+A study is (clinic, StudyInstanceUID). A doctor sees their own clinic's studies. Anyone who
+reads patient data (doctor, expert, coordinator) also sees a study they hold a live grant for
+(server/store/grants.py: a consult they accepted, were invited into or joined; later MDT and
+reading requests) — of any kind: a new kind needs no change here. An expert may break the glass:
+open a study without a grant by giving a reason, for a short time, every view marked in the
+audit. Admins manage people, not patients, so they see no patient data at all, granted or not.
+
+Which study a URL's StudyInstanceUID names, when the same UID exists in several clinics: a
+doctor's own clinic's first; otherwise the study of the caller's most recent live grant.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from server.auth.principal import Principal
-from server.errors import Forbidden, NotFound
+from server.errors import Forbidden, InvalidParameter, NotFound
 from server.store.directory import Role
+from server.store.grants import BREAK_GLASS, Grant
 
 _READERS = {Role.DOCTOR, Role.EXPERT, Role.COORDINATOR}
+MAX_REASON_CHARS = 500
+MIN_REASON_CHARS = 4
 
 
-def study_scope(principal: Principal) -> str | None:
-    """The clinic a principal's study searches are limited to (None: no clinic limit)."""
+@dataclass(frozen=True)
+class StudyAccess:
+    """Why a principal may read one study: their clinic's, or which grant."""
+
+    clinic: str  # the study's clinic
+    study_uid: str
+    via: str  # "clinic" or the grant's kind
+    grant_ref: str = ""
+    break_glass_reason: str = ""
+
+    @property
+    def break_glass(self) -> bool:
+        return self.via == BREAK_GLASS
+
+    def audit_fields(self) -> dict[str, str]:
+        """What every audited read under this access adds: the study's clinic and the grant;
+        break-glass views are marked so an auditor can list them all."""
+        fields = {"study_clinic": self.clinic, "via": self.via}
+        if self.grant_ref:
+            fields["grant"] = self.grant_ref
+        if self.break_glass:
+            fields["break_glass"] = "1"
+            fields["reason"] = self.break_glass_reason
+        return fields
+
+
+def own_clinic(principal: Principal) -> str | None:
+    """The clinic whose studies a principal sees without a grant (doctors only)."""
     require_patient_reader(principal)
     return principal.clinic if principal.role is Role.DOCTOR else None
+
+
+def by_grant(principal: Principal, study_uid: str, grants: Sequence[Grant]) -> StudyAccess | None:
+    """Access to a StudyInstanceUID through the caller's grants (any kind), newest grant first;
+    None: no live grant, so no such study for them (404)."""
+    require_patient_reader(principal)
+    for g in grants:  # newest first (Grants.of_user)
+        if g.username == principal.username and g.study_uid == study_uid:
+            return StudyAccess(g.clinic, study_uid, g.kind, g.ref, g.reason)
+    return None
+
+
+def by_clinic(principal: Principal, study_uid: str) -> StudyAccess:
+    clinic = own_clinic(principal)
+    assert clinic is not None
+    return StudyAccess(clinic, study_uid, "clinic")
+
+
+def visible(
+    principal: Principal, own: Sequence[str], grants: Sequence[Grant]
+) -> list[StudyAccess]:
+    """Every study a principal's QIDO search may list: their clinic's (`own`, UIDs) and their
+    granted ones, each once."""
+    require_patient_reader(principal)
+    clinic = own_clinic(principal)
+    seen: set[tuple[str, str]] = set()
+    out: list[StudyAccess] = []
+    if clinic is not None:
+        for uid in own:
+            seen.add((clinic, uid))
+            out.append(StudyAccess(clinic, uid, "clinic"))
+    for g in grants:
+        if g.username == principal.username and (g.clinic, g.study_uid) not in seen:
+            seen.add((g.clinic, g.study_uid))
+            out.append(StudyAccess(g.clinic, g.study_uid, g.kind, g.ref, g.reason))
+    return out
+
+
+def break_glass_reason(principal: Principal, reason: object) -> str:
+    """Only experts break the glass, and only with a reason a reviewer can read."""
+    require_role(principal, Role.EXPERT)
+    text = reason.strip() if isinstance(reason, str) else ""
+    if len(text) < MIN_REASON_CHARS:
+        raise InvalidParameter(
+            f"emergency access needs a reason (at least {MIN_REASON_CHARS} characters): "
+            "it is shown to the auditors"
+        )
+    if len(text) > MAX_REASON_CHARS:
+        raise InvalidParameter(f"the reason is limited to {MAX_REASON_CHARS} characters")
+    return text
 
 
 def require_patient_reader(principal: Principal) -> None:
@@ -25,18 +113,11 @@ def require_patient_reader(principal: Principal) -> None:
         raise Forbidden(f"a {principal.role.value} account has no access to patient data")
 
 
-def can_view_study(principal: Principal, owner_clinic: str) -> bool:
-    if principal.role not in _READERS:
-        return False
-    if principal.role is Role.DOCTOR:
-        return principal.clinic == owner_clinic
-    return True
-
-
 def check_study(principal: Principal, owner_clinic: str | None) -> None:
-    """404, not 403, for a study one may not see: its existence is itself patient data."""
+    """A doctor naming one of their clinic's studies (a consult's study). 404, not 403, for a
+    study one may not see: its existence is itself patient data."""
     require_patient_reader(principal)
-    if owner_clinic is None or not can_view_study(principal, owner_clinic):
+    if owner_clinic is None or own_clinic(principal) != owner_clinic:
         raise NotFound("no such study")
 
 

@@ -27,6 +27,7 @@ from server.ingest import Ingestor, SpooledFile
 from server.log import event
 from server.store import Store
 from server.store.directory import Role
+from server.store.grants import DEMO
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ PYDICOM_FILES = (
     "rtdose_rle.dcm",                # RT dose, RLE, 15 frames
 )
 ACCOUNTS_FILE = "demo_accounts.json"
+DEMO_GRANT_TTL_S = 365 * 24 * 3600
 
 
 def demo_password(settings: Settings, given: str | None) -> str:
@@ -159,17 +161,17 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
 
         ingestor = Ingestor(settings, store, pool)
         stored = 0
-        if await store.studies.study_owner(DEMO_CT_STUDY_UID) is None:
+        if await store.studies.study_owner("qingshui", DEMO_CT_STUDY_UID) is None:
             stored += await _ingest_datasets(
                 ingestor,
                 "qingshui",
                 ct_phantom_series(slices=ct_slices, study_instance_uid=DEMO_CT_STUDY_UID,
                                   **asdict(CT_PATIENT)),
             )
-        if await store.studies.study_owner(DEMO_CR_STUDY_UID) is None:
+        if await store.studies.study_owner("qingshui", DEMO_CR_STUDY_UID) is None:
             cr = cr_monochrome1_phantom(study_instance_uid=DEMO_CR_STUDY_UID, **asdict(CR_PATIENT))
             stored += await _ingest_datasets(ingestor, "qingshui", [cr])
-        if await store.studies.study_owner(DEMO_HETANG_CR_STUDY_UID) is None:
+        if await store.studies.study_owner("hetang", DEMO_HETANG_CR_STUDY_UID) is None:
             cr = cr_monochrome1_phantom(
                 study_instance_uid=DEMO_HETANG_CR_STUDY_UID, accession_number="HT0001",
                 study_date="20261118", seed=1, **asdict(HETANG_PATIENT),
@@ -180,6 +182,14 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
             if ds is not None
         ]
         stored += await _ingest_datasets(ingestor, SAMPLES_CLINIC, samples)
+    # Experts and coordinators read only what they are granted: the demo grants them the
+    # phantoms (a real deployment grants through consults; the test samples are not granted).
+    for u in USERS:
+        if u.role in (Role.EXPERT, Role.COORDINATOR):
+            for clinic, uid in (("qingshui", DEMO_CT_STUDY_UID), ("qingshui", DEMO_CR_STUDY_UID),
+                                ("hetang", DEMO_HETANG_CR_STUDY_UID)):
+                await store.grants.grant(u.username, clinic, uid, kind=DEMO, ref="seed",
+                                         ttl_s=DEMO_GRANT_TTL_S)
     event(log, "demo_seeded", stored=stored)
     return {"password": password, "stored": stored, "accounts_added": accounts_added}
 

@@ -16,7 +16,7 @@ from server.dicomweb.query import (
     select,
 )
 from server.dicomweb.resources import audit, authorized_study, base_url, uid_param
-from server.store.study_index import DicomJson
+from server.store.study_index import DicomJson, StudyRecord
 
 DICOM_JSON = "application/dicom+json"
 
@@ -38,8 +38,14 @@ def _count(n: int) -> dict:
 async def search_studies(request: web.Request) -> web.Response:
     query = parse_query(request.query, [Level.STUDY])
     store = request.app[appkeys.STORE]
-    clinic = access.study_scope(principal(request))
-    records = await store.studies.studies(await store.studies.study_uids(clinic))
+    who = principal(request)
+    clinic = access.own_clinic(who)
+    own = await store.studies.study_uids(clinic) if clinic is not None else []
+    shown_refs = access.visible(who, own, await store.grants.of_user(who.username))
+    records = await store.studies.studies([(a.clinic, a.study_uid) for a in shown_refs])
+    if clinic is None or len(records) > len(own):
+        # Granted studies join the clinic's: newest study first over all of them.
+        records.sort(key=_study_datetime, reverse=True)
     results = []
     for rec in records:
         attrs = {**rec.attrs, MODALITIES_IN_STUDY: {"vr": "CS", "Value": rec.modalities}}
@@ -67,7 +73,7 @@ async def search_series(request: web.Request) -> web.Response:
     study_uid = uid_param(request, "study")
     query = parse_query(request.query, [Level.SERIES])
     study = await authorized_study(request, study_uid)
-    series = await request.app[appkeys.STORE].studies.series(study_uid)
+    series = await request.app[appkeys.STORE].studies.series(study.clinic, study_uid)
     results = []
     for rec in series:
         attrs = {**study.attrs, **rec.attrs}
@@ -93,9 +99,11 @@ async def search_instances(request: web.Request) -> web.Response:
     query = parse_query(request.query, [Level.SERIES, Level.INSTANCE])
     study = await authorized_study(request, study_uid)
     store = request.app[appkeys.STORE]
-    series_attrs = {s.series_uid: s.attrs for s in await store.studies.series(study_uid)}
+    series_attrs = {
+        s.series_uid: s.attrs for s in await store.studies.series(study.clinic, study_uid)
+    }
     results = []
-    for rec in await store.studies.instances(study_uid, series_uid):
+    for rec in await store.studies.instances(study.clinic, study_uid, series_uid):
         attrs = {**study.attrs, **series_attrs.get(rec.series_uid, {}), **rec.attrs}
         if not matches_all(attrs, query.filters):
             continue
@@ -112,6 +120,10 @@ async def search_instances(request: web.Request) -> web.Response:
     shown = page(results, query)
     await audit(request, "qido.instances", study=study_uid, series=series_uid, returned=len(shown))
     return _json(shown)
+
+
+def _study_datetime(rec: StudyRecord) -> tuple[str, str]:
+    return _first(rec.attrs, "00080020"), _first(rec.attrs, "00080030")
 
 
 def _first(attrs: DicomJson, tag: str) -> str:

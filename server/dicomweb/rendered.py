@@ -124,11 +124,11 @@ async def thumbnail(request: web.Request) -> web.Response:
         series, sop = uid_param(request, "series"), uid_param(request, "instance")
         record = await authorized_instance(request, study, series, sop)
     else:
-        await authorized_study(request, study)
+        found = await authorized_study(request, study)
         series = uid_param(request, "series") if "series" in request.match_info else None
         stack = [
             r
-            for r in await request.app[appkeys.STORE].studies.instances(study, series)
+            for r in await request.app[appkeys.STORE].studies.instances(found.clinic, study, series)
             if "00280010" in r.attrs  # images only
         ]
         if not stack:

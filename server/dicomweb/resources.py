@@ -30,11 +30,18 @@ def base_url(request: web.Request) -> str:
     return f"{public}/dicomweb" if public else "/dicomweb"
 
 
+_ACCESS = web.RequestKey("huizhen.study_access", access.StudyAccess)
+
+
 def _who(request: web.Request) -> dict[str, Any]:
-    """The audit fields that say who read, from where."""
+    """The audit fields that say who read, from where (and under which grant)."""
     who = principal(request)
-    return {"user": who.username, "role": who.role.value, "clinic": who.clinic,
-            "remote": request.remote, "device": who.device}
+    fields = {"user": who.username, "role": who.role.value, "clinic": who.clinic,
+              "remote": request.remote, "device": who.device}
+    granted: access.StudyAccess | None = request.get(_ACCESS)
+    if granted is not None:
+        fields.update(granted.audit_fields())
+    return fields
 
 
 def audit_soon(request: web.Request, action: str, **resource: object) -> None:
@@ -47,20 +54,57 @@ async def audit(request: web.Request, action: str, **resource: object) -> None:
     await request.app[appkeys.STORE].audit.record(action=action, **_who(request), **resource)
 
 
+async def _resolve(request: web.Request, study_uid: str, sop_uid: str | None = None
+                   ) -> tuple[access.StudyAccess, InstanceRecord | None]:
+    """Which study of this UID the caller may read (server/auth/access.py decides), with the
+    instance when one is named. The caller's own clinic costs one lookup (none when hot); a
+    grant one more (the grant cache answers hot reads)."""
+    who = principal(request)
+    studies = request.app[appkeys.STORE].studies
+    clinic = access.own_clinic(who)
+    if clinic is not None:
+        if sop_uid is not None:
+            record = await studies.instance(clinic, study_uid, sop_uid)
+            if record is not None:
+                return access.by_clinic(who, study_uid), record
+        elif await studies.study_owner(clinic, study_uid) is not None:
+            return access.by_clinic(who, study_uid), None
+    grants = await request.app[appkeys.STORE].grants.of_user(who.username, study_uid=study_uid)
+    granted = access.by_grant(who, study_uid, grants)
+    if granted is None:
+        await _refused(request, study_uid, sop_uid, "no_grant" if clinic is None else "no_study")
+    assert granted is not None
+    record = None
+    if sop_uid is not None:
+        record = await studies.instance(granted.clinic, study_uid, sop_uid)
+    return granted, record
+
+
+async def _refused(request: web.Request, study_uid: str, sop_uid: str | None, why: str) -> None:
+    """A read that found nothing the caller may see: audited like a read, then 404."""
+    await audit(request, "access.refused", study=study_uid, instance=sop_uid, why=why,
+                path=request.path)
+    raise NotFound("no such study")
+
+
 async def authorized_study(request: web.Request, study_uid: str) -> StudyRecord:
-    study = await request.app[appkeys.STORE].studies.study(study_uid)
-    access.check_study(principal(request), study.clinic if study else None)
+    granted, _ = await _resolve(request, study_uid)
+    study = await request.app[appkeys.STORE].studies.study(granted.clinic, study_uid)
+    if study is None:  # granted, but the study is gone (reindex without its files)
+        await _refused(request, study_uid, None, "no_study")
     assert study is not None
+    request[_ACCESS] = granted
     return study
 
 
 async def authorized_instance(
     request: web.Request, study_uid: str, series_uid: str, sop_uid: str
 ) -> InstanceRecord:
-    owner, record = await request.app[appkeys.STORE].studies.study_and_instance(study_uid, sop_uid)
-    access.check_study(principal(request), owner)
+    granted, record = await _resolve(request, study_uid, sop_uid)
     if record is None or record.series_uid != series_uid:
-        raise NotFound("no such instance in this series")
+        await _refused(request, study_uid, sop_uid, "no_instance")
+    assert record is not None
+    request[_ACCESS] = granted
     return record
 
 

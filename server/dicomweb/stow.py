@@ -163,7 +163,8 @@ async def store_instances(request: web.Request) -> web.Response:
         if not files:
             raise BadRequest("the request holds no DICOM parts")
         result = await ingestor.ingest(clinic, files, study_uid=target_study)
-    await audit(request, "stow.store", stored=len(result.stored), failed=len(result.failed))
+    await audit(request, "stow.store", stored=len(result.stored), failed=len(result.failed),
+                studies=result.study_uids())
     body = _response_body(request, result)
     if not result.stored:
         status = 409

@@ -96,8 +96,8 @@ async def _scope(request: web.Request) -> list[InstanceRecord]:
     if "instance" in request.match_info:
         assert series is not None
         return [await authorized_instance(request, study, series, uid_param(request, "instance"))]
-    await authorized_study(request, study)
-    records = await request.app[appkeys.STORE].studies.instances(study, series)
+    found = await authorized_study(request, study)
+    records = await request.app[appkeys.STORE].studies.instances(found.clinic, study, series)
     if not records:
         raise NotFound("no instances here")
     return records

@@ -136,7 +136,7 @@ class ConsultService:
         if await self.store.directory.get_department(msg.department) is None:
             raise NotFound(f"no department {msg.department!r}")
         if msg.study_uid:
-            owner = await self.store.studies.study_owner(msg.study_uid)
+            owner = await self.store.studies.study_owner(who.clinic, msg.study_uid)
             access.check_study(who, owner)
         if not msg.leave_request:
             online = (await self.store.presence.counts([msg.department]))[msg.department]
@@ -202,6 +202,7 @@ class ConsultService:
         await self.store.rooms.create(kind="consult", consult_id=consult.id, room_id=room_id)
         await self.store.rooms.invite(room_id, consult.doctor)
         await self.store.rooms.invite(room_id, who.username)
+        await self.store.grant_consult_study(accepted, [who.username])
         await self.store.audit.record(
             action="consult.accept", user=who.username, role=who.role.value, clinic=None,
             remote=conn.remote, consult=consult.id, room=room_id,

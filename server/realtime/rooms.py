@@ -98,6 +98,7 @@ class RoomService:
             state=MemberState.CONNECTED, media=MediaState.CONNECTING,
         )
         await self.store.rooms.put_member(room_id, member)
+        await self.store.grant_room_study(room_id, [who.username])
         await self.store.rooms.touch(room_id, who.username, self.settings.reconnect_grace_s)
         older = self._attached.get((room_id, who.username))
         if older is not None and older is not conn:
@@ -187,6 +188,7 @@ class RoomService:
             if user is None or user.role is not Role.EXPERT:
                 raise NotFound(f"no expert {msg.username!r}")
             await self.store.rooms.invite(msg.room_id, msg.username)
+            await self.store.grant_room_study(msg.room_id, [msg.username], by=who.username)
             await self.hub.publish(keys.channel_user(msg.username), invitation)
         else:
             assert msg.department is not None
@@ -285,6 +287,7 @@ class RoomService:
         await self.sfu.room(room_id).leave(user)
         await self.store.rooms.forget_presence(room_id, user)
         member = await self.store.rooms.set_state(room_id, user, MemberState.LEFT, reason=reason)
+        await self.store.grant_room_study(room_id, [user])  # the grant lasts TTL from leaving
         if member is not None:
             await self._announce(room_id, member, "left", reason=reason)
         event(log, "room_left", room=room_id, user=user, reason=reason)

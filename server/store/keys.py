@@ -1,6 +1,7 @@
 """Every Redis key Huizhen writes, in one place.
 
-Keys of one study (and later one room) share a hash tag, `{study:UID}`, so they stay in one slot
+Keys of one study share a hash tag, `{study:CLINIC:UID}` (a study is a clinic's: the same UID
+from two clinics is two studies), and keys of one room `{room:ID}`, so they stay in one slot
 when the deployment moves to Redis Cluster.
 """
 
@@ -52,27 +53,39 @@ def login_attempts_address(address: str) -> str:
     return f"{PREFIX}:login-attempts:addr:{address}"
 
 
-def study(study_uid: str) -> str:
-    return f"{PREFIX}:{{study:{study_uid}}}:study"
+def _study_tag(clinic_id: str, study_uid: str) -> str:
+    # One study is (clinic, StudyInstanceUID): two clinics' studies of one UID never share a key.
+    # Clinic ids match [a-z0-9._-] and UIDs [0-9.], so the ':' between them is unambiguous.
+    return f"{PREFIX}:{{study:{clinic_id}:{study_uid}}}"
 
 
-def study_series(study_uid: str) -> str:
-    return f"{PREFIX}:{{study:{study_uid}}}:series"
+def study(clinic_id: str, study_uid: str) -> str:
+    return f"{_study_tag(clinic_id, study_uid)}:study"
 
 
-def study_instances(study_uid: str) -> str:
-    return f"{PREFIX}:{{study:{study_uid}}}:instances"
+def study_series(clinic_id: str, study_uid: str) -> str:
+    return f"{_study_tag(clinic_id, study_uid)}:series"
 
 
-def series_stack(study_uid: str, series_uid: str) -> str:
-    return f"{PREFIX}:{{study:{study_uid}}}:stack:{series_uid}"
+def study_instances(clinic_id: str, study_uid: str) -> str:
+    return f"{_study_tag(clinic_id, study_uid)}:instances"
 
 
-STUDIES = f"{PREFIX}:studies"
+def series_stack(clinic_id: str, study_uid: str, series_uid: str) -> str:
+    return f"{_study_tag(clinic_id, study_uid)}:stack:{series_uid}"
 
 
 def clinic_studies(clinic_id: str) -> str:
     return f"{PREFIX}:clinic:{clinic_id}:studies"
+
+
+def study_clinics(study_uid: str) -> str:
+    """Which clinics hold a study of this UID: only break-glass reads it (never a listing)."""
+    return f"{PREFIX}:study-clinics:{study_uid}"
+
+
+def user_grants(username: str) -> str:
+    return f"{PREFIX}:user:{username}:grants"
 
 
 AUDIT = f"{PREFIX}:audit"

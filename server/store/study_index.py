@@ -1,38 +1,39 @@
 """The study index: what QIDO-RS and the viewer need, rebuilt from the files on disk at will.
 
-Layout per study (all under the `{study:UID}` hash tag):
+A study is a clinic's: (clinic, StudyInstanceUID). The same UID uploaded by two clinics is two
+studies that never meet (neither upload can see, block or squat the other).
+
+Layout per study (all under the `{study:CLINIC:UID}` hash tag):
   study      hash   clinic, attrs (DICOM JSON of study-level attributes)
   series     hash   SeriesInstanceUID -> DICOM JSON of series-level attributes
   instances  hash   SOPInstanceUID -> JSON {series, path, sort, attrs}
   stack:SE   zset   SOPInstanceUIDs of a series scored by position along the slice normal
-Global listings `hz:studies` and `hz:clinic:C:studies` are zsets scored by study date-time.
+`hz:clinic:C:studies` lists a clinic's StudyInstanceUIDs scored by study date-time;
+`hz:study-clinics:UID` is the set of clinics holding a UID (break-glass looks it up).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
-from server.errors import Conflict
 from server.store import keys
 
 DicomJson = dict[str, dict[str, Any]]
 
-# One atomic step per instance: the study's owner is checked and the instance added together,
-# so two clinics racing on one StudyInstanceUID cannot both win. Returns 1 stored, 0 duplicate,
-# -1 study owned by another clinic.
+# One atomic step per instance: the study record and the instance appear together. Returns 1
+# stored, 0 duplicate (the first stored instance of a SOP Instance UID stays).
 _INDEX_INSTANCE = """
-local owner = redis.call('HGET', KEYS[1], 'clinic')
-if owner and owner ~= ARGV[1] then return -1 end
 if redis.call('HEXISTS', KEYS[3], ARGV[5]) == 1 then return 0 end
-if not owner then
-  redis.call('HSET', KEYS[1], 'clinic', ARGV[1], 'attrs', ARGV[2])
+if redis.call('HSETNX', KEYS[1], 'clinic', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'attrs', ARGV[2])
   redis.call('ZADD', KEYS[5], ARGV[8], ARGV[9])
-  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[9])
+  redis.call('SADD', KEYS[6], ARGV[1])
 end
 redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
@@ -77,6 +78,7 @@ class SeriesRecord:
 
 @dataclass(frozen=True)
 class InstanceRecord:
+    clinic: str
     study_uid: str
     series_uid: str
     sop_uid: str
@@ -85,15 +87,16 @@ class InstanceRecord:
 
 
 class StudyIndex:
-    # Instances and their owner never change once indexed (STOW is idempotent, nothing is
-    # deleted yet), so the hot path keeps them in-process. When deletion arrives it must
-    # invalidate these entries on every node (pub/sub), or they would outlive the data.
+    # The hot path keeps instances in-process. An entry is trusted for HOT_TTL_S, then looked
+    # up again (one round trip per instance per HOT_TTL_S): so a `huizhen reindex` run by another
+    # process, on any node, leaves no stale owner or path for longer than that.
     HOT_ENTRIES = 20_000
+    HOT_TTL_S = 2.0
 
     def __init__(self, redis: Redis) -> None:
         self._r = redis
         self._index_script = redis.register_script(_INDEX_INSTANCE)
-        self._hot: OrderedDict[tuple[str, str], tuple[str, InstanceRecord]] = OrderedDict()
+        self._hot: OrderedDict[tuple[str, str, str], tuple[float, InstanceRecord]] = OrderedDict()
 
     async def add(self, entry: IndexEntry) -> bool:
         """Index one instance. False when it was already there (idempotent STOW)."""
@@ -106,17 +109,18 @@ class StudyIndex:
             },
             separators=(",", ":"),
         )
+        c, uid = entry.clinic, entry.study_uid
         result = await self._index_script(
             keys=[
-                keys.study(entry.study_uid),
-                keys.study_series(entry.study_uid),
-                keys.study_instances(entry.study_uid),
-                keys.series_stack(entry.study_uid, entry.series_uid),
-                keys.STUDIES,
-                keys.clinic_studies(entry.clinic),
+                keys.study(c, uid),
+                keys.study_series(c, uid),
+                keys.study_instances(c, uid),
+                keys.series_stack(c, uid, entry.series_uid),
+                keys.clinic_studies(c),
+                keys.study_clinics(uid),
             ],
             args=[
-                entry.clinic,
+                c,
                 json.dumps(entry.study_attrs, separators=(",", ":")),
                 entry.series_uid,
                 json.dumps(entry.series_attrs, separators=(",", ":")),
@@ -124,35 +128,37 @@ class StudyIndex:
                 instance_json,
                 entry.sort_key,
                 entry.study_date_key,
-                entry.study_uid,
+                uid,
             ],
         )
-        if int(result) < 0:
-            raise Conflict("this StudyInstanceUID already belongs to another clinic")
         return int(result) == 1
 
-    async def has_instance(self, study_uid: str, sop_uid: str) -> bool:
-        return bool(await self._r.hexists(keys.study_instances(study_uid), sop_uid))
+    async def has_instance(self, clinic: str, study_uid: str, sop_uid: str) -> bool:
+        return bool(await self._r.hexists(keys.study_instances(clinic, study_uid), sop_uid))
 
-    async def study_owner(self, study_uid: str) -> str | None:
-        return await self._r.hget(keys.study(study_uid), "clinic")
+    async def study_owner(self, clinic: str, study_uid: str) -> str | None:
+        """`clinic` when it holds a study of this UID, else None."""
+        return await self._r.hget(keys.study(clinic, study_uid), "clinic")
 
-    async def study_uids(self, clinic: str | None) -> list[str]:
-        """Newest first; `clinic=None` lists every study."""
-        key = keys.STUDIES if clinic is None else keys.clinic_studies(clinic)
-        return list(await self._r.zrevrange(key, 0, -1))
+    async def clinics_holding(self, study_uid: str) -> list[str]:
+        return sorted(await self._r.smembers(keys.study_clinics(study_uid)))
 
-    async def studies(self, uids: list[str]) -> list[StudyRecord]:
-        if not uids:
+    async def study_uids(self, clinic: str) -> list[str]:
+        """A clinic's studies, newest first."""
+        return list(await self._r.zrevrange(keys.clinic_studies(clinic), 0, -1))
+
+    async def studies(self, refs: list[tuple[str, str]]) -> list[StudyRecord]:
+        """Studies by (clinic, StudyInstanceUID), in the order given; missing ones are left out."""
+        if not refs:
             return []
         async with self._r.pipeline(transaction=False) as pipe:
-            for uid in uids:
-                pipe.hgetall(keys.study(uid))
-                pipe.hlen(keys.study_instances(uid))
-                pipe.hvals(keys.study_series(uid))
+            for c, uid in refs:
+                pipe.hgetall(keys.study(c, uid))
+                pipe.hlen(keys.study_instances(c, uid))
+                pipe.hvals(keys.study_series(c, uid))
             raw = await pipe.execute()
         records = []
-        for i, uid in enumerate(uids):
+        for i, (_, uid) in enumerate(refs):
             study, count, series = raw[3 * i], raw[3 * i + 1], raw[3 * i + 2]
             if not study:
                 continue
@@ -171,16 +177,16 @@ class StudyIndex:
             )
         return records
 
-    async def study(self, study_uid: str) -> StudyRecord | None:
-        found = await self.studies([study_uid])
+    async def study(self, clinic: str, study_uid: str) -> StudyRecord | None:
+        found = await self.studies([(clinic, study_uid)])
         return found[0] if found else None
 
-    async def series(self, study_uid: str) -> list[SeriesRecord]:
-        raw = await self._r.hgetall(keys.study_series(study_uid))
+    async def series(self, clinic: str, study_uid: str) -> list[SeriesRecord]:
+        raw = await self._r.hgetall(keys.study_series(clinic, study_uid))
         uids = sorted(raw)
         async with self._r.pipeline(transaction=False) as pipe:
             for uid in uids:
-                pipe.zcard(keys.series_stack(study_uid, uid))
+                pipe.zcard(keys.series_stack(clinic, study_uid, uid))
             counts = await pipe.execute()
         records = [
             SeriesRecord(study_uid, uid, json.loads(raw[uid]), int(n))
@@ -189,65 +195,63 @@ class StudyIndex:
         return sorted(records, key=_series_number)
 
     async def instances(
-        self, study_uid: str, series_uid: str | None = None
+        self, clinic: str, study_uid: str, series_uid: str | None = None
     ) -> list[InstanceRecord]:
         """Instances in stack order (position along the slice normal, else instance number)."""
         series_uids = (
-            [series_uid] if series_uid else [s.series_uid for s in await self.series(study_uid)]
+            [series_uid]
+            if series_uid
+            else [s.series_uid for s in await self.series(clinic, study_uid)]
         )
         records: list[InstanceRecord] = []
         for se in series_uids:
-            sops = await self._r.zrange(keys.series_stack(study_uid, se), 0, -1)
+            sops = await self._r.zrange(keys.series_stack(clinic, study_uid, se), 0, -1)
             if not sops:
                 continue
-            values = await self._r.hmget(keys.study_instances(study_uid), sops)
+            values = await self._r.hmget(keys.study_instances(clinic, study_uid), sops)
             records.extend(
-                _instance(study_uid, sop, value)
+                _instance(clinic, study_uid, sop, value)
                 for sop, value in zip(sops, values, strict=True)
                 if value
             )
         return records
 
-    async def instance(self, study_uid: str, sop_uid: str) -> InstanceRecord | None:
-        value = await self._r.hget(keys.study_instances(study_uid), sop_uid)
-        return _instance(study_uid, sop_uid, value) if value else None
-
-    async def study_and_instance(
-        self, study_uid: str, sop_uid: str
-    ) -> tuple[str | None, InstanceRecord | None]:
-        """Owner clinic and instance: the hot path of every rendered frame. One round trip the
-        first time, none after."""
-        key = (study_uid, sop_uid)
+    async def instance(self, clinic: str, study_uid: str, sop_uid: str) -> InstanceRecord | None:
+        """The hot path of every rendered frame: one round trip the first time, then none for
+        HOT_TTL_S."""
+        key = (clinic, study_uid, sop_uid)
+        now = time.monotonic()
         hot = self._hot.get(key)
-        if hot is not None:
+        if hot is not None and now - hot[0] < self.HOT_TTL_S:
             self._hot.move_to_end(key)
-            return hot
-        async with self._r.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.study(study_uid), "clinic")
-            pipe.hget(keys.study_instances(study_uid), sop_uid)
-            owner, value = await pipe.execute()
-        record = _instance(study_uid, sop_uid, value) if value else None
-        if owner is not None and record is not None:
-            self._hot[key] = (owner, record)
-            if len(self._hot) > self.HOT_ENTRIES:
-                self._hot.popitem(last=False)
-        return owner, record
+            return hot[1]
+        value = await self._r.hget(keys.study_instances(clinic, study_uid), sop_uid)
+        if value is None:
+            self._hot.pop(key, None)
+            return None
+        record = _instance(clinic, study_uid, sop_uid, value)
+        self._hot[key] = (now, record)
+        self._hot.move_to_end(key)
+        if len(self._hot) > self.HOT_ENTRIES:
+            self._hot.popitem(last=False)
+        return record
 
     async def clear(self) -> int:
-        """Drop the whole index (reindex rebuilds it from the files)."""
+        """Drop the whole index (reindex rebuilds it from the files). Grants are not index data:
+        they stay."""
         self._hot.clear()
         removed = 0
         async for key in self._r.scan_iter(match=f"{keys.PREFIX}:{{study:*", count=1000):
             removed += await self._r.delete(key)
-        async for key in self._r.scan_iter(match=keys.clinic_studies("*"), count=1000):
-            await self._r.delete(key)
-        await self._r.delete(keys.STUDIES)
+        for pattern in (keys.clinic_studies("*"), keys.study_clinics("*")):
+            async for key in self._r.scan_iter(match=pattern, count=1000):
+                await self._r.delete(key)
         return removed
 
 
-def _instance(study_uid: str, sop_uid: str, value: str) -> InstanceRecord:
+def _instance(clinic: str, study_uid: str, sop_uid: str, value: str) -> InstanceRecord:
     data = json.loads(value)
-    return InstanceRecord(study_uid, data["series"], sop_uid, data["path"], data["attrs"])
+    return InstanceRecord(clinic, study_uid, data["series"], sop_uid, data["path"], data["attrs"])
 
 
 def _series_number(record: SeriesRecord) -> tuple[int, str]:

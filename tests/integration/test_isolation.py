@@ -42,7 +42,15 @@ async def test_other_clinic_gets_404_everywhere(client, auth, li_study):
         assert (await resp.json())["error"]["code"] == "not_found"
 
 
-async def test_own_clinic_expert_and_coordinator_can_read(client, auth, li_study):
+async def grant(store, username, ds, clinic="qingshui"):
+    await store.grants.grant(username, clinic, ds.StudyInstanceUID, kind="consult", ref="c1",
+                             ttl_s=600)
+
+
+async def test_own_clinic_and_granted_expert_and_coordinator_can_read(client, auth, li_study,
+                                                                      store):
+    for user in ("exp.zhang", "coord.liu"):
+        await grant(store, user, li_study)
     for user in ("dr.li", "exp.zhang", "coord.liu"):
         h = await auth(user)
         for url in _urls(li_study):
@@ -58,6 +66,7 @@ async def test_admin_sees_no_patient_data(client, auth, li_study):
 
 
 async def test_every_read_is_audited(client, auth, li_study, store):
+    await grant(store, "exp.zhang", li_study)
     h = await auth("exp.zhang")
     before = len(await store.audit.recent(1000))
     urls = _urls(li_study)
@@ -75,6 +84,8 @@ async def test_every_read_is_audited(client, auth, li_study, store):
         f = ev.fields
         assert f["user"] == "exp.zhang" and f["role"] == "expert"
         assert f["remote"] and float(f["ts"]) > 0 and f["action"]
+        assert f["via"] == "consult" and f["grant"] == "c1" and f["study_clinic"] == "qingshui"
+        assert "break_glass" not in f
     actions = {ev.fields["action"] for ev in events}
     assert {"wado.rendered", "wado.metadata", "wado.frames", "wado.retrieve",
             "qido.series", "qido.instances", "wado.thumbnail", "wado.bulkdata"} <= actions

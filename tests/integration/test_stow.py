@@ -120,7 +120,7 @@ async def test_oversized_upload_is_413_and_stores_nothing(client, auth, settings
     resp = await client.post(STOW, data=body, headers={**h, "Content-Type": ctype})
     assert resp.status == 413
     assert _files(settings) == [] and _leftover_temp(settings) == []
-    assert await store.studies.study_uids(None) == []
+    assert await store.studies.study_uids("qingshui") == []
     assert (await client.get("/healthz")).status == 200  # still serving
 
 
@@ -144,13 +144,29 @@ async def test_only_clinic_doctors_store(client, auth):
         assert resp.status == 403, user
 
 
-async def test_a_study_of_another_clinic_cannot_be_extended(client, auth, settings):
+async def test_one_study_uid_from_two_clinics_is_two_studies(client, auth, settings):
+    """Neither upload reveals or blocks the other (no 409 oracle, no UID squatting)."""
     study = generate_uid()
-    assert (await _stow(client, await auth("dr.li"), [ct_bytes(study_uid=study)])).status == 200
-    resp = await _stow(client, await auth("dr.wang"), [ct_bytes(study_uid=study)])
-    assert resp.status == 409
-    assert _seq(await resp.json(), "00081198")[0]["00081197"]["Value"] == [0xA770]
-    assert all("hetang" not in str(p) for p in _files(settings))
+    li, wang = await auth("dr.li"), await auth("dr.wang")
+    li_sop, wang_sop = generate_uid(), generate_uid()
+    ds_li = ct_dataset(study_uid=study, sop_uid=li_sop)
+    ds_li.PatientID = "LI-1"
+    ds_wang = ct_dataset(study_uid=study, sop_uid=wang_sop)
+    ds_wang.PatientID = "WANG-1"
+    assert (await _stow(client, li, [to_bytes(ds_li)])).status == 200
+    resp = await _stow(client, wang, [to_bytes(ds_wang)])
+    assert resp.status == 200, await resp.text()
+    assert "00081198" not in await resp.json()
+    for h, own, other, pid in ((li, li_sop, wang_sop, "LI-1"), (wang, wang_sop, li_sop, "WANG-1")):
+        found = await (await client.get(f"{STOW}?StudyInstanceUID={study}", headers=h)).json()
+        assert [s["00100020"]["Value"] for s in found] == [[pid]]
+        inst = await (await client.get(f"{STOW}/{study}/instances", headers=h)).json()
+        assert [i["00080018"]["Value"][0] for i in inst] == [own]
+        series = inst[0]["0020000E"]["Value"][0]
+        url = f"{STOW}/{study}/series/{series}/instances/{other}/metadata"
+        assert (await client.get(url, headers=h)).status == 404
+    paths = {str(p.relative_to(settings.dicom_dir)).split("/")[0] for p in _files(settings)}
+    assert paths == {"qingshui", "hetang"}
 
 
 async def test_stow_to_a_study_url_refuses_other_studies(client, auth):
