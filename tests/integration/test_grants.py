@@ -332,7 +332,8 @@ async def test_documented_audit_records_counted_per_route(client, store, connect
     events = await _wait_for(joined, "room.join audited")
     count: dict[str, int] = {}
     for f in events:
-        count[f["action"]] = count.get(f["action"], 0) + 1
+        if not f["action"].startswith("auth."):  # sign-ins of the sockets: test_auth's
+            count[f["action"]] = count.get(f["action"], 0) + 1
     assert count == {"stow.store": 1, "upload.store": 1, "qido.studies": 2,
                      "consult.start": 1, "consult.accept": 1, "room.join": 1}, count
     by_action = {f["action"]: f for f in events}
