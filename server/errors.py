@@ -92,6 +92,12 @@ class NoExpertOnline(Conflict):
     code = "no_expert_online"
 
 
+class PatientMismatch(Conflict):
+    """The attached study is another patient's; consult.start needs confirm_patient_mismatch."""
+
+    code = "patient_mismatch"
+
+
 class PayloadTooLarge(HuizhenError):
     status = 413
     code = "payload_too_large"

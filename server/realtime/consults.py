@@ -18,10 +18,12 @@ from server.errors import (
     InvalidParameter,
     NoExpertOnline,
     NotFound,
+    PatientMismatch,
     TooManyRequests,
 )
 from server.log import event
 from server.log_throttle import REALTIME as LOG_THROTTLE
+from server.patient_match import PatientCheck, compare, study_patient
 from server.realtime.hub import Connection, Hub
 from server.realtime.messages import ConsultAccept, ConsultCancel, ConsultStart
 from server.store import Store, keys
@@ -135,9 +137,26 @@ class ConsultService:
         assert who.clinic is not None
         if await self.store.directory.get_department(msg.department) is None:
             raise NotFound(f"no department {msg.department!r}")
+        patient_name, patient_id = msg.patient_name.strip(), msg.patient_id.strip()
+        check, study = PatientCheck.NO_STUDY, None
         if msg.study_uid:
             owner = await self.store.studies.study_owner(who.clinic, msg.study_uid)
             access.check_study(who, owner)
+            record = await self.store.studies.study(msg.study_uid)
+            if record is None:
+                raise NotFound("no such study")
+            comparison = compare(patient_name, patient_id, study_patient(record.attrs))
+            study = comparison.study
+            patient_name, patient_id = comparison.patient_name, comparison.patient_id
+            check = comparison.check
+            if check is PatientCheck.MISMATCH:
+                if not msg.confirm_patient_mismatch:
+                    raise PatientMismatch(
+                        "the attached study belongs to another patient: check it, or confirm "
+                        "with confirm_patient_mismatch: true",
+                        study_patient_name=study.display_name,
+                        study_patient_id=study.patient_id)
+                check = PatientCheck.MISMATCH_CONFIRMED
         if not msg.leave_request:
             online = (await self.store.presence.counts([msg.department]))[msg.department]
             if online == 0:
@@ -151,8 +170,11 @@ class ConsultService:
             consult = await self.store.consults.create(
                 clinic=who.clinic, clinic_name=clinic.name if clinic else who.clinic,
                 doctor=who.username, department=msg.department,
-                urgency=msg.urgency, question=msg.question, patient_name=msg.patient_name,
-                patient_id=msg.patient_id, study_uid=msg.study_uid,
+                urgency=msg.urgency, question=msg.question, patient_name=patient_name,
+                patient_id=patient_id, study_uid=msg.study_uid,
+                patient_check=check.value,
+                study_patient_name=study.display_name if study else "",
+                study_patient_id=study.patient_id if study else "",
                 doctor_name=user.display_name if user else who.username,
                 ring_timeout_s=self.settings.ring_timeout_s,
                 max_waiting=self.settings.consult_max_ringing,
@@ -174,6 +196,14 @@ class ConsultService:
             action="consult.start", user=who.username, role=who.role.value, clinic=who.clinic,
             remote=conn.remote, device=who.device, consult=consult.id, study=msg.study_uid or None,
         )
+        if check is PatientCheck.MISMATCH_CONFIRMED:
+            assert study is not None
+            await self.store.audit.record(
+                action="consult.patient_mismatch_confirmed", user=who.username,
+                role=who.role.value, clinic=who.clinic, remote=conn.remote, device=who.device,
+                consult=consult.id, study=msg.study_uid, patient_name=patient_name,
+                patient_id=patient_id, study_patient_name=study.display_name,
+                study_patient_id=study.patient_id)
         await self.hub.publish(keys.channel_department(msg.department),
                                {"type": _waiting_type(consult), "consult": consult.public()})
         event(log, "consult_started", consult=consult.id, clinic=who.clinic,

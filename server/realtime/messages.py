@@ -46,6 +46,9 @@ class ConsultStart(_Message):
     # With nobody online: leave the request for the department (state `requested`, no ringing
     # timeout) instead of being told `no_expert_online`.
     leave_request: bool = False
+    # The attached study's patient is not the one named: the doctor has seen the warning and
+    # calls anyway (audited; the expert is shown a warning banner).
+    confirm_patient_mismatch: bool = False
 
 
 class ConsultCancel(_Message):
