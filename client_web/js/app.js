@@ -151,6 +151,12 @@ async function loadStudies(reset) {
     renderStudies();
   } catch (err) {
     if (seq !== state.loadSeq) return;
+    const role = (getSession()?.user || {}).role;
+    if (role === "coordinator" && err.status === 403) {
+      // no studies shared with this coordinator: the role-home panel says what comes next
+      show(document.getElementById("studies-view"), false);
+      return;
+    }
     // by the error's code, in the page's language (js/messages.js), re-rendered on a switch
     errBox.dataset.i18n = "studies.error";
     errBox.i18nParams = { message: err };

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.browser.conftest import REDIS_DB, REPO
+from tests.browser.conftest import REDIS_DB, REPO, screenshot
 from tests.browser.test_viewer import HTTP_ERROR_LOG, sign_in, tid, wait_text
 
 pytestmark = pytest.mark.browser
@@ -27,6 +27,7 @@ def test_unknown_ui_path_gets_the_404_page(new_probe, live_server):
     tid(page, "not-found").wait_for()
     assert "Page not found" in tid(page, "not-found").inner_text()
     assert tid(page, "not-found-path").inner_text() == "/ui/no/such/page.html"
+    screenshot(page, "not-found")
     # the page's own stylesheet and script loaded from that depth (absolute URLs)
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgba(0, 0, 0, 0)"
     tid(page, "lang-toggle").click()
@@ -90,6 +91,7 @@ def test_coordinator_is_told_what_comes_next(new_probe, live_server):
     assert "多学科会诊（MDT）" in tid(page, "role-home-text").inner_text()
     wait_text(page, "study-count", "个检查", absent="加载")
     assert tid(page, "studies-error").is_hidden()
+    screenshot(page, "coordinator-home-zh")
     tid(page, "lang-toggle").click()
     assert "MDT" in tid(page, "role-home-text").inner_text()
     assert "later version" in tid(page, "role-home-text").inner_text()
@@ -108,6 +110,7 @@ def test_admin_gets_a_manage_page_not_an_error(probe, live_server):
     assert home.get_attribute("data-role") == "admin"
     assert "not patient data" in tid(page, "role-home-text").inner_text()
     assert "huizhen user add" in tid(page, "role-home-cli").inner_text()
+    screenshot(page, "admin-home")
     assert tid(page, "studies-error").is_hidden()
     assert tid(page, "study-table").is_hidden()
     page.reload()  # a reload keeps the panel (no study list request, no red error)
@@ -208,6 +211,7 @@ def test_upload_lists_each_file_with_a_plain_reason(new_probe, live_server):
     assert tid(page, "upload-result-file").inner_text() == "notes.txt"
     assert tid(page, "upload-result-reason").inner_text() == "不是可读取的医学影像文件（DICOM）。"
     assert "成功 1 个，失败 1 个" in tid(page, "upload-status").inner_text()
+    screenshot(page, "upload-reasons-zh")
 
     # the same file again is not "stored" twice; a batch where nothing is stored still lists
     # each file's reason (the server answers 400 nothing_stored)
