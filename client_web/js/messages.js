@@ -34,6 +34,7 @@ const ERRORS = {
   "too_many_messages": { en: "Too many actions at once. Please slow down a little.", zh: "操作过于频繁，请稍慢一些。" },
   // --- things that are not there, or clash
   "not_found": { en: "Not found, or this account may not see it.", zh: "未找到，或当前账号无权查看。" },
+  "no_expert_online": { en: "No expert of this department is online right now. Choose another department, or leave a request.", zh: "该科室目前没有专家在线，请选择其他科室，或留下会诊请求。" },
   "conflict": { en: "This clashes with something that already exists.", zh: "与已有的内容冲突。" },
   // --- images and uploads
   "invalid_dicom": { en: "Not a medical image file (DICOM) that can be read.", zh: "不是可读取的医学影像文件（DICOM）。" },
