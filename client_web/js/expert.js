@@ -94,6 +94,13 @@ function consultCard(consult, { invitation = null } = {}) {
     study.dataset.hasStudy = String(Boolean(hasStudy));
     study.textContent = t(hasStudy ? "expert.studyAttached" : "expert.noStudyAttached");
     line2.append(doctor, study);
+    if (consult.state === "requested") {
+      const req = document.createElement("span");
+      req.className = "request-flag";
+      req.dataset.testid = "consult-ring-request";
+      req.textContent = t("expert.requestLeft");
+      line2.append(req);
+    }
     if (isMismatch(consult)) {
       const warn = document.createElement("span");
       warn.className = "mismatch-flag";
@@ -355,6 +362,7 @@ function renderInviteDepartments() {
 function onSignalMessage(msg) {
   switch (msg.type) {
     case "consult.ringing":
+    case "consult.requested": // left for the department while nobody was online
       state.ringing.set(msg.consult.id, { consult: msg.consult, seenAt: Date.now() });
       renderLobby();
       break;

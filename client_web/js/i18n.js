@@ -229,6 +229,7 @@ const MESSAGES = {
     "patient.confirmFirst": "The attached study is of another patient: check it, then tick the confirmation.",
     "rejoin.text": "Your {dept} consult for {patient} is still open.",
     "patient.mismatchShort": "⚠ Study of another patient (confirmed by the doctor)",
+    "expert.requestLeft": "Request left while no one was online",
     // ---- end of call pages block ----
     "pstate.connected": "connected",
     "pstate.reconnecting": "reconnecting",
@@ -481,6 +482,7 @@ const MESSAGES = {
     "patient.confirmFirst": "所附检查属于其他患者：请核对后勾选确认。",
     "rejoin.text": "您为{patient}发起的{dept}会诊仍在进行。",
     "patient.mismatchShort": "⚠ 所附检查属于其他患者（医生已确认）",
+    "expert.requestLeft": "无人在线时留下的请求",
     // ---- end of call pages block ----
     "pstate.connected": "已连接",
     "pstate.reconnecting": "重连中",

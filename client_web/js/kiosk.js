@@ -36,6 +36,7 @@ const state = {
   endedBy: null, // {key, name}: why the call ended when everyone else left
   mismatch: null, // {study, consult}: the typed patient is not the attached study's
   rejoinable: new Map(), // consult id -> consult still open without us
+  online: null, // department id -> experts online (null: the server does not say)
   checks: { camera: { state: "pending", key: "selfcheck.pending" }, mic: { state: "pending", key: "selfcheck.pending" } },
 };
 
@@ -165,13 +166,27 @@ function renderChoices() {
     b.className = "choice";
     b.dataset.testid = `dept-${d}`;
     b.setAttribute("aria-pressed", String(state.department === d));
-    b.textContent = t(`dept.${d}`);
+    const label = document.createElement("span");
+    label.className = "dept-label";
+    label.textContent = t(`dept.${d}`);
+    b.append(label);
+    // how many experts are online (GET /api/departments + the `departments` push)
+    const n = state.online ? state.online.get(d) : undefined;
+    if (n !== undefined) {
+      const online = document.createElement("span");
+      online.className = "dept-online";
+      online.dataset.testid = "dept-online";
+      online.textContent = n === 0 ? t("dept.offline") : n === 1 ? t("dept.online.one") : t("dept.online", { n });
+      b.append(online);
+      b.dataset.online = String(n);
+    }
     b.addEventListener("click", () => {
       state.department = d;
       renderChoices();
     });
     depts.append(b);
   }
+  renderNoneOnline();
   const urg = $("urgencies");
   urg.textContent = "";
   for (const u of URGENCIES) {
@@ -186,6 +201,31 @@ function renderChoices() {
       renderChoices();
     });
     urg.append(b);
+  }
+}
+
+/** Nobody of the chosen department online: say so, offer another one or leaving a request. */
+function renderNoneOnline() {
+  const box = $("dept-none");
+  const d = state.department;
+  const none = Boolean(d && state.online && state.online.get(d) === 0);
+  box.hidden = !none;
+  $("call-start").hidden = none; // "Leave a request" instead
+  if (none) $("dept-none-text").textContent = t("dept.noneOnline", { dept: t(`dept.${d}`) });
+}
+
+function setOnline(list) {
+  if (!Array.isArray(list)) return;
+  state.online = new Map(list.map((x) => [x.id, Number(x.experts_online) || 0]));
+  renderChoices();
+}
+
+async function loadDepartments() {
+  try {
+    const reply = await apiJson("/api/departments");
+    setOnline(reply && reply.departments);
+  } catch {
+    // a server without online counts: the kiosk calls as before
   }
 }
 
@@ -304,8 +344,8 @@ function formError(key, params) {
   box.textContent = key ? t(key, params) : "";
 }
 
-async function onCall(ev) {
-  ev.preventDefault();
+async function onCall(ev, leaveRequest = false) {
+  if (ev) ev.preventDefault();
   formError(null);
   notice(null);
   const question = $("consult-question").value.trim();
@@ -324,6 +364,7 @@ async function onCall(ev) {
   button.disabled = true;
   const msg = {
     type: "consult.start",
+    ...(leaveRequest ? { leave_request: true } : {}),
     department: state.department,
     urgency: state.urgency,
     question,
@@ -345,9 +386,20 @@ async function onCall(ev) {
       }
       reply = await state.signal.request({ ...msg, confirm_patient_mismatch: true });
     }
+    if (leaveRequest || (reply.consult && reply.consult.state === "requested")) {
+      // left for the department: an expert takes it later (the kiosk is told, see offerRejoin)
+      notice("request.left", "info", { dept: t(`dept.${state.department}`) });
+      return;
+    }
     startWaiting({ consult: reply.consult, startedAt: Date.now() });
   } catch (err) {
-    formError("consult.startFailed", { message: err.message });
+    if (err.code === "no_expert_online") {
+      if (!state.online) state.online = new Map();
+      state.online.set(state.department, 0);
+      renderChoices();
+      return;
+    }
+    formError(leaveRequest ? "request.failed" : "consult.startFailed", { message: err.message });
   } finally {
     button.disabled = false;
   }
@@ -515,6 +567,10 @@ function renderEnded() {
 }
 
 function onSignalMessage(msg) {
+  if (msg.type === "departments") {
+    setOnline(msg.departments);
+    return;
+  }
   if (msg.type === "consult.accepted" && state.consult && msg.consult.id === state.consult.consult.id) {
     enterCall(msg.consult.room_id);
   } else if (msg.type === "consult.accepted" && msg.consult && !(state.call && state.call.roomId === msg.consult.room_id)) {
@@ -565,6 +621,7 @@ function start(session) {
   renderNet();
   renderChoices();
   loadStudies();
+  loadDepartments();
   const room = savedRoom();
   if (room) {
     enterCall(room); // a reload mid-call: rejoin the same room with a new peer connection
@@ -622,6 +679,7 @@ function init() {
     showPrecall();
   });
   $("study-select").addEventListener("change", onStudyChosen);
+  $("request-leave").addEventListener("click", () => onCall(null, true));
   for (const id of ["patient-name", "patient-id"]) $(id).addEventListener("input", () => checkPatient());
   $("patient-mismatch-confirm").addEventListener("change", () => formError(null));
   onLangChange(() => {
