@@ -180,6 +180,9 @@ def test_call_through_turn_relay(new_probe, live_server):
 
 
 def test_kiosk_self_check_device_token_and_cancel(new_probe, live_server):
+    # a neurology expert online (a request to a department with nobody online is refused)
+    chen = new_probe()
+    sign_in(chen, f"/ui/expert.html?{SMALL}", "exp.chen", live_server.password)
     kiosk = new_probe(locale="zh-CN")
     page = kiosk.page
     token = live_server.kiosk_device_token()
@@ -208,8 +211,8 @@ def test_kiosk_self_check_device_token_and_cancel(new_probe, live_server):
     # A consult without a department is refused on the page; then cancel while waiting.
     tid(page, "call-start").click()
     tid(page, "consult-error").wait_for()
-    tid(page, "dept-respiratory").click()
-    tid(page, "consult-question").fill("咳嗽两周，胸片请会诊")
+    tid(page, "dept-neurology").click()
+    tid(page, "consult-question").fill("头痛两周，请会诊")
     tid(page, "call-start").click()
     tid(page, "waiting-elapsed").wait_for()
     page.wait_for_function(
@@ -218,4 +221,4 @@ def test_kiosk_self_check_device_token_and_cancel(new_probe, live_server):
     tid(page, "call-start").wait_for()
     assert "取消" in tid(page, "notice").inner_text()
     assert page.evaluate("() => sessionStorage.getItem('hz.consult')") is None
-    no_errors(kiosk)
+    no_errors(kiosk, chen)

@@ -74,7 +74,7 @@ def test_sign_out_mid_call_asks_first_and_tells_the_expert(new_probe, live_serve
     note = tid(zhang.page, "notice")
     note.wait_for()
     zhang.page.wait_for_function(
-        "() => /Dr\\. Li (signed out|hung up)/.test("
+        "() => /Dr\\. Li signed out/.test("
         "document.querySelector('[data-testid=notice]').textContent)")
     zhang.page.locator('[data-testid=participant][data-participant="dr.li"][data-state=left]').wait_for()
     tid(zhang.page, "hang-up").click()
@@ -83,6 +83,8 @@ def test_sign_out_mid_call_asks_first_and_tells_the_expert(new_probe, live_serve
 
 
 def test_cancel_keeps_the_form(new_probe, live_server):
+    zhang = new_probe()  # someone online in radiology (who does not answer)
+    sign_in(zhang, f"/ui/expert.html?{SMALL}", "exp.zhang", live_server.password)
     kiosk = new_probe()
     sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", live_server.password)
     page = kiosk.page
@@ -101,19 +103,24 @@ def test_cancel_keeps_the_form(new_probe, live_server):
     tid(page, "call-start").wait_for()
     assert tid(page, "consult-question").input_value().startswith("Nodule in the right upper lobe")
     assert tid(page, "dept-radiology").get_attribute("aria-pressed") == "true"
-    no_errors(kiosk)
+    no_errors(kiosk, zhang)
 
 
 def test_unanswered_ring_stops_with_a_message_and_keeps_the_form(new_probe, odd_server):
+    chen = new_probe(base_url=odd_server.url)  # online in neurology, does not answer
+    sign_in(chen, f"/ui/expert.html?{SMALL}", "exp.chen", odd_server.password)
     kiosk = new_probe(base_url=odd_server.url)
     sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", odd_server.password)
     page = kiosk.page
-    start_consult(kiosk, department="respiratory", study=False)
+    start_consult(kiosk, department="neurology", study=False)
+    tid(chen.page, "consult-ring").wait_for()
     # HUIZHEN_RING_TIMEOUT_S=5 on that server
     tid(page, "call-start").wait_for(timeout=15_000)
     text = tid(page, "notice").inner_text()
     assert "No expert answered" in text, text
     assert tid(page, "consult-question").input_value().startswith("Nodule in the right upper lobe")
-    assert tid(page, "dept-respiratory").get_attribute("aria-pressed") == "true"
+    assert tid(page, "dept-neurology").get_attribute("aria-pressed") == "true"
     assert page.evaluate("() => sessionStorage.getItem('hz.consult')") is None
-    no_errors(kiosk)
+    # the expert's card went away too
+    tid(chen.page, "consult-empty").wait_for()
+    no_errors(kiosk, chen)
