@@ -190,6 +190,8 @@ export class Viewer {
         (a, b) => num(a, TAG.SeriesNumber, 1e9) - num(b, TAG.SeriesNumber, 1e9),
       );
     } catch (err) {
+      // No such study for this account: the page may offer emergency access (viewer.js).
+      if (err.status === 404 && this.onNoAccess) return this.onNoAccess();
       this.status(t("viewer.error", { message: err.message }), true);
       return;
     }

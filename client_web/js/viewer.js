@@ -3,6 +3,7 @@
 import { applyI18n, t, toggleLang } from "./i18n.js";
 import { getSession, goToLogin, logout, watchExpiry } from "./api.js";
 import { Viewer, viewerMarkup } from "./viewer-core.js";
+import { showBreakGlass } from "./break-glass.js";
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
@@ -23,6 +24,13 @@ function main() {
   const study = new URLSearchParams(window.location.search).get("study");
   const viewer = new Viewer(root, study);
   window.huizhenViewer = viewer; // for debugging from the console and for tests
+  if (session.user && session.user.role === "expert") {
+    viewer.onNoAccess = () => {
+      viewer.status("");
+      // Granted: a fresh page load opens the study like any other (no half-started viewer).
+      showBreakGlass(root, study, () => window.location.reload());
+    };
+  }
   viewer.start().catch((err) => viewer.status(t("viewer.error", { message: err.message }), true));
 }
 
