@@ -35,6 +35,7 @@ const ERRORS = {
   // --- things that are not there, or clash
   "not_found": { en: "Not found, or this account may not see it.", zh: "未找到，或当前账号无权查看。" },
   "no_expert_online": { en: "No expert of this department is online right now. Choose another department, or leave a request.", zh: "该科室目前没有专家在线，请选择其他科室，或留下会诊请求。" },
+  "patient_mismatch": { en: "The attached study belongs to another patient than the one named. Check the patient, or confirm that this study is meant.", zh: "附带的检查属于另一位患者，与填写的患者不符。请核对患者，或确认确实要附带该检查。" },
   "conflict": { en: "This clashes with something that already exists.", zh: "与已有的内容冲突。" },
   // --- images and uploads
   "invalid_dicom": { en: "Not a medical image file (DICOM) that can be read.", zh: "不是可读取的医学影像文件（DICOM）。" },
