@@ -142,7 +142,7 @@ class ConsultService:
         if msg.study_uid:
             owner = await self.store.studies.study_owner(who.clinic, msg.study_uid)
             access.check_study(who, owner)
-            record = await self.store.studies.study(msg.study_uid)
+            record = await self.store.studies.study(who.clinic, msg.study_uid)
             if record is None:
                 raise NotFound("no such study")
             comparison = compare(patient_name, patient_id, study_patient(record.attrs))
