@@ -13,6 +13,7 @@ from server import appkeys
 from server.api import (
     admin_routes,
     auth_routes,
+    consults,
     departments,
     health,
     openapi,
@@ -72,6 +73,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     admin_routes.setup(app)
     presets.setup(app)
     departments.setup(app)
+    consults.setup(app)
     uploads.setup(app)
     studies.setup(app)
     dicomweb_routes.setup(app)

@@ -247,6 +247,22 @@ PATHS: dict[str, dict[str, Operation]] = {
         "responses": {"200": {"description": "presets", "content": {"application/json": {
             "schema": {"type": "array", "items": {"type": "object"}}}}}, **_ERRORS},
     }},
+    "/api/consults": {"get": {
+        "summary": "consult history, newest first: a doctor's clinic's, or the ones an expert "
+                   "or coordinator joined",
+        "tags": ["consults"],
+        "parameters": [
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "string", "pattern": "^[0-9]{1,3}$"},
+             "description": "1 to 100 (default 20)"},
+            {"name": "offset", "in": "query", "required": False,
+             "schema": {"type": "string", "pattern": "^[0-9]{1,6}$"},
+             "description": "0 to 100000 (default 0)"},
+        ],
+        "responses": {"200": {"description": "one page", "content": {"application/json": {
+            "schema": {"type": "object",
+                       "required": ["consults", "total", "limit", "offset"]}}}}, **_ERRORS},
+    }},
     "/api/departments": {"get": {
         "summary": "departments with how many of their experts are online now",
         "tags": ["consults"],

@@ -144,3 +144,15 @@ def require_directory_reader(principal: Principal) -> None:
     (doctors choose whom to call, experts whom to invite, admins manage them)."""
     if principal.role not in (Role.DOCTOR, Role.EXPERT, Role.COORDINATOR, Role.ADMIN):
         raise Forbidden("this account may not list departments")
+
+
+def consult_history_scope(principal: Principal) -> tuple[str, str]:
+    """Whose consult history a principal sees: a doctor their clinic's (`("clinic", id)`),
+    an expert or coordinator the consults whose room they joined (`("user", username)`).
+    Admins see no patient data."""
+    if principal.role is Role.DOCTOR:
+        assert principal.clinic is not None
+        return "clinic", principal.clinic
+    if principal.role in (Role.EXPERT, Role.COORDINATOR):
+        return "user", principal.username
+    raise Forbidden(f"a {principal.role.value} account has no consult history")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from server.auth import access
 from server.config import Settings
@@ -85,6 +86,42 @@ class ConsultService:
                     room = await self.store.rooms.get(consult.room_id)
                     if room is not None and room.open:
                         conn.send({"type": "consult.accepted", "consult": consult.public()})
+
+    # history -------------------------------------------------------------------------------------
+    async def history(self, scope: tuple[str, str], limit: int, offset: int) -> dict:
+        """One page of consults, newest first, for `scope` (from access.consult_history_scope)."""
+        kind, who = scope
+        consults = self.store.consults
+        if kind == "clinic":
+            page = await consults.of_clinic(who, limit, offset)
+            total = await consults.count_of_clinic(who)
+        else:
+            page = await consults.of_user(who, limit, offset)
+            total = await consults.count_of_user(who)
+        return {"consults": [await self._history_item(c) for c in page], "total": total,
+                "limit": limit, "offset": offset}
+
+    async def _history_item(self, consult: Consult) -> dict:
+        participants: list[dict] = []
+        room_open = False
+        if consult.room_id:
+            room = await self.store.rooms.get(consult.room_id)
+            room_open = bool(room and room.open)
+            participants = [{"id": m.id, "display_name": m.display_name, "role": m.role,
+                             "state": m.state.value, "reason": m.reason}
+                            for m in await self.store.rooms.members(consult.room_id)]
+        end = consult.ended_at or (time.time() if consult.state is ConsultState.ACCEPTED else 0)
+        duration = max(0.0, end - consult.accepted_at) if consult.accepted_at and end else 0.0
+        outcome = consult.outcome or (
+            "in_progress" if consult.state is ConsultState.ACCEPTED else "waiting"
+            if consult.state in (ConsultState.RINGING, ConsultState.REQUESTED) else "")
+        return {
+            **consult.public(),
+            "participants": participants,
+            "duration_s": round(duration, 1),
+            "outcome": outcome,
+            "rejoinable": consult.state is ConsultState.ACCEPTED and room_open,
+        }
 
     # experts online ------------------------------------------------------------------------------
     async def departments(self) -> list[dict]:
