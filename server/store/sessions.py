@@ -32,14 +32,14 @@ class Sessions:
 
     async def state(self, username: str, token_id: str, device: str | None) -> SessionState:
         async with self._r.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.user(username), "password_hash", "disabled", "session_gen")
+            pipe.hmget(keys.user(username), "username", "disabled", "session_gen")
             pipe.exists(keys.session_ended(token_id))
             if device:
                 pipe.sismember(keys.DEVICES_REVOKED, device)
             replies = await pipe.execute()
-        (pw_hash, disabled, gen), ended = replies[0], replies[1]
+        (name, disabled, gen), ended = replies[0], replies[1]
         return SessionState(
-            user_exists=pw_hash is not None,
+            user_exists=name is not None,
             disabled=disabled == "1",
             generation=int(gen or 0),
             ended=bool(ended),
