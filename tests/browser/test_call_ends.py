@@ -124,3 +124,36 @@ def test_unanswered_ring_stops_with_a_message_and_keeps_the_form(new_probe, odd_
     # the expert's card went away too
     tid(chen.page, "consult-empty").wait_for()
     no_errors(kiosk, chen)
+
+
+def test_kiosk_signs_out_mid_call_and_rejoins_from_its_consult_list(new_probe, live_server):
+    """The consult stays open while the expert is in it: after signing in again the kiosk is
+    offered it (consult.accepted again) and rejoins the same room."""
+    zhang = new_probe()
+    sign_in(zhang, f"/ui/expert.html?{SMALL}", "exp.zhang", live_server.password)
+    kiosk = new_probe()
+    sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", live_server.password)
+    start_consult(kiosk, study=False)
+    tid(zhang.page, "consult-ring").wait_for()
+    tid(zhang.page, "consult-accept").click()
+    connected(kiosk.page, "exp.zhang").wait_for(timeout=20_000)
+    room = kiosk.page.evaluate("() => sessionStorage.getItem('hz.room')")
+    tid(kiosk.page, "logout").click()
+    tid(kiosk.page, "confirm-ok").click()
+    tid(kiosk.page, "login-form").wait_for()
+    zhang.page.locator(
+        '[data-testid=participant][data-participant="dr.li"][data-state=left]').wait_for()
+
+    tid(kiosk.page, "login-username").fill("dr.li")
+    tid(kiosk.page, "login-password").fill(live_server.password)
+    tid(kiosk.page, "login-submit").click()
+    card = tid(kiosk.page, "rejoin-card")
+    card.wait_for(timeout=15_000)
+    assert "QS-2024-0815" in card.inner_text()
+    tid(kiosk.page, "rejoin-join").click()
+    connected(kiosk.page, "exp.zhang").wait_for(timeout=20_000)
+    connected(zhang.page, "dr.li").wait_for(timeout=20_000)
+    assert kiosk.page.evaluate("() => sessionStorage.getItem('hz.room')") == room
+    tid(zhang.page, "hang-up").click()
+    tid(kiosk.page, "call-ended-heading").wait_for()
+    no_errors(zhang, kiosk)
