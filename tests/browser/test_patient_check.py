@@ -1,7 +1,7 @@
 """Patient safety on the call pages (#8): the kiosk takes the patient from the attached study;
 a typed patient that is not the study's needs the doctor's explicit confirmation before the
-call; the expert sees the confirmed mismatch as a warning banner (when the server reports
-`patient_check`)."""
+call (the server refuses it too: `patient_mismatch`, then `confirm_patient_mismatch`); the
+expert sees the confirmed mismatch as a warning banner."""
 
 from __future__ import annotations
 
@@ -54,14 +54,14 @@ def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, liv
     ring.wait_for()
     tid(zhang.page, "consult-accept").click()
     tid(zhang.page, "consult-info").wait_for()
-    # a server with the patient check marks the consult; the expert is warned
+    # the server marks the consult (patient_check "mismatch_confirmed"); the expert is warned
     consult = zhang.page.wait_for_function(
         "() => window.huizhenConsult && window.huizhenConsult.id ? window.huizhenConsult : null",
         timeout=10_000).json_value()
-    if consult.get("patient_check"):  # "" until the server compares patients
-        banner = tid(zhang.page, "patient-mismatch-banner")
-        banner.wait_for()
-        assert "QS-2099-0001" in banner.inner_text() and study_id in banner.inner_text()
+    assert consult["patient_check"] == "mismatch_confirmed", consult
+    banner = tid(zhang.page, "patient-mismatch-banner")
+    banner.wait_for()
+    assert "QS-2099-0001" in banner.inner_text() and study_id in banner.inner_text()
     tid(zhang.page, "hang-up").click()
     tid(zhang.page, "consult-empty").wait_for()
     tid(page, "call-ended-done").click()
