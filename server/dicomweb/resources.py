@@ -58,7 +58,7 @@ async def _resolve(request: web.Request, study_uid: str, sop_uid: str | None = N
                    ) -> tuple[access.StudyAccess, InstanceRecord | None]:
     """Which study of this UID the caller may read (server/auth/access.py decides), with the
     instance when one is named. The caller's own clinic costs one lookup (none when hot); a
-    grant one more (the grant cache answers hot reads)."""
+    grantee's grants come in the same round trip as the instance (Store.granted_instance)."""
     who = principal(request)
     studies = request.app[appkeys.STORE].studies
     clinic = access.own_clinic(who)
@@ -69,14 +69,18 @@ async def _resolve(request: web.Request, study_uid: str, sop_uid: str | None = N
                 return access.by_clinic(who, study_uid), record
         elif await studies.study_owner(clinic, study_uid) is not None:
             return access.by_clinic(who, study_uid), None
-    grants = await request.app[appkeys.STORE].grants.of_user(who.username, study_uid=study_uid)
+    store = request.app[appkeys.STORE]
+    record = None
+    if sop_uid is not None:
+        grants, record = await store.granted_instance(who.username, study_uid, sop_uid)
+    else:
+        grants = await store.grants.of_user(who.username, study_uid=study_uid)
     granted = access.by_grant(who, study_uid, grants)
     if granted is None:
         await _refused(request, study_uid, sop_uid, "no_grant" if clinic is None else "no_study")
     assert granted is not None
-    record = None
-    if sop_uid is not None:
-        record = await studies.instance(granted.clinic, study_uid, sop_uid)
+    if record is not None and record.clinic != granted.clinic:
+        record = await studies.instance(granted.clinic, study_uid, sop_uid or "")
     return granted, record
 
 

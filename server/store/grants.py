@@ -158,18 +158,30 @@ class Grants:
         self._cache.pop(username, None)
         return int(removed)
 
-    async def of_user(self, username: str, *, study_uid: str | None = None) -> list[Grant]:
-        """The user's live grants (of one StudyInstanceUID, any clinic, if given), newest
-        first. Served from the in-process cache only when it holds a live grant for the ask."""
-        now = time.time()
+    def cached(self, username: str, study_uid: str) -> list[Grant] | None:
+        """Live grants of one UID from the in-process cache while it is fresh; None: ask Redis."""
         hot = self._cache.get(username)
-        if hot is not None and time.monotonic() - hot[0] < self.CACHE_TTL_S:
-            found = [g for g in hot[1] if g.live(now)
-                     and (study_uid is None or g.study_uid == study_uid)]
-            if found:
-                self._cache.move_to_end(username)
-                return found
-        raw = await self._r.hgetall(keys.user_grants(username))
+        if hot is None or time.monotonic() - hot[0] >= self.CACHE_TTL_S:
+            return None
+        now = time.time()
+        found = [g for g in hot[1] if g.study_uid == study_uid and g.live(now)]
+        if not found:
+            return None
+        self._cache.move_to_end(username)
+        return found
+
+    def hint(self, username: str, study_uid: str) -> str | None:
+        """The clinic of the newest grant of this UID the cache last saw (fresh or not): where
+        the instance most likely is, so it can be fetched in the same round trip."""
+        hot = self._cache.get(username)
+        if hot is None:
+            return None
+        return next((g.clinic for g in hot[1] if g.study_uid == study_uid), None)
+
+    def load(self, username: str, raw: dict[str, str], study_uid: str | None = None
+             ) -> list[Grant]:
+        """Parse an HGETALL of the user's grants, cache it, return the live ones (of a UID)."""
+        now = time.time()
         grants: list[Grant] = []
         for field, value in raw.items():
             clinic, _, uid = field.partition("/")
@@ -185,3 +197,10 @@ class Grants:
         if len(self._cache) > self.CACHE_USERS:
             self._cache.popitem(last=False)
         return [g for g in grants if study_uid is None or g.study_uid == study_uid]
+
+    async def of_user(self, username: str, *, study_uid: str | None = None) -> list[Grant]:
+        """The user's live grants (of one StudyInstanceUID, any clinic, if given), newest
+        first. Served from the in-process cache only when it holds a live grant for the ask."""
+        if study_uid is not None and (found := self.cached(username, study_uid)) is not None:
+            return found
+        return self.load(username, await self._r.hgetall(keys.user_grants(username)), study_uid)

@@ -226,11 +226,24 @@ class StudyIndex:
             self._hot.move_to_end(key)
             return hot[1]
         value = await self._r.hget(keys.study_instances(clinic, study_uid), sop_uid)
+        return self.remember(clinic, study_uid, sop_uid, value)
+
+    def hot_instance(self, clinic: str, study_uid: str, sop_uid: str) -> InstanceRecord | None:
+        hot = self._hot.get((clinic, study_uid, sop_uid))
+        if hot is not None and time.monotonic() - hot[0] < self.HOT_TTL_S:
+            return hot[1]
+        return None
+
+    def remember(
+        self, clinic: str, study_uid: str, sop_uid: str, value: str | None
+    ) -> InstanceRecord | None:
+        """Keep an instance just read from Redis (`value`: its hash field) in the hot cache."""
+        key = (clinic, study_uid, sop_uid)
         if value is None:
             self._hot.pop(key, None)
             return None
         record = _instance(clinic, study_uid, sop_uid, value)
-        self._hot[key] = (now, record)
+        self._hot[key] = (time.monotonic(), record)
         self._hot.move_to_end(key)
         if len(self._hot) > self.HOT_ENTRIES:
             self._hot.popitem(last=False)
