@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -191,6 +192,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if exc.status == 413:
             message = "the request body is over the upload limit (HUIZHEN_MAX_UPLOAD_MB)"
         return web.json_response({"error": {"code": code, "message": message}}, status=exc.status)
+    except HttpProcessingError as exc:
+        # aiohttp's parsers raise these for a malformed body read in a handler (a multipart
+        # part header, a chunk): the client's fault, said without echoing its bytes.
+        event(log, "malformed_body", path=request.path, error=type(exc).__name__)
+        return json_error(BadRequest(f"malformed request body ({type(exc).__name__})"))
     except (RedisConnectionError, RedisTimeoutError) as exc:
         # Redis is down or restarting (the embedded one is supervised; redis-py reconnects by
         # itself): a pause, not a fault of the request.

@@ -128,6 +128,10 @@ def parse(text: str | bytes) -> Inbound:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidMessage(f"not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise InvalidMessage("the message nests too deeply") from exc
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise InvalidMessage("a number in the message is too long") from exc
     if not isinstance(data, dict):
         raise InvalidMessage("a message is a JSON object with a 'type'")
     if data.get("type") not in TYPES:
