@@ -159,8 +159,17 @@ def test_error_catalogue_in_the_page(probe, live_server):
       i18n.setLang('zh');
       const zh = err.message;
       const zhNotFound = String(new api.ApiError(404, 'not_found', 'no such study'));
+      // a notice with an error param follows a language switch whole (no "{message}" left)
+      const ui = await import('/ui/js/call-ui.js');
+      const box = document.createElement('div');
+      document.body.append(box);
+      ui.showNotice(box, 'consult.startFailed', 'error',
+                    {message: new api.ApiError(0, 'no_expert_online', 'nobody online')});
+      const noticeZh = box.textContent;
       i18n.setLang('en');
+      const noticeEn = box.textContent;
       return {
+        noticeZh, noticeEn,
         zh, zhNotFound, en: err.message,
         limit: m.errorText('payload_too_large', {limit_bytes: 512 * 2 ** 20}, 'en'),
         unknown: m.errorText('brand_new_code', {}, 'zh'),
@@ -181,6 +190,9 @@ def test_error_catalogue_in_the_page(probe, live_server):
     assert out["proxy"] == "The server could not handle this request."
     assert out["network"].startswith("Cannot reach the server")
     assert out["dom"] == "Permission denied"
+    assert out["noticeZh"] == (
+        "无法发起呼叫：该科室目前没有专家在线，请选择其他科室，或留下会诊请求。")
+    assert out["noticeEn"].startswith("Could not start the call: No expert of this department")
     assert probe.console_errors() == []
 
 
