@@ -38,6 +38,8 @@ class Settings:
     max_image_pixels: int = 1_000_000_000
     # rows x columns of one frame (mammography is ~21 million); bounds what one decode holds.
     max_frame_pixels: int = 40_000_000
+    # Decoded pixels in one WADO-RS response (frames, or instances transcoded on the way out).
+    max_response_mb: int = 2048
     token_ttl_s: int = 12 * 3600
     render_threads: int = 2
     frame_cache_mb: int = 512
@@ -103,6 +105,10 @@ class Settings:
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 2**20
 
+    @property
+    def max_response_bytes(self) -> int:
+        return self.max_response_mb * 2**20
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -116,6 +122,7 @@ class Settings:
             max_upload_mb=_int(env, "HUIZHEN_MAX_UPLOAD_MB", 512, 1),
             max_image_pixels=_int(env, "HUIZHEN_MAX_IMAGE_PIXELS", 1_000_000_000, 1),
             max_frame_pixels=_int(env, "HUIZHEN_MAX_FRAME_PIXELS", 40_000_000, 1),
+            max_response_mb=_int(env, "HUIZHEN_MAX_RESPONSE_MB", 2048, 1),
             token_ttl_s=_int(env, "HUIZHEN_TOKEN_TTL_S", 12 * 3600, 1),
             render_threads=_int(
                 # One per core: the work releases the GIL, so more threads only queue and

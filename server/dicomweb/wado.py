@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 from aiohttp import web
 from pydicom.uid import ExplicitVRLittleEndian
 
+from media.imaging.image_model import ImageModel
+from media.imaging.pixel_decoder import check_frame, decode_stored, stored_dtype
 from server import appkeys
 from server.dicomweb.multipart import MultipartWriter, negotiate_multipart
 from server.dicomweb.resources import (
@@ -23,7 +27,7 @@ from server.dicomweb.resources import (
     file_path,
     uid_param,
 )
-from server.errors import InvalidParameter, NotAcceptable, NotFound
+from server.errors import InvalidParameter, NotAcceptable, NotFound, PayloadTooLarge
 from server.params import parse_hex8, parse_int
 from server.store.study_index import InstanceRecord
 
@@ -68,8 +72,71 @@ def _transcode(path: Path, transfer_syntax: str) -> bytes:
         ds.decompress()  # pydicom's pixel plugins; sets Explicit VR Little Endian
     ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(transfer_syntax)
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True, implicit_vr=False, little_endian=True)
     return buf.getvalue()
+
+
+def _native_frame_bytes(model: ImageModel) -> int:
+    """Bytes of one frame as Explicit VR Little Endian native pixels (what we send)."""
+    return model.rows * model.columns * model.samples_per_pixel * (model.bits_allocated // 8)
+
+
+def _streamable(model: ImageModel) -> bool:
+    return (
+        model.has_pixels
+        and model.pixel is not None
+        and model.bits_allocated in (8, 16, 32)
+        and model.photometric_interpretation != "NONE"
+    )
+
+
+def _transcode_header(path: Path, model: ImageModel) -> bytes:
+    """Everything of the Explicit VR Little Endian file up to the Pixel Data value (as pydicom's
+    decompress would write it: color decoded to RGB, interleaved), then the element header."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if model.samples_per_pixel > 1:
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    buf = io.BytesIO()
+    # Explicit encoding arguments: save_as refuses to turn a big-endian file into little.
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    length = _native_frame_bytes(model) * model.frames
+    vr = b"OB" if model.bits_allocated == 8 else b"OW"
+    buf.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, vr, 0, length + (length & 1)))
+    return buf.getvalue()
+
+
+def _frame_le_bytes(path: Path, model: ImageModel, frame: int) -> bytes:
+    arr = decode_stored(path, model, frame)
+    return np.ascontiguousarray(arr, dtype=stored_dtype(model)).tobytes()
+
+
+async def _transcoded_chunks(
+    request: web.Request, path: Path, model: ImageModel
+) -> AsyncIterator[bytes]:
+    """An instance as Explicit VR Little Endian, one decoded frame in memory at a time."""
+    loop = asyncio.get_running_loop()
+    executor = request.app[appkeys.EXECUTOR]
+    yield await loop.run_in_executor(executor, _transcode_header, path, model)
+    for frame in range(1, model.frames + 1):
+        yield await loop.run_in_executor(executor, _frame_le_bytes, path, model, frame)
+    if (_native_frame_bytes(model) * model.frames) & 1:
+        yield b"\0"
+
+
+def check_response_size(request: web.Request, total: int) -> None:
+    limit = request.app[appkeys.SETTINGS].max_response_bytes
+    if total > limit:
+        raise PayloadTooLarge(
+            f"the response would hold {total // 2**20} MiB of decoded pixels, over the limit of "
+            f"{limit // 2**20} MiB (HUIZHEN_MAX_RESPONSE_MB); ask for fewer frames or for the "
+            "instance as stored (transfer-syntax=*)",
+            limit_bytes=limit,
+        )
 
 
 def _bulk_value(path: Path, tag: int) -> bytes:
@@ -134,12 +201,23 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
             )
         plan.append((record, stored, ts))
     loop = asyncio.get_running_loop()
+    renderer = request.app[appkeys.RENDERER]
+    # Decoded bytes are known from the models before anything is sent: refuse up front.
+    models: dict[str, ImageModel] = {}
+    for record, stored, ts in plan:
+        if ts != stored:
+            models[record.sop_uid] = await renderer.image_model(file_path(request, record))
+    check_response_size(request, sum(
+        _native_frame_bytes(m) * m.frames for m in models.values() if _streamable(m)
+    ))
     writer = MultipartWriter(request, "application/dicom")
     for record, stored, ts in plan:
         path = file_path(request, record)
         if ts == stored:
             body: bytes | AsyncIterator[bytes] = _file_chunks(request, path)
-        else:
+        elif _streamable(model := models[record.sop_uid]):
+            body = _transcoded_chunks(request, path, model)
+        else:  # no pixels (SR, RT plan...) or 1-bit: small, re-encoded whole by pydicom
             body = await loop.run_in_executor(request.app[appkeys.EXECUTOR], _transcode, path, ts)
         await writer.part(
             body,
@@ -186,8 +264,12 @@ async def frames(request: web.Request) -> web.StreamResponse:
     (record,) = await _scope(request)
     renderer = request.app[appkeys.RENDERER]
     path = file_path(request, record)
-    # Decode every frame before answering, so a bad frame number is a clean 404, not a cut body.
-    bodies = [await renderer.frame_bytes(path, n) for n in numbers]
+    # Every number checked against the model before the body starts (a clean 404, not a cut
+    # body), the total known up front; then one decoded frame in memory at a time.
+    model = await renderer.image_model(path)
+    for n in numbers:
+        check_frame(model, n)
+    check_response_size(request, len(numbers) * _native_frame_bytes(model))
     await audit(
         request,
         "wado.frames",
@@ -197,9 +279,9 @@ async def frames(request: web.Request) -> web.StreamResponse:
         frames=",".join(map(str, numbers)),
     )
     writer = MultipartWriter(request, "application/octet-stream")
-    for n, body in zip(numbers, bodies, strict=True):
+    for n in numbers:
         await writer.part(
-            body,
+            await renderer.frame_bytes(path, n),
             content_type=f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}",
             location=f"{_instance_url(request, record)}/frames/{n}",
         )

@@ -315,3 +315,71 @@ async def test_stow_and_rendered_with_bytes_helper(client, auth):
     body, ctype = multipart_related([one])
     assert (await client.post("/dicomweb/studies", data=body,
                               headers={**h, "Content-Type": ctype})).status == 200
+
+
+# -- retrieval streams one decoded frame at a time; decoded bytes per response are capped --------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["JPEG2000.dcm", "SC_rgb_rle_2frame.dcm", "SC_rgb_jpeg_dcmtk.dcm", "MR_small_bigendian.dcm",
+     "MR_small_implicit.dcm", "MR_small_RLE.dcm", "rtdose_rle.dcm"],
+)
+async def test_transcoded_retrieve_equals_pydicoms_decompress(client, auth, name):
+    import aiohttp
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file(name)
+    if source is None:
+        pytest.fail(f"pydicom's test file {name} is missing")
+    h = await auth("dr.li")
+    data = Path(source).read_bytes()
+    body, ctype = multipart_related([data])
+    resp = await client.post("/dicomweb/studies", data=body, headers={**h, "Content-Type": ctype})
+    assert resp.status == 200, await resp.text()
+    url = (await resp.json())["00081199"]["Value"][0]["00081190"]["Value"][0]
+    resp = await client.get(url, headers=h)
+    assert resp.status == 200
+    reader = aiohttp.MultipartReader.from_response(resp)
+    part = await reader.next()
+    assert "1.2.840.10008.1.2.1" in part.headers["Content-Type"]
+    got = pydicom.dcmread(io.BytesIO(await part.read()))
+    assert await reader.next() is None
+    expected = pydicom.dcmread(source)
+    if expected.file_meta.TransferSyntaxUID.is_compressed:
+        expected.decompress(generate_instance_uid=False)
+    assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert got.PhotometricInterpretation == expected.PhotometricInterpretation
+    assert got.SOPInstanceUID == expected.SOPInstanceUID
+    assert np.array_equal(got.pixel_array, expected.pixel_array)
+
+
+async def test_frames_response_is_capped_before_it_starts(aiohttp_client, settings, store,
+                                                         people):
+    import dataclasses
+
+    from server.app import create_app
+    from server.store import Store
+    from tests.integration.conftest import login
+
+    small = dataclasses.replace(settings, max_response_mb=1)
+    client = await aiohttp_client(create_app(small, Store.from_url(small.redis_url)))
+    h = await login(client, "dr.li")
+    ds = ct_dataset(rows=512, columns=512)  # 512 KiB per frame
+    body, ctype = multipart_related([to_bytes(ds)])
+    resp = await client.post("/dicomweb/studies", data=body, headers={**h, "Content-Type": ctype})
+    assert resp.status == 200
+    url = (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+           f"/instances/{ds.SOPInstanceUID}/frames/")
+    resp = await client.get(url + "1,1,1", headers=h)
+    assert resp.status == 413
+    assert "HUIZHEN_MAX_RESPONSE_MB" in (await resp.json())["error"]["message"]
+    resp = await client.get(url + "1,1", headers=h)
+    assert resp.status == 200
+    import aiohttp
+
+    reader = aiohttp.MultipartReader.from_response(resp)
+    payloads = []
+    while (part := await reader.next()) is not None:
+        payloads.append(await part.read())
+    assert payloads == [ds.PixelData, ds.PixelData]
