@@ -260,10 +260,17 @@ class ConsultService:
 
     async def accept(self, conn: Connection, msg: ConsultAccept) -> Consult:
         who = conn.principal
-        access.require_role(who, Role.EXPERT)
-        consult = await self.store.consults.require(msg.consult_id)
-        if consult.department != who.department:
-            raise Forbidden("this consult is for another department")
+        try:
+            access.require_role(who, Role.EXPERT)
+            consult = await self.store.consults.require(msg.consult_id)
+            if consult.department != who.department:
+                raise Forbidden("this consult is for another department")
+        except (Forbidden, NotFound) as err:
+            await self.store.audit.record(
+                action="consult.accept.refused", user=who.username, role=who.role.value,
+                clinic=who.clinic, remote=conn.remote, device=who.device, consult=msg.consult_id,
+                code=err.code, why=err.message)
+            raise
         room_id = self.store.rooms.new_id()
         accepted = await self.store.consults.accept(consult, who.username, room_id)
         await self.store.rooms.create(kind="consult", consult_id=consult.id, room_id=room_id)

@@ -18,7 +18,7 @@ import time
 from media.rtc.ice import IceServer, turn_rest_credentials
 from media.rtc.sfu import Sfu
 from server.config import Settings
-from server.errors import Forbidden, InvalidMessage, NotFound
+from server.errors import Conflict, Forbidden, HuizhenError, InvalidMessage, NotFound
 from server.log import event
 from server.realtime.hub import Connection, Hub, spawn
 from server.realtime.messages import RoomInvite, RtcAnswer, RtcCandidate
@@ -86,6 +86,24 @@ class RoomService:
     async def join(
         self, conn: Connection, room_id: str, last_event_id: str | None = None
     ) -> dict:
+        """Join (or rejoin) a room; a refusal (not invited, admin, full) is audited."""
+        try:
+            return await self._join(conn, room_id, last_event_id)
+        except (Forbidden, NotFound, Conflict) as err:
+            await self._audit_refused(conn, "room.join.refused", err, room=room_id)
+            raise
+
+    async def _audit_refused(
+        self, conn: Connection, action: str, err: HuizhenError, **resource: object
+    ) -> None:
+        who = conn.principal
+        await self.store.audit.record(
+            action=action, user=who.username, role=who.role.value, clinic=who.clinic,
+            remote=conn.remote, device=who.device, code=err.code, why=err.message, **resource)
+
+    async def _join(
+        self, conn: Connection, room_id: str, last_event_id: str | None = None
+    ) -> dict:
         who = conn.principal
         await self._may_join(conn, room_id)
         room = await self.store.rooms.require_open(room_id)
@@ -106,6 +124,10 @@ class RoomService:
             older.rooms.discard(room_id)
             await self.hub.unsubscribe(older, keys.channel_room(room_id))
             older.send({"type": "room.replaced", "room_id": room_id})
+            await self.store.audit.record(
+                action="room.replaced", user=who.username, role=who.role.value,
+                clinic=who.clinic, remote=conn.remote, device=who.device, room=room_id,
+                replaced_remote=older.remote)
         self._attached[(room_id, who.username)] = conn
         conn.rooms.add(room_id)
         await self.hub.subscribe(conn, keys.channel_room(room_id))
@@ -175,6 +197,15 @@ class RoomService:
                                          self.settings.reconnect_grace_s)
 
     async def invite(self, conn: Connection, msg: RoomInvite) -> None:
+        """Invite an expert or a department; a refusal is audited."""
+        try:
+            await self._invite(conn, msg)
+        except (Forbidden, NotFound) as err:
+            await self._audit_refused(conn, "room.invite.refused", err, room=msg.room_id,
+                                      username=msg.username, department=msg.department)
+            raise
+
+    async def _invite(self, conn: Connection, msg: RoomInvite) -> None:
         who = conn.principal
         self._require_attached(conn, msg.room_id)
         if who.role is not Role.EXPERT:
