@@ -119,6 +119,20 @@ class InvalidDicom(HuizhenError):
     code = "invalid_dicom"
 
 
+class InvalidArchive(HuizhenError):
+    """A zip that cannot be read: corrupt, truncated, encrypted."""
+
+    status = 400
+    code = "invalid_archive"
+
+
+class UnsupportedArchive(HuizhenError):
+    """A zip feature we do not read (a compression method other than stored/deflate/bzip2/lzma)."""
+
+    status = 415
+    code = "unsupported_archive"
+
+
 class ServiceUnavailable(HuizhenError):
     status = 503
     code = "service_unavailable"

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import lzma
 import os
 import shutil
 import uuid
 import zipfile
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager, suppress
@@ -34,7 +36,7 @@ from media.imaging.model_sidecar import remove_sidecar, write_sidecar
 from media.imaging.validation import Limits, ValidatedFile, validate_file
 from server.config import Settings
 from server.dicomweb.attributes import entry_from_dataset, is_uid
-from server.errors import InvalidDicom, PayloadTooLarge
+from server.errors import InvalidArchive, PayloadTooLarge, UnsupportedArchive
 from server.log import event
 from server.store import Store
 from server.store.study_index import IndexEntry
@@ -48,6 +50,14 @@ FAILURE_OUT_OF_RESOURCES = 0xA700
 FAILURE_PROCESSING = 0x0110
 
 MAX_ZIP_ENTRIES = 20_000
+_ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+#: What reading a damaged member can raise, by compression method (none of it is our fault).
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, lzma.LZMAError, OSError, ValueError)
 _SKIPPED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
 _CHUNK = 256 * 1024
 
@@ -56,6 +66,8 @@ _CHUNK = 256 * 1024
 class SpooledFile:
     path: Path
     source: str  # what the client called it: form file name, zip member or "part N"
+    #: Why it is refused without being parsed (a zip inside a zip), else None.
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,21 +182,52 @@ def expand_zip(spool: Spool, archive: SpooledFile, budget: UploadBudget) -> list
     """Extract a zip's files into the spool (thread pool). Guards against zip bombs by counting
     the bytes actually inflated, not the sizes the archive claims."""
     out: list[SpooledFile] = []
-    with zipfile.ZipFile(archive.path) as zf:
+    try:
+        zf = zipfile.ZipFile(archive.path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InvalidArchive(f"{archive.source} is not a readable zip archive ({exc})") from exc
+    with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
         if len(members) > MAX_ZIP_ENTRIES:
             raise PayloadTooLarge(f"the zip holds more than {MAX_ZIP_ENTRIES} files")
+        for member in members:
+            # Decided from the directory before a byte is inflated.
+            if member.flag_bits & 0x1:
+                raise InvalidArchive(
+                    f"{archive.source} is encrypted ({member.filename[:80]}); upload an archive "
+                    "without a password"
+                )
+            if member.compress_type not in _ZIP_METHODS:
+                raise UnsupportedArchive(
+                    f"{archive.source} uses compression method {member.compress_type} for "
+                    f"{member.filename[:80]}; re-create it with "
+                    f"{', '.join(_ZIP_METHODS.values())}"
+                )
         for member in members:
             name = member.filename
             base = name.rsplit("/", 1)[-1]
             if name.startswith("__MACOSX/") or base in _SKIPPED_NAMES or base.startswith("._"):
                 continue
             path = spool.new_path()
-            with zf.open(member) as src, path.open("wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    budget.take(len(chunk))
-                    dst.write(chunk)
-            spooled = SpooledFile(path, f"{archive.source}:{name}")
+            try:
+                with zf.open(member) as src, path.open("wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        # Bytes actually inflated, not the sizes the archive claims.
+                        budget.take(len(chunk))
+                        dst.write(chunk)
+            except _ZIP_READ_ERRORS as exc:
+                raise InvalidArchive(
+                    f"{archive.source}: {name[:80]} cannot be extracted ({exc})"
+                ) from exc
+            except (RuntimeError, NotImplementedError) as exc:  # zipfile's own refusals
+                raise UnsupportedArchive(
+                    f"{archive.source}: {name[:80]} cannot be extracted ({exc})"
+                ) from exc
+            refused = None
+            if is_zip(path):
+                # One level only: an archive inside an archive is a choice we do not guess at.
+                refused = "a zip inside a zip is not expanded; upload the inner archive itself"
+            spooled = SpooledFile(path, f"{archive.source}:{name}", refused)
             spool.files.append(spooled)
             out.append(spooled)
     archive.path.unlink(missing_ok=True)
@@ -222,12 +265,7 @@ class Ingestor:
         out: list[SpooledFile] = []
         for f in files:
             if await loop.run_in_executor(self.executor, is_zip, f.path):
-                try:
-                    out.extend(
-                        await loop.run_in_executor(self.executor, expand_zip, spool, f, budget)
-                    )
-                except zipfile.BadZipFile as exc:
-                    raise InvalidDicom(f"{f.source} is not a readable zip archive ({exc})") from exc
+                out.extend(await loop.run_in_executor(self.executor, expand_zip, spool, f, budget))
             else:
                 out.append(f)
         return out
@@ -253,6 +291,8 @@ class Ingestor:
         self, clinic: str, f: SpooledFile, study_uid: str | None
     ) -> StoredInstance | FailedInstance:
         loop = asyncio.get_running_loop()
+        if f.refused is not None:
+            return FailedInstance(f.source, "nested_archive", f.refused, FAILURE_CANNOT_UNDERSTAND)
         try:
             valid, entry = await loop.run_in_executor(self.executor, self._parse, f.path, clinic)
         except ImagingError as exc:

@@ -222,9 +222,16 @@ async def test_kiosk_upload_errors(client, auth, settings):
     assert body["error"]["code"] == "nothing_stored" and body["failed"]
     resp = await client.post("/api/uploads", headers=h, json={"files": []})
     assert resp.status == 415
-    resp = await client.post("/api/uploads", headers=h, data=_form([]) if False else
-                             aiohttp.FormData({"other": "x"}))
-    assert resp.status in (400, 415)
+    # A multipart form without the 'files' field: read, and refused for what it lacks.
+    no_files = aiohttp.FormData()
+    no_files.add_field("other", b"x", filename="other.txt")
+    resp = await client.post("/api/uploads", headers=h, data=no_files)
+    assert resp.status == 400
+    assert "form field 'files'" in (await resp.json())["error"]["message"]
+    # A plain (urlencoded) form is not multipart at all.
+    resp = await client.post("/api/uploads", headers=h, data=aiohttp.FormData({"other": "x"}))
+    assert resp.status == 415
+    assert (await resp.json())["error"]["code"] == "unsupported_media_type"
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("zeros.dcm", b"\0" * (6 * 2**20))  # inflates past the 4 MiB limit
@@ -407,3 +414,83 @@ async def test_spool_leftovers_of_a_dead_process_are_removed_at_start(settings, 
     with ThreadPoolExecutor(1) as pool:
         Ingestor(settings, store, pool)
     assert sorted(p.name for p in tmp.iterdir()) == [f"upload-{os.getpid()}-x"]
+
+
+# -- zip uploads: every unreadable archive is a clear 4xx with a JSON body ----------------------
+
+
+def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=method) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def _patch_headers(data: bytes, *, flags: int | None = None, method: int | None = None) -> bytes:
+    """Rewrite every local and central header (what a tool writing that feature would do)."""
+    buf = bytearray(data)
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        pos = buf.find(signature)
+        while pos != -1:
+            if flags is not None:
+                buf[pos + flag_at:pos + flag_at + 2] = flags.to_bytes(2, "little")
+            if method is not None:
+                buf[pos + flag_at + 2:pos + flag_at + 4] = method.to_bytes(2, "little")
+            pos = buf.find(signature, pos + 4)
+    return bytes(buf)
+
+
+def _corrupt_deflate(data: bytes) -> bytes:
+    buf = bytearray(data)
+    start = 30 + len("a.dcm")  # the first member's data, after its local header
+    for i in range(start + 10, start + 60):
+        buf[i] ^= 0x5A
+    return bytes(buf)
+
+
+@pytest.mark.parametrize(
+    ("archive", "status", "code"),
+    [
+        (_patch_headers(_zip({"a.dcm": ct_bytes()}), flags=0x1), 400, "invalid_archive"),
+        (_patch_headers(_zip({"a.dcm": ct_bytes()}), method=9), 415, "unsupported_archive"),
+        (_patch_headers(_zip({"a.dcm": ct_bytes()}), method=98), 415, "unsupported_archive"),
+        (_corrupt_deflate(_zip({"a.dcm": ct_bytes()})), 400, "invalid_archive"),
+        (_zip({"a.dcm": ct_bytes()})[:-30], 400, "invalid_archive"),
+        (b"PK\x03\x04" + b"\0" * 200, 400, "invalid_archive"),
+    ],
+    ids=["encrypted", "deflate64", "ppmd", "corrupt-data", "truncated", "garbage"],
+)
+async def test_unreadable_zips_are_clear_4xx(client, auth, settings, archive, status, code):
+    h = await auth("dr.li")
+    resp = await client.post("/api/uploads", headers=h, data=_form([("study.zip", archive)]))
+    assert resp.status == status, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == code and "study.zip" in error["message"]
+    assert _files(settings) == [] and _leftover_temp(settings) == []
+
+
+async def test_nested_zips_and_every_compression_method(client, auth, settings, monkeypatch):
+    h = await auth("dr.li")
+    inner = _zip({"inner.dcm": ct_bytes()})
+    members = {"ok.dcm": ct_bytes(), "inner.zip": inner}
+    for method in (zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        members[f"m{method}.dcm"] = ct_bytes()
+    archive = _zip(members, zipfile.ZIP_LZMA)
+    resp = await client.post("/api/uploads", headers=h, data=_form([
+        ("study.zip", archive),
+        ("bz.zip", _zip({"b.dcm": ct_bytes()}, zipfile.ZIP_BZIP2)),
+        ("st.zip", _zip({"s.dcm": ct_bytes()}, zipfile.ZIP_STORED)),
+    ]))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert len(body["stored"]) == 6
+    assert [(f["file"], f["error"]["code"]) for f in body["failed"]] == [
+        ("study.zip:inner.zip", "nested_archive")
+    ]
+    from server import ingest
+
+    monkeypatch.setattr(ingest, "MAX_ZIP_ENTRIES", 2)
+    resp = await client.post("/api/uploads", headers=h, data=_form([("study.zip", archive)]))
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "payload_too_large"
