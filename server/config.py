@@ -151,7 +151,7 @@ class Settings:
             media_timeout_s=float(_int(env, "HUIZHEN_MEDIA_TIMEOUT_S", 15, 2)),
             ice_allowed_networks=_networks(env, "HUIZHEN_ICE_ALLOWED_NETWORKS"),
             cors_origins=_origins(env, "HUIZHEN_CORS_ORIGINS"),
-            trusted_proxies=_networks(env, "HUIZHEN_TRUSTED_PROXIES"),
+            trusted_proxies=_proxy_networks(env, "HUIZHEN_TRUSTED_PROXIES"),
             tls_cert_file=_file(env, "HUIZHEN_TLS_CERT_FILE"),
             tls_key_file=_file(env, "HUIZHEN_TLS_KEY_FILE"),
         )
@@ -179,7 +179,7 @@ def _origins(env: dict[str, str], name: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _networks(env: dict[str, str], name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+def _proxy_networks(env: dict[str, str], name: str) -> tuple[IPv4Network | IPv6Network, ...]:
     try:
         return tuple(ip_network(item, strict=False) for item in _list(env, name) or ())
     except ValueError as exc:

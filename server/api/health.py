@@ -8,6 +8,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from server import appkeys
+from server.errors import RETRY_AFTER_S
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -19,6 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "unavailable", "redis": "unreachable", "detail": type(exc).__name__},
             status=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     return web.json_response({"status": "ok", "redis": "ok"})
 

@@ -11,6 +11,8 @@ import logging
 import time
 
 from aiohttp import WSMsgType, web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server import appkeys
 from server.auth.middleware import bearer_token
@@ -172,6 +174,10 @@ async def _handle(services: Realtime, conn: Connection, text: str) -> None:
         conn.send(m.error(err.code, err.message, ref, err.details))
     except (asyncio.CancelledError, GeneratorExit):
         raise
+    except (RedisConnectionError, RedisTimeoutError):
+        # Redis restarting (supervised) or unreachable: the page may retry; not a server bug.
+        conn.send(m.error("service_unavailable",
+                          "the database is unreachable for a moment; retry shortly", ref))
     except Exception:
         # A bug reachable by input must not become one stack trace per message.
         suppressed = LOG_THROTTLE.allow("ws_message_failed")

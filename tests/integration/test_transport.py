@@ -11,6 +11,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from server.app import create_app
+from server.config import Settings
 from server.store import Store
 from server.transport.proxies import real_client
 from tests.dicom_factory import ct_dataset, multipart_related, to_bytes
@@ -165,9 +166,20 @@ async def test_forwarded_for_ignored_without_trusted_proxies(client, auth, store
     assert await _audited_remote(store, "qido.studies") == "127.0.0.1"
 
 
-async def test_trusted_proxy_gives_the_real_client_to_the_audit(make_client, store) -> None:
-    client = await make_client(trusted_proxies=(ip_network("127.0.0.0/8"),))
+async def test_trusted_proxy_gives_the_real_client_to_the_audit(
+    make_client, store, tmp_path
+) -> None:
+    # Parsed from the environment as a deployment sets it (the type the middleware gets).
+    trusted = Settings.from_env({"HUIZHEN_TRUSTED_PROXIES": "127.0.0.0/8, ::1",
+                                 "HUIZHEN_DATA_DIR": str(tmp_path),
+                                 "HUIZHEN_SECRET_KEY": "k" * 40}).trusted_proxies
+    assert trusted == (ip_network("127.0.0.0/8"), ip_network("::1/128"))
+    client = await make_client(trusted_proxies=trusted)
     h = await login(client, "dr.li")
+    # Sign-in is counted against the real client too.
+    resp = await client.post("/api/auth/login", headers={"X-Forwarded-For": "203.0.113.9"},
+                             json={"username": "dr.li", "password": "wrong-password"})
+    assert resp.status == 401
     # The client forged a first address; the proxy appended the one it saw.
     resp = await client.get("/dicomweb/studies", headers={
         **h, "X-Forwarded-For": "198.51.100.1, 203.0.113.9", "X-Forwarded-Proto": "https"})
