@@ -105,6 +105,7 @@ async def cmd_reindex(settings: Settings, store: Store, args: argparse.Namespace
 
 async def cmd_clinic_add(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     clinic = await store.directory.add_clinic(args.name, args.id)
+    await _audit_operator(store, "admin.clinic.add", target=clinic.id)
     _out(f"clinic {clinic.id} added: {clinic.name}")
     return 0
 
@@ -117,6 +118,7 @@ async def cmd_clinic_list(settings: Settings, store: Store, args: argparse.Names
 
 async def cmd_department_add(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     dept = await store.directory.add_department(args.name, args.id)
+    await _audit_operator(store, "admin.department.add", target=dept.id)
     _out(f"department {dept.id} added: {dept.name}")
     return 0
 
@@ -148,6 +150,8 @@ async def cmd_user_add(settings: Settings, store: Store, args: argparse.Namespac
         clinic=args.clinic,
         department=args.department,
     )
+    await _audit_operator(store, "admin.user.add", target=user.username,
+                          target_role=user.role.value)
     _out(
         f"user {user.username} added as {user.role.value}"
         + (f" of clinic {user.clinic}" if user.clinic else "")

@@ -130,7 +130,7 @@ async def test_user_and_device_commands_end_sessions(tmp_path, redis_server, sto
     actions = [e.fields for e in await store.audit.since()
                if e.fields["action"].startswith("admin.")]
     assert [a["action"] for a in actions] == [
-        "admin.device.add", "admin.user.disable", "admin.user.enable", "admin.user.password",
-        "admin.device.revoke"]
+        "admin.clinic.add", "admin.user.add", "admin.device.add", "admin.user.disable",
+        "admin.user.enable", "admin.user.password", "admin.device.revoke"]
     assert all(a["role"] == "operator" and a["user"].startswith("cli:") for a in actions)
-    assert actions[1]["target"] == "dr.zhou" and actions[4]["target"] == device_id
+    assert actions[3]["target"] == "dr.zhou" and actions[6]["target"] == device_id
