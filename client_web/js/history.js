@@ -42,7 +42,10 @@ function participantNames(c) {
 }
 
 function durationOf(c) {
-  if (Number.isFinite(Number(c.duration_s)) && c.duration_s !== null && c.duration_s !== "") return Number(c.duration_s);
+  if (!c.accepted_at || Number(c.accepted_at) <= 0) return null; // never connected
+  if (Number.isFinite(Number(c.duration_s)) && c.duration_s !== null && c.duration_s !== "" && (c.ended_at || c.outcome)) {
+    return Number(c.duration_s);
+  }
   const start = Number(c.accepted_at);
   const end = Number(c.ended_at);
   if (start > 0 && end >= start) return end - start;

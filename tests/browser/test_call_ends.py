@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import screenshot
 from tests.browser.test_call import SMALL, no_errors, sign_in, start_consult, tid
 
 pytestmark = pytest.mark.browser
@@ -39,6 +40,7 @@ def test_expert_hangs_up_and_the_kiosk_says_so(new_probe, live_server):
     tid(kiosk.page, "call-ended-heading").wait_for()
     reason = tid(kiosk.page, "call-ended-reason").inner_text()
     assert "Prof. Zhang" in reason and "hung up" in reason, reason
+    screenshot(kiosk.page, "kiosk-call-ended")
     assert kiosk.page.locator("#call-view").is_hidden()
     assert kiosk.page.evaluate("() => sessionStorage.getItem('hz.room')") is None
     tid(kiosk.page, "call-ended-done").click()
@@ -62,6 +64,7 @@ def test_sign_out_mid_call_asks_first_and_tells_the_expert(new_probe, live_serve
     dialog = tid(kiosk.page, "confirm-dialog")
     dialog.wait_for()
     assert "通话" in tid(kiosk.page, "confirm-text").inner_text()
+    screenshot(kiosk.page, "kiosk-signout-confirm")
     tid(kiosk.page, "confirm-cancel").click()
     dialog.wait_for(state="hidden")
     assert kiosk.page.locator("#call-view").is_visible()

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.browser.conftest import screenshot
 from tests.browser.test_call import SMALL, no_errors, sign_in, start_consult, tid
 
 pytestmark = pytest.mark.browser
@@ -111,6 +112,7 @@ def test_media_failed_is_shown_within_10_s(new_probe, odd_server):
             "() => window.huizhenCall && window.huizhenCall.relay === true", timeout=10_000)
     retry = tid(kiosk.page, "media-retry")
     retry.wait_for(timeout=20_000)
+    screenshot(kiosk.page, "kiosk-media-failed")
     text = tid(kiosk.page, "tile-media").first.inner_text()
     assert "Media failed" in text and "Try again" in text, text
     assert "network" in text.lower(), text

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from tests.browser.conftest import screenshot
 from tests.browser.test_call import SMALL, no_errors, sign_in, tid
 
 pytestmark = pytest.mark.browser
@@ -50,6 +51,7 @@ def test_online_counts_none_online_and_leave_a_request(new_probe, live_server):
     tid(page, "dept-none").wait_for()
     assert "No Respiratory expert is online" in tid(page, "dept-none-text").inner_text()
     assert tid(page, "call-start").is_hidden()
+    screenshot(page, "kiosk-none-online")
     tid(page, "consult-question").fill("咳嗽两周，请留言会诊")
     tid(page, "request-leave").click()
     page.wait_for_function(

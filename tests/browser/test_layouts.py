@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import screenshot
 from tests.browser.test_call import (
     DEMO_CT_STUDY_UID,
     SMALL,
@@ -102,6 +103,10 @@ EXPERT_CALL = ["logout", "consult-patient", "remote-tile", "self-video", "partic
                "net-quality", *VIEWER_TOOLS]
 STUDY_LIST = ["lang-toggle", "logout", "nav-kiosk", "upload-open", "study-search",
               "search-submit", "search-clear", "studies-refresh", "study-patient", "study-open"]
+# kept in docs/screenshots/ (HUIZHEN_SCREENSHOTS=1) as layout-<page>-<size>.png
+DOC_SHOTS = {("kiosk-precall-error", (1024, 768)), ("kiosk-call", (768, 1024)),
+             ("expert-call", (1366, 768)), ("expert-call", (768, 1024)),
+             ("kiosk-precall", (768, 1024))}
 FIRST_ONLY = ["study-patient", "study-open", "series-thumb", "remote-tile"]
 VIEWER = ["back", "lang-toggle", "logout", *VIEWER_TOOLS]
 # tiles sit under the self view / overlays by design; the textarea's corner grip is fine
@@ -126,6 +131,8 @@ def check_sizes(
         page.set_viewport_size({"width": w, "height": h})
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")
         page.screenshot(path=str(shots / f"{name}-{w}x{h}.png"))
+        if (name, (w, h)) in DOC_SHOTS:
+            screenshot(page, f"layout-{name}-{w}x{h}")
         args = [ids, COVER_OK, FIRST_ONLY, scroll_ok, MIN_TOUCH_PX]
         for problem in page.evaluate(CHECK_JS, args):
             failures.append(f"{name} {w}x{h}: {problem}")

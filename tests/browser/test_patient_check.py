@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import screenshot
 from tests.browser.test_call import DEMO_CT_STUDY_UID, SMALL, no_errors, sign_in, tid
 
 pytestmark = pytest.mark.browser
@@ -45,6 +46,7 @@ def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, liv
     tid(page, "call-start").click()
     tid(page, "consult-error").wait_for()
     assert "tick" in tid(page, "consult-error").inner_text()
+    screenshot(page, "kiosk-patient-mismatch")
     assert page.locator("#waiting-view").is_hidden()
     tid(page, "patient-mismatch-confirm").check()
     tid(page, "call-start").click()
@@ -62,6 +64,7 @@ def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, liv
     banner = tid(zhang.page, "patient-mismatch-banner")
     banner.wait_for()
     assert "QS-2099-0001" in banner.inner_text() and study_id in banner.inner_text()
+    screenshot(zhang.page, "expert-patient-mismatch")
     tid(zhang.page, "hang-up").click()
     tid(zhang.page, "consult-empty").wait_for()
     tid(page, "call-ended-done").click()
