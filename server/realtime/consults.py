@@ -69,9 +69,15 @@ class ConsultService:
         await self.hub.subscribe(conn, keys.channel_user(who.username))
         if who.role is Role.EXPERT and who.department:
             await self._expert_online(who.department, who.username)
-            await self.hub.subscribe(conn, keys.channel_department(who.department))
-            for consult in await self.store.consults.ringing(who.department):
-                conn.send({"type": _waiting_type(consult), "consult": consult.public()})
+            try:
+                await self.hub.subscribe(conn, keys.channel_department(who.department))
+                for consult in await self.store.consults.ringing(who.department):
+                    conn.send({"type": _waiting_type(consult), "consult": consult.public()})
+            except BaseException:
+                # The handler's cleanup never runs for a connection that failed here: without
+                # this the expert would stay "online" on this node for good.
+                await self._expert_offline(who.department, who.username)
+                raise
         if who.role is Role.DOCTOR and who.clinic:
             await self.hub.subscribe(conn, keys.CHANNEL_DOCTORS)
             conn.send({"type": "departments", "departments": await self.departments()})

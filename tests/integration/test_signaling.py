@@ -98,8 +98,12 @@ async def test_consult_rings_for_the_department_and_exactly_one_accepts(connect)
         ring = await expert.expect("consult.ringing")
         assert ring["consult"]["id"] == created["id"]
         assert ring["consult"]["question"] == "Nodule in right lower lobe?"
-    with pytest.raises(TimeoutError):
-        await chen.expect("consult.ringing", timeout=0.5)  # neurology is not rung
+    # Neurology is not rung. Waiting on an event, not a timeout: the hub hands one published
+    # message to all its local connections at once, so had chen been rung it would be queued
+    # before this pong (one FIFO outbox per connection).
+    await chen.send(type="ping", id="after-ring")
+    await chen.expect("pong", ref="after-ring")
+    assert not [m for m in chen.backlog if m["type"] == "consult.ringing"]
 
     # Both click at once: exactly one wins, atomically in Redis.
     await asyncio.gather(zhang.send(type="consult.accept", consult_id=created["id"]),
