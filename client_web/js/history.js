@@ -119,7 +119,8 @@ export class HistoryPanel {
         tr.append(td);
       }
       const act = document.createElement("td");
-      if (this.onRejoin && c.room_id && c.state === "accepted" && !c.outcome) {
+      const rejoinable = c.rejoinable ?? (c.state === "accepted" && !c.outcome);
+      if (this.onRejoin && c.room_id && rejoinable) {
         const b = document.createElement("button");
         b.type = "button";
         b.className = "primary";

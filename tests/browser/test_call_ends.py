@@ -153,10 +153,15 @@ def test_kiosk_signs_out_mid_call_and_rejoins_from_its_consult_list(new_probe, l
     card = tid(kiosk.page, "rejoin-card")
     card.wait_for(timeout=15_000)
     assert "QS-2024-0815" in card.inner_text()
-    tid(kiosk.page, "rejoin-join").click()
+    # the consult list (history) offers the same: Rejoin from there
+    tid(kiosk.page, "history-open").click()
+    row = kiosk.page.locator("[data-testid=history-row]").filter(has_text="QS-2024-0815").first
+    row.locator("[data-testid=history-rejoin]").click()
+    tid(kiosk.page, "history-panel").wait_for(state="hidden")
     connected(kiosk.page, "exp.zhang").wait_for(timeout=20_000)
     connected(zhang.page, "dr.li").wait_for(timeout=20_000)
     assert kiosk.page.evaluate("() => sessionStorage.getItem('hz.room')") == room
+    assert tid(kiosk.page, "rejoin-list").is_hidden()
     tid(zhang.page, "hang-up").click()
     tid(kiosk.page, "call-ended-heading").wait_for()
     no_errors(zhang, kiosk)
