@@ -88,20 +88,15 @@ def multipart_related(
     return body, f'multipart/related; type="{part_type}"; boundary={boundary}'
 
 
-def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
-    """Split a multipart/related response into (headers, payload) parts."""
-    boundary = content_type.split("boundary=")[1].split(";")[0].strip().strip('"')
-    delimiter = b"--" + boundary.encode()
+async def read_multipart(response) -> list[tuple[dict[str, str], bytes]]:
+    """(headers, payload) of each part of a multipart response, read with aiohttp's own
+    MultipartReader (an independent parser, not a mirror of the server's writer)."""
+    import aiohttp
+
+    reader = aiohttp.MultipartReader.from_response(response)
     parts = []
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        chunk = chunk.removeprefix(b"\r\n")
-        head, _, payload = chunk.partition(b"\r\n\r\n")
-        headers = {}
-        for line in head.decode().split("\r\n"):
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        parts.append((headers, payload.removesuffix(b"\r\n")))
+    while (part := await reader.next()) is not None:
+        assert isinstance(part, aiohttp.BodyPartReader)
+        headers = {k.lower(): v for k, v in part.headers.items()}
+        parts.append((headers, bytes(await part.read())))
     return parts

@@ -410,9 +410,14 @@ def _validate(fp: BinaryIO, limits: Limits) -> tuple[Dataset, ImageModel]:
     except Exception as exc:  # pydicom's parse errors are a zoo of built-in exception types
         raise InvalidDicomError(f"the file could not be parsed as DICOM: {exc}") from exc
     _check_uids(ds)
-    if keyword == "PixelData" and pixel_offset is not None and length is not None:
-        return ds, _check_pixels(fp, size, ds, tsyntax, (pixel_offset, length, vr), limits)
-    return ds, model_from_dataset(ds, None)
+    try:
+        if keyword == "PixelData" and pixel_offset is not None and length is not None:
+            return ds, _check_pixels(fp, size, ds, tsyntax, (pixel_offset, length, vr), limits)
+        return ds, model_from_dataset(ds, None)
+    except ImagingError:
+        raise
+    except Exception as exc:  # a value of the wrong type where a number is needed, and so on
+        raise InvalidDicomError(f"the image attributes are malformed: {exc}") from exc
 
 
 def _transfer_syntax(ds: Dataset) -> UID:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from tests.dicom_factory import ct_bytes, ct_dataset, multipart_related, parse_multipart, to_bytes
+from tests.dicom_factory import ct_bytes, ct_dataset, multipart_related, read_multipart, to_bytes
 
 
 @pytest.fixture
@@ -138,13 +138,13 @@ async def test_wado_retrieve_instance_and_study(client, corpus):
     resp = await client.get(_instance_url(corpus), headers={
         **h, "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
     assert resp.status == 200
-    parts = parse_multipart(await resp.read(), resp.headers["Content-Type"])
+    parts = await read_multipart(resp)
     assert len(parts) == 1
     ds = pydicom.dcmread(io.BytesIO(parts[0][1]))
     assert ds.SOPInstanceUID == corpus["datasets"][0].SOPInstanceUID
     assert np.array_equal(ds.pixel_array, corpus["datasets"][0].pixel_array)
     resp = await client.get(f"/dicomweb/studies/{corpus['ct']}", headers=h)
-    parts = parse_multipart(await resp.read(), resp.headers["Content-Type"])
+    parts = await read_multipart(resp)
     assert len(parts) == 5
     resp = await client.get(_instance_url(corpus), headers={**h, "Accept": "application/json"})
     assert resp.status == 406
@@ -173,7 +173,7 @@ async def test_wado_frames_are_native_pixel_bytes(client, corpus):
     resp = await client.get(_instance_url(corpus) + "/frames/1", headers={
         **h, "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'})
     assert resp.status == 200
-    parts = parse_multipart(await resp.read(), resp.headers["Content-Type"])
+    parts = await read_multipart(resp)
     assert parts[0][1] == corpus["datasets"][0].PixelData
     for bad, status in (("0", 400), ("1,x", 400), ("2", 404), ("٣", 400), ("1" * 5000, 400),
                         ("+1", 400), ("1,,2", 400)):
@@ -181,25 +181,44 @@ async def test_wado_frames_are_native_pixel_bytes(client, corpus):
         assert resp.status == status, bad
 
 
+def _linear(hu: np.ndarray, c: float, w: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1 LINEAR to 8 bits."""
+    return np.clip(((hu - (c - 0.5)) / (w - 1) + 0.5) * 255, 0, 255)
+
+
+def _decoded(body: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(body))).astype(float)
+
+
 async def test_rendered_jpeg_png_and_window(client, corpus):
     h = corpus["headers"]
     url = _instance_url(corpus) + "/frames/1/rendered"
+    hu = corpus["datasets"][0].pixel_array.astype(float)
     jpeg = await client.get(url, headers={**h, "Accept": "image/jpeg"})
     assert jpeg.status == 200 and jpeg.content_type == "image/jpeg"
     assert jpeg.headers["X-Window"].startswith("40,400")  # the file's own first window
+    jpeg_pixels = _decoded(await jpeg.read())
+    assert jpeg_pixels.shape == hu.shape
+    # Lossy, but the picture: close on average, never far anywhere.
+    error = np.abs(jpeg_pixels - _linear(hu, 40, 400))
+    assert error.mean() < 6 and np.percentile(error, 99) < 40
     png = await client.get(url, params={"window": "0,2000,linear"},
                            headers={**h, "Accept": "image/png"})
     assert png.status == 200 and png.content_type == "image/png"
     assert png.headers["X-Window"] == "0,2000,LINEAR"
-    image = np.asarray(Image.open(io.BytesIO(await png.read())))
-    hu = corpus["datasets"][0].pixel_array.astype(float)
-    # PS3.3 C.11.2.1.2.1 LINEAR for c=0, w=2000, 8-bit output.
-    expected = np.clip(((hu - (0 - 0.5)) / (2000 - 1) + 0.5) * 255, 0, 255)
-    assert np.abs(image.astype(float) - expected).max() <= 1.0
-    small = await client.get(url, params={"viewport": "16,16", "quality": "50"}, headers=h)
-    assert Image.open(io.BytesIO(await small.read())).size == (16, 16)
-    whole = await client.get(_instance_url(corpus) + "/rendered", headers=h)
+    image = _decoded(await png.read())
+    assert np.abs(image - _linear(hu, 0, 2000)).max() <= 1.0
+    small = await client.get(url, params={"viewport": "16,16", "window": "0,2000"},
+                             headers={**h, "Accept": "image/png"})
+    shrunk = _decoded(await small.read())
+    assert shrunk.shape == (16, 16)
+    # The full-size render resampled as docs/imaging.md says (Pillow BILINEAR, antialiased).
+    resized = Image.fromarray(image.astype(np.uint8)).resize((16, 16), Image.Resampling.BILINEAR)
+    assert np.abs(shrunk - np.asarray(resized, dtype=float)).max() <= 1.0
+    whole = await client.get(_instance_url(corpus) + "/rendered", params={"window": "0,2000"},
+                             headers={**h, "Accept": "image/png"})
     assert whole.status == 200
+    assert np.array_equal(_decoded(await whole.read()), image)  # the instance's frame 1
 
 
 @pytest.mark.parametrize(
@@ -270,7 +289,13 @@ async def test_thumbnails(client, corpus):
                 _instance_url(corpus) + "/thumbnail"):
         resp = await client.get(url, headers=h)
         assert resp.status == 200 and resp.content_type == "image/jpeg", url
-        assert max(Image.open(io.BytesIO(await resp.read())).size) <= 128
+        thumb = _decoded(await resp.read())
+        assert thumb.shape == (32, 32)  # never upscaled: the 32x32 slice fits 128x128 as is
+        # The series' middle slice (or the instance itself), in its own 40,400 window.
+        ds = (corpus["datasets"][0] if url.startswith(_instance_url(corpus))
+              else sorted(corpus["datasets"][:5], key=lambda d: d.ImagePositionPatient[2])[2])
+        error = np.abs(thumb - _linear(ds.pixel_array.astype(float), 40, 400))
+        assert error.mean() < 12, url  # quality 75 JPEG of noise
 
 
 async def test_reindex_rebuilds_the_same_index(client, corpus, settings, store):
@@ -301,12 +326,17 @@ async def test_compressed_instance_transcodes_for_default_accept(client, auth):
     assert url.startswith("/dicomweb/studies/")
     path = url.lstrip("/")
     resp = await client.get("/" + path, headers=h)
-    part_headers, payload = parse_multipart(await resp.read(), resp.headers["Content-Type"])[0]
+    part_headers, payload = (await read_multipart(resp))[0]
     assert "1.2.840.10008.1.2.1" in part_headers["content-type"]
     ds = pydicom.dcmread(io.BytesIO(payload))
     assert not ds.file_meta.TransferSyntaxUID.is_compressed
-    rendered = await client.get("/" + path + "/frames/1/rendered", headers=h)
+    rendered = await client.get("/" + path + "/frames/1/rendered",
+                                params={"window": "0,2000"}, headers={**h, "Accept": "image/png"})
     assert rendered.status == 200
+    original = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+    hu = original.pixel_array * float(original.get("RescaleSlope", 1)) + float(
+        original.get("RescaleIntercept", 0))
+    assert np.abs(_decoded(await rendered.read()) - _linear(hu, 0, 2000)).max() <= 1.0
 
 
 async def test_stow_and_rendered_with_bytes_helper(client, auth):

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
@@ -227,3 +229,32 @@ def test_decoded_frame_bytes_are_bounded_before_decoding() -> None:
     ds.PixelData = bytes(64 * 64 * 12)
     with pytest.raises(ImageTooLargeError, match="decoded frame"):
         read_dataset(_bytes(ds), max_pixels=LIMIT, max_frame_pixels=64 * 64)
+
+
+# -- property: whatever the bytes, validation answers with an ImagingError or a dataset ----------
+
+_SEED_FILES = {
+    name: Path(get_testdata_file(name)).read_bytes()
+    for name in ("CT_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "rtplan.dcm")
+}
+_SEED_FILES["deflated"] = _deflated(ct_dataset(rows=16, columns=16))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=st.sampled_from(sorted(_SEED_FILES)),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+    cut=st.none() | st.integers(0, 10**6),
+)
+def test_mutated_files_fail_only_with_imaging_errors(
+    name: str, edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    data = bytearray(_SEED_FILES[name])
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    try:
+        read_dataset(bytes(data), max_pixels=LIMIT, max_inflated_bytes=8 * 2**20)
+    except ImagingError as exc:
+        assert exc.message
