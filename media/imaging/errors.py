@@ -7,6 +7,13 @@ status in one place and show the message to the user unchanged.
 from __future__ import annotations
 
 
+def is_decoder_failure(exc: BaseException) -> bool:
+    """What a decoder plugin may raise on hostile data: any Exception, and the panics of Rust
+    plugins (pylibjpeg-rle), pyo3's PanicException, which is a BaseException that
+    ``except Exception`` lets through (a 500). Not importable by name, so matched by it."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 class ImagingError(Exception):
     """Base class for every error the imaging package raises on purpose."""
 

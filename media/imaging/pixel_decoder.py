@@ -20,6 +20,7 @@ from media.imaging.errors import (
     ImagingError,
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
+    is_decoder_failure,
 )
 from media.imaging.image_model import ImageModel
 
@@ -137,7 +138,9 @@ def _decode_with_pydicom(
         raise
     except FileNotFoundError:
         raise
-    except Exception as exc:  # decoder plugins raise anything from ValueError to RuntimeError
+    except BaseException as exc:  # plugins raise anything from ValueError to a Rust panic
+        if not is_decoder_failure(exc):
+            raise
         raise InvalidDicomError(f"frame {frame} could not be decoded: {exc}") from exc
 
 

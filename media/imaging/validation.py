@@ -34,6 +34,7 @@ from media.imaging.errors import (
     InflatedTooLargeError,
     InvalidDicomError,
     UnsupportedTransferSyntaxError,
+    is_decoder_failure,
 )
 from media.imaging.image_model import (
     _UNDEFINED_LENGTH,
@@ -264,7 +265,9 @@ def _check_pixels(
             get_decoder(tsyntax).as_array(
                 fp, index=0, validate=True, **model.pixel.decode_options
             )
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_decoder_failure(exc):
+                raise
             raise UnsupportedTransferSyntaxError(
                 f"the {tsyntax.name} pixel data could not be decoded by the installed "
                 f"decoders: {exc}"

@@ -195,7 +195,7 @@ def test_capped_inflation_leaves_no_partial_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["upload"]
 
 
-@pytest.mark.parametrize("cut", [1, 50, 500])
+@pytest.mark.parametrize("cut", [20, 50, 500])
 def test_truncated_or_corrupt_deflate_stream(cut: int) -> None:
     data = _deflated(ct_dataset(rows=64, columns=64))
     with pytest.raises(InvalidDicomError):
