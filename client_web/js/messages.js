@@ -45,6 +45,9 @@ const ERRORS = {
   "invalid_window": { en: "This window width/level is not valid.", zh: "窗宽窗位的值无效。" },
   "invalid_viewport": { en: "The image size asked for is not valid.", zh: "请求的图像尺寸无效。" },
   "imaging_error": { en: "The image could not be read.", zh: "无法读取该图像。" },
+  "invalid_archive": { en: "The zip file cannot be opened: it is damaged, incomplete or password-protected.", zh: "无法打开该压缩包：文件损坏、不完整或设有密码。" },
+  "unsupported_archive": { en: "The zip file is packed in a way the server cannot open. Zip it again with the usual settings.", zh: "该压缩包的压缩方式服务器无法打开，请用常规设置重新压缩。" },
+  "nested_archive": { en: "A zip inside the zip is not opened. Upload the inner zip on its own.", zh: "压缩包内的压缩包不会被打开，请单独上传里面的压缩包。" },
   "wrong_study": { en: "This file belongs to a different study.", zh: "该文件属于另一个检查。" },
   "nothing_stored": { en: "None of the files could be stored.", zh: "所有文件都未能保存。" },
   // --- the server itself
