@@ -12,6 +12,7 @@ import { ApiError, goToLogin } from "./api.js";
 
 export const PING_INTERVAL_MS = 10_000;
 export const GATHER_TIMEOUT_MS = 2_000;
+const GATHER_SETTLE_MS = 250;
 /** A peer connection whose media has not connected by then counts as failed (issue #8: "media
  * failed" within 10 s); a remote participant whose media stopped that long, too. */
 export const MEDIA_TIMEOUT_MS = 7_000;
@@ -628,7 +629,9 @@ export class RoomCall extends EventTarget {
       pc.connectedAt = now;
       pc.everConnected = true;
     }
-    if (!connected && !pc.connectedAt && now - pc.createdAt > MEDIA_TIMEOUT_MS) this.pcFailed(pc);
+    // ICE up but DTLS still handshaking (a very busy server): give it a second period
+    const limit = iceUp ? 2 * MEDIA_TIMEOUT_MS : MEDIA_TIMEOUT_MS;
+    if (!connected && !pc.connectedAt && now - pc.createdAt > limit) this.pcFailed(pc);
     if (connected) this.mediaState = "connected"; // also after a late success of a "failed" one
 
     for (const id of this.participants.keys()) {
@@ -742,20 +745,31 @@ export class RoomCall extends EventTarget {
   }
 }
 
-/** Resolves when ICE gathering is complete, or after `timeoutMs` (the rest then trickles). */
-export function waitForGathering(pc, timeoutMs) {
+/**
+ * Resolves when ICE gathering is complete, or `settleMs` after the first candidate (a host
+ * candidate is there at once; a TURN allocation can take much longer, and the answer should not
+ * wait for it: the rest trickles as `rtc.candidate`), or after `timeoutMs`.
+ */
+export function waitForGathering(pc, timeoutMs, settleMs = GATHER_SETTLE_MS) {
   if (pc.iceGatheringState === "complete") return Promise.resolve(true);
   return new Promise((resolve) => {
+    let settle = 0;
     const done = (complete) => {
       clearTimeout(timer);
+      clearTimeout(settle);
       pc.removeEventListener("icegatheringstatechange", check);
+      pc.removeEventListener("icecandidate", onCandidate);
       resolve(complete);
     };
     const check = () => {
       if (pc.iceGatheringState === "complete") done(true);
     };
+    const onCandidate = (ev) => {
+      if (ev.candidate && ev.candidate.candidate && !settle) settle = setTimeout(() => done(false), settleMs);
+    };
     const timer = setTimeout(() => done(false), timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
+    pc.addEventListener("icecandidate", onCandidate);
   });
 }
 
