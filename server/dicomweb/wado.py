@@ -140,7 +140,8 @@ def check_response_size(request: web.Request, total: int) -> None:
 
 
 def _bulk_value(path: Path, tag: int) -> bytes:
-    ds = pydicom.dcmread(path)
+    # Deferred: only the asked-for value is read into memory, not every large one.
+    ds = pydicom.dcmread(path, defer_size=4096)
     if tag not in ds:
         raise NotFound(f"the instance has no attribute {tag:08X}")
     value = ds[tag].value

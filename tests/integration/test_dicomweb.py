@@ -270,6 +270,12 @@ async def test_rendered_accepts_ps3_18_window_functions(client, corpus):
 
 async def test_bulkdata_tag_is_eight_hex_digits(client, corpus):
     h = corpus["headers"]
+    resp = await client.get(_instance_url(corpus) + "/bulkdata/7fe00010", headers=h)
+    assert resp.status == 200
+    ((_, payload),) = await read_multipart(resp)
+    assert payload == corpus["datasets"][0].PixelData
+    resp = await client.get(_instance_url(corpus) + "/bulkdata/00091001", headers=h)
+    assert resp.status == 404
     for bad in ("0x7FE0010", "7FE0_010", "٧FE00010", "7FE00010" * 100):
         resp = await client.get(_instance_url(corpus) + f"/bulkdata/{bad}", headers=h)
         assert resp.status == 400, bad
