@@ -39,9 +39,6 @@ const ERRORS = {
   "conflict": { en: "This clashes with something that already exists.", zh: "与已有的内容冲突。" },
   // --- images and uploads
   "invalid_dicom": { en: "Not a medical image file (DICOM) that can be read.", zh: "不是可读取的医学影像文件（DICOM）。" },
-  "invalid_archive": { en: "The zip file cannot be opened (damaged, incomplete or password-protected).", zh: "无法打开该 zip 压缩包（已损坏、不完整或设有密码）。" },
-  "unsupported_archive": { en: "The zip file uses a compression method that is not supported. Re-create it with standard zip compression.", zh: "该 zip 压缩包使用了不支持的压缩方式，请用标准 zip 压缩重新打包。" },
-  "nested_archive": { en: "A zip inside a zip is not opened. Upload the inner zip file itself.", zh: "不会打开压缩包中的压缩包，请直接上传里面的 zip 文件。" },
   "unsupported_transfer_syntax": { en: "The image is compressed in a way the server cannot read.", zh: "图像的压缩格式服务器无法读取。" },
   "image_too_large": { en: "The image is too large for the server to handle.", zh: "图像过大，服务器无法处理。" },
   "frame_not_found": { en: "This image does not exist in the study.", zh: "检查中没有这幅图像。" },
