@@ -65,7 +65,11 @@ class RoomJoin(_Message):
     type: Literal["room.join"]
     room_id: _ID
     # A rejoining page passes the last room event it saw and gets what it missed.
-    last_event_id: str | None = Field(default=None, max_length=32, pattern=r"^\d+-\d+$")
+    # A Redis stream ID: two 64-bit numbers in ASCII digits ("\d" would admit Unicode digits,
+    # and 20 digits may overflow; either reached XRANGE as a Redis error).
+    last_event_id: str | None = Field(
+        default=None, max_length=39, pattern=r"^[0-9]{1,19}-[0-9]{1,19}$"
+    )
 
 
 class RoomLeave(_Message):

@@ -1,0 +1,38 @@
+"""Attacks found by trying the hardened server as an attacker would (issue #7, "Why")."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import login
+from tests.integration.ws_client import PageSocket
+
+
+async def _page(client, username: str) -> PageSocket:
+    token = (await login(client, username))["Authorization"].split()[1]
+    sock = PageSocket(await client.ws_connect("/api/ws"))
+    await sock.send(type="auth", token=token)
+    await sock.expect("ready")
+    return sock
+
+
+# A Redis stream ID is two unsigned 64-bit numbers in ASCII digits. Unicode digits match a
+# pattern's "\d" and 20+ digits overflow: both reached XRANGE and answered internal_error.
+@pytest.mark.parametrize(
+    "last_event_id", ["١-٠", "٣٣٣٣٣-1", "99999999999999999999999-0", "1-99999999999999999999999"]
+)
+async def test_a_room_join_with_a_malformed_last_event_id_is_invalid(client, last_event_id):
+    doctor = await _page(client, "dr.li")
+    expert = await _page(client, "exp.zhang")
+    await doctor.send(type="consult.start", department="radiology", question="q")
+    consult = (await doctor.expect("consult.created"))["consult"]
+    await expert.send(type="consult.accept", consult_id=consult["id"])
+    room_id = (await expert.expect("consult.accepted"))["consult"]["room_id"]
+    await doctor.send(type="room.join", room_id=room_id, last_event_id=last_event_id, id="j1")
+    err = await doctor.expect("error", ref="j1")
+    assert err["code"] == "invalid_message" and "last_event_id" in err["message"], err
+    # A well-formed one still works, and the socket lives on.
+    await doctor.send(type="room.join", room_id=room_id, last_event_id="0-0", id="j2")
+    assert (await doctor.expect("room.state"))["room_id"] == room_id
+    for sock in (doctor, expert):
+        await sock.close()
