@@ -48,8 +48,9 @@ LEVEL_TAGS: dict[Level, tuple[str, ...]] = {
     Level.INSTANCE: INSTANCE_TAGS,
 }
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
-_DATE_RE = re.compile(r"^\d{8}$")
-_TIME_RE = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+# re.ASCII: Python's \d also matches Unicode digits ("٢٠٢٤"), which are no DICOM date.
+_DATE_RE = re.compile(r"\d{8}", re.ASCII)
+_TIME_RE = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", re.ASCII)
 MAX_LIMIT = 1000
 
 
@@ -117,7 +118,7 @@ def _validate_value(key: str, tag: str, value: str) -> None:
         pattern = _DATE_RE if vr == "DA" else _TIME_RE
         low, sep, high = value.partition("-")
         parts = [p for p in (low, high) if p] if sep else [low]
-        if not parts or not all(pattern.match(p) for p in parts):
+        if not parts or not all(pattern.fullmatch(p) for p in parts):
             raise InvalidParameter(
                 f"{key} must be a DICOM {'date YYYYMMDD' if vr == 'DA' else 'time HHMMSS'} "
                 f"or a range A-B, -B, A-; got {value!r}"

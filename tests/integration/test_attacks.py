@@ -36,3 +36,19 @@ async def test_a_room_join_with_a_malformed_last_event_id_is_invalid(client, las
     assert (await doctor.expect("room.state"))["room_id"] == room_id
     for sock in (doctor, expert):
         await sock.close()
+
+
+# Python's "\d" matches Unicode digits: "٢٠٢٤٠١٠١" passed as a date and was compared as text.
+@pytest.mark.parametrize(
+    "query",
+    ["StudyDate=٢٠٢٤٠١٠١", "StudyDate=20240101-٢٠٢٤٠١٠١", "StudyTime=١٢٣٠", "StudyDate=20240101\n",
+     "StudyDate=２０２４０１０１"],
+)
+async def test_qido_dates_and_times_are_ascii_digits(client, auth, query):
+    key, _, value = query.partition("=")
+    resp = await client.get("/dicomweb/studies", params={key: value}, headers=await auth("dr.li"))
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["code"] == "invalid_parameter"
+    good = "1230" if key == "StudyTime" else "20240101-"
+    ok = await client.get("/dicomweb/studies", params={key: good}, headers=await auth("dr.li"))
+    assert ok.status == 200
