@@ -52,6 +52,19 @@ class StudyAccess:
         return fields
 
 
+def listing_audit_fields(shown: Sequence[StudyAccess]) -> dict[str, str]:
+    """What the audit of a search adds for the studies it showed: a listing shows patient names
+    and IDs, so one that shows a break-glass study is marked as a break-glass view too."""
+    glass = [a for a in shown if a.break_glass]
+    if not glass:
+        return {}
+    return {
+        "break_glass": "1",
+        "break_glass_studies": ",".join(f"{a.clinic}/{a.study_uid}" for a in glass),
+        "reason": " | ".join(dict.fromkeys(a.break_glass_reason for a in glass)),
+    }
+
+
 def own_clinic(principal: Principal) -> str | None:
     """The clinic whose studies a principal sees without a grant (doctors only)."""
     require_patient_reader(principal)

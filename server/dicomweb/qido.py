@@ -43,10 +43,12 @@ async def search_studies(request: web.Request) -> web.Response:
     own = await store.studies.study_uids(clinic) if clinic is not None else []
     shown_refs = access.visible(who, own, await store.grants.of_user(who.username))
     records = await store.studies.studies([(a.clinic, a.study_uid) for a in shown_refs])
+    access_of = {(a.clinic, a.study_uid): a for a in shown_refs}
     if clinic is None or len(records) > len(own):
         # Granted studies join the clinic's: newest study first over all of them.
         records.sort(key=_study_datetime, reverse=True)
     results = []
+    accesses: list[access.StudyAccess] = []  # one per result, for the audit
     for rec in records:
         attrs = {**rec.attrs, MODALITIES_IN_STUDY: {"vr": "CS", "Value": rec.modalities}}
         if not matches_all(attrs, query.filters):
@@ -58,6 +60,7 @@ async def search_studies(request: web.Request) -> web.Response:
             "00081190": {"vr": "UR", "Value": [f"{base_url(request)}/studies/{rec.study_uid}"]},
         }
         results.append(select(attrs, Level.STUDY, query, extra))
+        accesses.append(access_of[(rec.clinic, rec.study_uid)])
     shown = page(results, query)
     await audit(
         request,
@@ -65,6 +68,7 @@ async def search_studies(request: web.Request) -> web.Response:
         query=request.query_string,
         returned=len(shown),
         studies=",".join(_first(r, "0020000D") for r in shown),
+        **access.listing_audit_fields(page(accesses, query)),
     )
     return _json(shown)
 

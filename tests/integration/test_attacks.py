@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydicom.uid import generate_uid
 
+from tests.dicom_factory import ct_dataset, multipart_related, to_bytes
 from tests.integration.conftest import login
 from tests.integration.ws_client import PageSocket
 
@@ -52,3 +54,32 @@ async def test_qido_dates_and_times_are_ascii_digits(client, auth, query):
     good = "1230" if key == "StudyTime" else "20240101-"
     ok = await client.get("/dicomweb/studies", params={key: good}, headers=await auth("dr.li"))
     assert ok.status == 200
+
+
+# A QIDO listing shows a break-glass study's patient name and ID: it is a break-glass view too,
+# and an auditor listing break_glass=1 records must find it (it carried no mark).
+async def test_a_qido_listing_of_a_break_glass_study_is_marked(client, auth, store):
+    ds = ct_dataset(study_uid=generate_uid())
+    body, ctype = multipart_related([to_bytes(ds)])
+    resp = await client.post("/dicomweb/studies", data=body,
+                             headers={**await auth("dr.li"), "Content-Type": ctype})
+    assert resp.status == 200, await resp.text()
+    zhang = await auth("exp.zhang")
+    reason = "stroke: CT needed now"
+    resp = await client.post(f"/api/studies/{ds.StudyInstanceUID}/break-glass",
+                             json={"reason": reason}, headers=zhang)
+    assert resp.status == 200, await resp.text()
+    since = (await store.audit.recent(1))[0].id
+    resp = await client.get("/dicomweb/studies", headers=zhang)
+    assert [s["0020000D"]["Value"][0] for s in await resp.json()] == [ds.StudyInstanceUID]
+    # The doctor's own listing of the same study is no break-glass view.
+    resp = await client.get("/dicomweb/studies", headers=await auth("dr.li"))
+    assert resp.status == 200
+    listings = [e.fields for e in await store.audit.since(since)
+                if e.fields["action"] == "qido.studies"]
+    assert [f["user"] for f in listings] == ["exp.zhang", "dr.li"]
+    expert, doctor = listings
+    assert expert["break_glass"] == "1"
+    assert expert["break_glass_studies"] == f"qingshui/{ds.StudyInstanceUID}"
+    assert expert["reason"] == reason
+    assert "break_glass" not in doctor
