@@ -11,9 +11,11 @@ import jwt
 from server.auth.principal import Principal
 from server.errors import TokenExpired, Unauthenticated
 from server.log import event
+from server.log_throttle import LogThrottle
 from server.store.directory import Role
 
 log = logging.getLogger(__name__)
+_LOG_THROTTLE = LogThrottle(burst=10, window_s=60.0)
 
 _ALGORITHM = "HS256"
 _ISSUER = "huizhen"
@@ -75,7 +77,11 @@ class TokenService:
             raise TokenExpired("the token has expired: sign in again") from exc
         except jwt.InvalidTokenError as exc:
             # The library's words stay in the log: they help an attacker shape a forged token.
-            event(log, "token_invalid", reason=type(exc).__name__, detail=str(exc)[:200])
+            # Throttled: a client replaying garbage tokens must not become one line each.
+            suppressed = _LOG_THROTTLE.allow("token_invalid")
+            if suppressed is not None:
+                event(log, "token_invalid", reason=type(exc).__name__, detail=str(exc)[:200],
+                      suppressed=suppressed)
             raise Unauthenticated("the token is not valid: sign in again") from exc
         try:
             role = Role(claims["role"])
