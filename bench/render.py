@@ -419,8 +419,8 @@ async def login(session: aiohttp.ClientSession, base_url: str, password: str) ->
     return str(token)
 
 
-async def find_ct_series(client: Client) -> Series:
-    studies = await client.get_json("/dicomweb/studies", PatientID=DEMO_PATIENT_ID)
+async def find_ct_series(client: Client, patient_id: str = DEMO_PATIENT_ID) -> Series:
+    studies = await client.get_json("/dicomweb/studies", PatientID=patient_id)
     best: Series | None = None
     for study in studies:
         study_uid = uid_of(study, STUDY_UID)
@@ -440,7 +440,7 @@ async def find_ct_series(client: Client) -> Series:
             if best is None or len(sops) > len(best.instances):
                 best = Series(study_uid, series_uid, sops)
     if best is None or not best.instances:
-        raise BenchError(f"no CT series found for PatientID {DEMO_PATIENT_ID} as {DEMO_USER}")
+        raise BenchError(f"no CT series found for PatientID {patient_id}")
     return best
 
 

@@ -78,6 +78,18 @@ def base_tree(args: argparse.Namespace) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# The demo CT's PatientID, newest first: a base build from before the county demo data used
+# the older one.
+DEMO_CT_PATIENT_IDS = ("QS-2024-0815", "HZ-DEMO-0001")
+
+
+async def find_demo_ct(client: Client) -> Series:
+    for patient_id in DEMO_CT_PATIENT_IDS:
+        with contextlib.suppress(BenchError):
+            return await find_ct_series(client, patient_id)
+    raise BenchError(f"no demo CT series under any of {DEMO_CT_PATIENT_IDS}")
+
+
 def make_stack(tree: Path, name: str, password: str, log_level: str | None) -> Stack:
     workdir = Path(tempfile.mkdtemp(prefix=f"hz-ab-{name}-"))
     env = make_env(workdir, password, log_level)
@@ -134,7 +146,7 @@ async def measure(stacks: dict[str, Stack], args: argparse.Namespace) -> dict[st
             await wait_healthy(session, stack, args.startup_timeout)
             token = await login_as(session, stack.base_url, args.user, stack.password)
             clients[name] = Client(session, stack.base_url, {"Authorization": f"Bearer {token}"})
-            series[name] = await bounded(find_ct_series(clients[name]), 60, "QIDO")
+            series[name] = await bounded(find_demo_ct(clients[name]), 60, "QIDO")
         out: dict[str, Any] = {"warm_rounds": [], "cached_rounds": []}
         windows = {n: Windows() for n in stacks}
         for r in range(args.rounds):
