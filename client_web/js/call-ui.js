@@ -280,7 +280,8 @@ export class CallView {
       tile.name.textContent = p.display_name || p.id;
       tile.el.dataset.state = shown;
       tile.el.dataset.media = m.state || "connecting";
-      tile.state.textContent = shown !== "connected" ? t(`pstate.${shown}`) : "";
+      // connecting / failed are said in the status box; reconnecting / left on the label
+      tile.state.textContent = shown === "reconnecting" || shown === "left" ? t(`pstate.${shown}`) : "";
       tile.micOff.hidden = !(shown === "connected" && m.muted);
       tile.micOff.textContent = t("call.remoteMuted");
       tile.camOff.hidden = !(shown === "connected" && m.cameraOff);

@@ -12,7 +12,10 @@ import { ApiError, goToLogin } from "./api.js";
 
 export const PING_INTERVAL_MS = 10_000;
 export const GATHER_TIMEOUT_MS = 2_000;
-const GATHER_SETTLE_MS = 250;
+// 0: the answer waits for complete gathering (bounded by GATHER_TIMEOUT_MS). Answering early
+// and trickling the rest made the first frame miss now and then in the browser tests (a
+// candidate racing the server's setRemoteDescription), so it stays off.
+const GATHER_SETTLE_MS = 0;
 /** A peer connection whose media has not connected by then counts as failed (issue #8: "media
  * failed" within 10 s); a remote participant whose media stopped that long, too. */
 export const MEDIA_TIMEOUT_MS = 7_000;
@@ -746,9 +749,8 @@ export class RoomCall extends EventTarget {
 }
 
 /**
- * Resolves when ICE gathering is complete, or `settleMs` after the first candidate (a host
- * candidate is there at once; a TURN allocation can take much longer, and the answer should not
- * wait for it: the rest trickles as `rtc.candidate`), or after `timeoutMs`.
+ * Resolves when ICE gathering is complete, or after `timeoutMs` (the rest then trickles), or —
+ * with `settleMs` > 0 — that long after the first candidate.
  */
 export function waitForGathering(pc, timeoutMs, settleMs = GATHER_SETTLE_MS) {
   if (pc.iceGatheringState === "complete") return Promise.resolve(true);
@@ -765,7 +767,9 @@ export function waitForGathering(pc, timeoutMs, settleMs = GATHER_SETTLE_MS) {
       if (pc.iceGatheringState === "complete") done(true);
     };
     const onCandidate = (ev) => {
-      if (ev.candidate && ev.candidate.candidate && !settle) settle = setTimeout(() => done(false), settleMs);
+      if (settleMs > 0 && ev.candidate && ev.candidate.candidate && !settle) {
+        settle = setTimeout(() => done(false), settleMs);
+      }
     };
     const timer = setTimeout(() => done(false), timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.browser.test_call import SMALL, no_errors, sign_in, start_consult, tid
+from tests.browser.test_call import DIAG, SMALL, no_errors, sign_in, start_consult, tid
 
 pytestmark = pytest.mark.browser
 
@@ -44,8 +44,13 @@ def test_accept_to_video_on_both_sides_and_states(new_probe, live_server):
         zhang.page.wait_for_function("() => document.title.startsWith('(1)')")
         t_accept = zhang.page.evaluate("() => Date.now()")
         tid(zhang.page, "consult-accept").click()
-        kiosk.page.wait_for_function(FIRST_FRAME, arg="exp.zhang", timeout=20_000)
-        zhang.page.wait_for_function(FIRST_FRAME, arg="dr.li", timeout=20_000)
+        try:
+            kiosk.page.wait_for_function(FIRST_FRAME, arg="exp.zhang", timeout=20_000)
+            zhang.page.wait_for_function(FIRST_FRAME, arg="dr.li", timeout=20_000)
+        except Exception:
+            k_diag, z_diag = kiosk.page.evaluate(DIAG), zhang.page.evaluate(DIAG)
+            print(f"call {i}: kiosk {k_diag} expert {z_diag}")
+            raise
         k = kiosk.page.evaluate(FIRST_FRAME, "exp.zhang")
         z = zhang.page.evaluate(FIRST_FRAME, "dr.li")
         latencies.append((max(k, z) - t_accept) / 1000)

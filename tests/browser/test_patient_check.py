@@ -63,6 +63,8 @@ def test_study_sets_the_patient_and_a_mismatch_needs_confirmation(new_probe, liv
     assert consult["patient_check"] == "mismatch_confirmed", consult
     banner = tid(zhang.page, "patient-mismatch-banner")
     banner.wait_for()
+    zhang.page.locator('[data-testid=participant][data-participant="dr.li"][data-state=connected]'
+                       ).wait_for(timeout=20_000)
     assert "QS-2099-0001" in banner.inner_text() and study_id in banner.inner_text()
     screenshot(zhang.page, "expert-patient-mismatch")
     tid(zhang.page, "hang-up").click()
