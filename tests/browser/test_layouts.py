@@ -107,7 +107,9 @@ STUDY_LIST = ["lang-toggle", "logout", "nav-kiosk", "upload-open", "study-search
 DOC_SHOTS = {("kiosk-precall-error", (1024, 768)), ("kiosk-call", (768, 1024)),
              ("expert-call", (1366, 768)), ("expert-call", (768, 1024)),
              ("kiosk-precall", (768, 1024))}
-FIRST_ONLY = ["study-patient", "study-open", "series-thumb", "remote-tile"]
+HISTORY = ["history-panel", "history-close", "history-row", "history-outcome"]
+FIRST_ONLY = ["history-row", "history-outcome", "study-patient", "study-open", "series-thumb",
+              "remote-tile"]
 VIEWER = ["back", "lang-toggle", "logout", *VIEWER_TOOLS]
 # tiles sit under the self view / overlays by design; the textarea's corner grip is fine
 COVER_OK = ["remote-tile", "self-video", "participants", "toolbar", "viewport", "slice-slider",
@@ -173,6 +175,12 @@ def test_pages_fit_every_screen(new_probe, live_server, shots):
     tid(kp, "hang-up").click()
     tid(zp, "hang-up").click()
     tid(zp, "consult-empty").wait_for()
+    # the consult history dialog
+    tid(kp, "call-start").wait_for()
+    tid(kp, "history-open").click()
+    tid(kp, "history-row").first.wait_for()
+    check_sizes(kp, "kiosk-history", HISTORY, shots, failures)
+    tid(kp, "history-close").click()
 
     doc = new_probe()
     sign_in_list(doc, live_server)
