@@ -184,6 +184,14 @@ def json_error(err: HuizhenError) -> web.Response:
     return response
 
 
+def unparsable_request(exc: HttpProcessingError) -> web.Response:
+    """The answer to a request aiohttp's parser refused (a request line or header over 8 KiB,
+    a byte HTTP forbids): a JSON 400 that names the kind of fault, never the client's bytes."""
+    status = exc.code if 400 <= exc.code < 500 else 400
+    err = BadRequest(f"the request could not be read as HTTP ({type(exc).__name__})")
+    return web.json_response(err.body(), status=status)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:

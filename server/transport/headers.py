@@ -7,9 +7,17 @@ URLs, play camera streams (`mediastream:`/`blob:`), and open their WebSocket on 
 
 from __future__ import annotations
 
-from aiohttp import web, web_response
+import logging
 
+from aiohttp import web, web_protocol, web_response
+from aiohttp.http_exceptions import HttpProcessingError
+
+from server.errors import unparsable_request
+from server.log import event
+from server.log_throttle import LogThrottle
 from server.transport.proxies import is_secure
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "Huizhen"
 
@@ -44,6 +52,34 @@ HSTS = "max-age=63072000; includeSubDomains"
 # aiohttp writes `Server: Python/3.x aiohttp/3.x` with setdefault, also on the responses its
 # protocol layer makes for unparsable requests (which never reach on_response_prepare).
 web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+
+# Requests the parser refuses never reach the app: aiohttp answered them in text/plain echoing
+# the client's bytes, without the headers above, and logged each with a stack trace at ERROR.
+# Its protocol layer has no hook for that answer, so its error handler is wrapped here.
+_PROTOCOL_LOG = LogThrottle()
+_aiohttp_handle_error = web_protocol.RequestHandler.handle_error
+
+
+def _handle_error(
+    self: web_protocol.RequestHandler,
+    request: web.BaseRequest,
+    status: int = 500,
+    exc: BaseException | None = None,
+    message: str | None = None,
+) -> web.StreamResponse:
+    if not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
+        return _aiohttp_handle_error(self, request, status, exc, message)
+    suppressed = _PROTOCOL_LOG.allow(type(exc).__name__)
+    if suppressed is not None:
+        event(log, "unparsable_request", logging.WARNING, remote=request.remote,
+              error=type(exc).__name__, suppressed=suppressed)
+    response = unparsable_request(exc)
+    response.headers.update(_ALWAYS)
+    response.force_close()
+    return response
+
+
+web_protocol.RequestHandler.handle_error = _handle_error  # type: ignore[method-assign]
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

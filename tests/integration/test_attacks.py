@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+
 import pytest
 from pydicom.uid import generate_uid
 
@@ -83,3 +87,36 @@ async def test_a_qido_listing_of_a_break_glass_study_is_marked(client, auth, sto
     assert expert["break_glass_studies"] == f"qingshui/{ds.StudyInstanceUID}"
     assert expert["reason"] == reason
     assert "break_glass" not in doctor
+
+
+# Requests aiohttp cannot even parse (a request line over 8 KiB, a header line too long, a NUL
+# in the target) were answered in text/plain echoing the client's bytes, without the security
+# headers, and each one logged a stack trace at ERROR: one hostile client, one trace a request.
+@pytest.mark.parametrize(
+    "raw",
+    [b"GET /dicomweb/studies?limit=" + b"9" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+     b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 10_000 + b"\r\n\r\n",
+     b"GET /\x00evil HTTP/1.1\r\nHost: x\r\n\r\n"],
+)
+async def test_unparsable_requests_get_a_json_400_and_no_trace_flood(client, caplog, raw):
+    caplog.set_level(logging.INFO)
+    for _ in range(30):
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await reader.read()  # the server closes after an error response
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].split(" ")[1] == "400", answer[:300]
+        headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+        assert headers["content-type"].startswith("application/json"), headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert json.loads(body)["error"]["code"] == "bad_request"
+        assert b"aaaa" not in body and b"9999" not in body and b"evil" not in body
+    traces = [r for r in caplog.records if r.exc_info]
+    assert traces == []
+    assert len([r for r in caplog.records if r.name == "aiohttp.server"]) <= 5
+    resp = await client.get("/healthz")  # the server is fine
+    assert resp.status == 200
