@@ -36,6 +36,8 @@ async def upload(request: web.Request) -> web.Response:
         if not received:
             raise BadRequest(f"no files: send them in the form field '{FIELD}'")
         files = await ingestor.expand_archives(spool, received, budget)
+        if not files:  # only empty archives (or ones holding folders alone)
+            raise BadRequest("no files: the archive holds no files to store")
         result = await ingestor.ingest(clinic, files)
     await audit(request, "upload.store", stored=len(result.stored), failed=len(result.failed),
                 studies=result.study_uids())

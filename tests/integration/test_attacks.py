@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import zipfile
 
+import aiohttp
 import pytest
 from pydicom.uid import generate_uid
 
@@ -120,3 +123,20 @@ async def test_unparsable_requests_get_a_json_400_and_no_trace_flood(client, cap
     assert len([r for r in caplog.records if r.name == "aiohttp.server"]) <= 5
     resp = await client.get("/healthz")  # the server is fine
     assert resp.status == 200
+
+
+# An empty zip (or one holding only folders) stored nothing and answered 200 with nothing to say.
+@pytest.mark.parametrize("members", [[], ["scans/", "scans/ct/"]])
+async def test_a_zip_with_no_files_is_a_clear_400(client, auth, members):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in members:
+            zf.writestr(name, b"")
+    form = aiohttp.FormData()
+    form.add_field("files", archive.getvalue(), filename="empty.zip",
+                   content_type="application/zip")
+    resp = await client.post("/api/uploads", headers=await auth("dr.li"), data=form)
+    assert resp.status == 400, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == "bad_request"
+    assert "no files" in error["message"]
