@@ -63,14 +63,17 @@ class ConsultService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
-    async def on_connect(self, conn: Connection) -> None:
-        """Subscribe the page to what concerns its user, and show what is already ringing."""
+    async def on_connect(self, conn: Connection, ready: dict) -> None:
+        """Subscribe the page to what concerns its user, send `ready`, then show what is
+        already ringing. `ready` goes out only once every subscription is in place, so a page
+        that acts on it (or a peer that acts once it is seen) misses no event."""
         who = conn.principal
         await self.hub.subscribe(conn, keys.channel_user(who.username))
         if who.role is Role.EXPERT and who.department:
             await self._expert_online(who.department, who.username)
             try:
                 await self.hub.subscribe(conn, keys.channel_department(who.department))
+                conn.send(ready)
                 for consult in await self.store.consults.ringing(who.department):
                     conn.send({"type": _waiting_type(consult), "consult": consult.public()})
             except BaseException:
@@ -78,20 +81,24 @@ class ConsultService:
                 # this the expert would stay "online" on this node for good.
                 await self._expert_offline(who.department, who.username)
                 raise
-        if who.role is Role.DOCTOR and who.clinic:
-            await self.hub.subscribe(conn, keys.CHANNEL_DOCTORS)
-            conn.send({"type": "departments", "departments": await self.departments()})
-            # A kiosk that reloaded (or whose link dropped) while waiting must learn where its
-            # consult stands: still ringing, or accepted with a room to join.
-            for consult in await self.store.consults.of_clinic(who.clinic):
-                if consult.doctor != who.username:
-                    continue
-                if consult.state in (ConsultState.RINGING, ConsultState.REQUESTED):
-                    conn.send({"type": "consult.created", "consult": consult.public()})
-                elif consult.state is ConsultState.ACCEPTED and consult.room_id:
-                    room = await self.store.rooms.get(consult.room_id)
-                    if room is not None and room.open:
-                        conn.send({"type": "consult.accepted", "consult": consult.public()})
+            return
+        if not (who.role is Role.DOCTOR and who.clinic):
+            conn.send(ready)
+            return
+        await self.hub.subscribe(conn, keys.CHANNEL_DOCTORS)
+        conn.send(ready)
+        conn.send({"type": "departments", "departments": await self.departments()})
+        # A kiosk that reloaded (or whose link dropped) while waiting must learn where its
+        # consult stands: still ringing, or accepted with a room to join.
+        for consult in await self.store.consults.of_clinic(who.clinic):
+            if consult.doctor != who.username:
+                continue
+            if consult.state in (ConsultState.RINGING, ConsultState.REQUESTED):
+                conn.send({"type": "consult.created", "consult": consult.public()})
+            elif consult.state is ConsultState.ACCEPTED and consult.room_id:
+                room = await self.store.rooms.get(consult.room_id)
+                if room is not None and room.open:
+                    conn.send({"type": "consult.accepted", "consult": consult.public()})
 
     # history -------------------------------------------------------------------------------------
     async def history(self, scope: tuple[str, str], limit: int, offset: int) -> dict:

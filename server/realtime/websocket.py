@@ -119,10 +119,10 @@ async def _serve(
 ) -> web.WebSocketResponse:
     conn = Connection(ws, principal, request.remote)
     conn.start()
-    # `ready` first (docs/signaling.md): then what the page must know at once (ringing
-    # consults, departments online, its own waiting consult).
-    conn.send({"type": "ready", "user": principal.username, "role": principal.role.value})
-    await services.consults.on_connect(conn)
+    # `ready` once subscribed, before what the page must know at once (ringing consults,
+    # departments online, its own waiting consult): docs/signaling.md.
+    await services.consults.on_connect(
+        conn, {"type": "ready", "user": principal.username, "role": principal.role.value})
     event(log, "ws_connected", user=principal.username, remote=request.remote)
     budget = MessageBudget()
 
