@@ -70,12 +70,17 @@ async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginRequest)
     store = request.app[appkeys.STORE]
     user = await store.directory.get_user(body.username)
+    # The kiosk, when a valid device token came: every outcome's audit names the machine.
+    device = None
+    if body.device_token:
+        device = await store.directory.device_for_token(body.device_token)
+    kiosk = device.id if device is not None else None
     # Counted before the password is checked; unknown names count only per address.
     verdict = await store.login_limits.attempt(user.username if user else None, request.remote)
     if not verdict.allowed:
         if verdict.newly_locked:
             await audit_security(request, "auth.login_locked", user=body.username,
-                                 role=user.role.value if user else "",
+                                 role=user.role.value if user else "", device=kiosk,
                                  retry_after_s=verdict.retry_after_s)
         event(log, "login_locked", username=body.username, remote=request.remote)
         raise _locked(verdict)
@@ -84,12 +89,12 @@ async def login(request: web.Request) -> web.Response:
         reason = "unknown_user" if user is None else "disabled" if ok else "wrong_password"
         await audit_security(request, "auth.login_failed", user=body.username,
                              role=user.role.value if user else "",
-                             clinic=user.clinic if user else None, reason=reason)
+                             clinic=user.clinic if user else None, device=kiosk,
+                             reason=reason)
         event(log, "login_failed", username=body.username, remote=request.remote, reason=reason)
         raise InvalidCredentials("wrong username or password")
     device_id = None
     if body.device_token:
-        device = await store.directory.device_for_token(body.device_token)
         if device is None:
             await audit_security(request, "auth.login_failed", user=user.username,
                                  role=user.role.value, clinic=user.clinic, reason="device_token")

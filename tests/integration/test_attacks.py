@@ -140,3 +140,19 @@ async def test_a_zip_with_no_files_is_a_clear_400(client, auth, members):
     error = (await resp.json())["error"]
     assert error["code"] == "bad_request"
     assert "no files" in error["message"]
+
+
+# A wrong password typed on a kiosk was audited without the kiosk: an auditor could not tell
+# which machine someone was guessing on (patient-data reads from it carry `device`).
+async def test_a_failed_sign_in_on_a_kiosk_names_the_kiosk(client, store):
+    device, token = await store.directory.add_device("kiosk 1", "qingshui")
+    since = (await store.audit.recent(1) or [None])[0]
+    for _ in range(11):  # 10 wrong passwords, then the lock
+        resp = await client.post("/api/auth/login", json={
+            "username": "dr.li", "password": "not-the-password", "device_token": token})
+    assert resp.status == 429
+    events = [e.fields for e in await store.audit.since(since.id if since else "0")
+              if e.fields["action"] in ("auth.login_failed", "auth.login_locked")]
+    assert [e["action"] for e in events] == ["auth.login_failed"] * 10 + ["auth.login_locked"]
+    assert all(e["device"] == device.id and e["remote"] and e["user"] == "dr.li"
+               for e in events), events
