@@ -315,6 +315,11 @@ def _check_frames(fp: BinaryIO, offset: int, ds: Dataset, frames: int) -> None:
         )
 
 
+#: Reads a header parse may make (about two per element). Real headers, RT Structure Sets with
+#: tens of thousands of contours included, stay far below; parsing this many takes seconds.
+MAX_HEADER_READS = 1_000_000
+
+
 class _ShortReadDetector:
     """A file wrapper that notices reads cut short by the end of the data.
 
@@ -323,11 +328,21 @@ class _ShortReadDetector:
     Its element loop legitimately ends with an 8-byte header read that returns nothing.
     """
 
-    def __init__(self, fp: BinaryIO) -> None:
+    def __init__(self, fp: BinaryIO, max_reads: int | None = None) -> None:
         self._fp = fp
         self.truncated = False
+        self._reads_left = MAX_HEADER_READS if max_reads is None else max_reads
 
     def read(self, size: int | None = -1, /) -> bytes:
+        # pydicom reads each element's header and value separately: counting reads bounds the
+        # CPU a header of millions of tiny elements (e.g. megabytes of zeros after 'DICM')
+        # could cost, whatever the file's size.
+        self._reads_left -= 1
+        if self._reads_left < 0:
+            raise InvalidDicomError(
+                "the data set has too many elements (more than about "
+                f"{MAX_HEADER_READS // 2:,}): refused before parsing it all"
+            )
         chunk = self._fp.read(size)
         if size is not None and size > 0 and len(chunk) < size and (chunk or size != 8):
             self.truncated = True
@@ -376,7 +391,12 @@ def _write_inflated(fp: BinaryIO, meta: FileMetaDataset, out: BinaryIO, cap: int
     meta = copy.deepcopy(meta)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     out.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(DicomFileLike(out), meta, enforce_standard=True)
+    try:
+        write_file_meta_info(DicomFileLike(out), meta, enforce_standard=True)
+    except Exception as exc:
+        # pydicom refuses a file meta missing required elements (AttributeError) or holding an
+        # unknown VR (NotImplementedError), among others: found by the mutation test.
+        raise InvalidDicomError(f"the file meta information is incomplete: {exc}") from exc
     _inflate(fp, out, cap)
 
 

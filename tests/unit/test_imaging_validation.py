@@ -258,3 +258,23 @@ def test_mutated_files_fail_only_with_imaging_errors(
         read_dataset(bytes(data), max_pixels=LIMIT, max_inflated_bytes=8 * 2**20)
     except ImagingError as exc:
         assert exc.message
+
+
+def test_a_header_of_millions_of_tiny_elements_is_refused_after_a_bounded_parse() -> None:
+    # 128 zero bytes, 'DICM', then 20 MiB of zeros: pydicom would read ~2.6 million empty
+    # elements one by one (tens of seconds of CPU per upload on a busy server). The parse stops
+    # at MAX_HEADER_READS instead, whatever the file's size.
+    data = b"\0" * 128 + b"DICM" + b"\0" * (20 * 2**20)
+    with pytest.raises(InvalidDicomError, match="too many elements"):
+        read_dataset(data, max_pixels=LIMIT)
+
+
+def test_a_large_real_header_stays_under_the_element_cap() -> None:
+    # An RT Structure Set style header: 20,000 sequence items of a few elements each.
+    ds = ct_dataset(rows=4, columns=4)
+    item = pydicom.Dataset()
+    item.ROINumber = 1
+    item.ReferencedFrameOfReferenceUID = "1.2.3"
+    item.ROIName = "roi"
+    ds.StructureSetROISequence = pydicom.Sequence([copy.deepcopy(item) for _ in range(20_000)])
+    assert len(read_dataset(_bytes(ds), max_pixels=LIMIT).StructureSetROISequence) == 20_000
