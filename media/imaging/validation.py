@@ -467,11 +467,11 @@ def _deflated_meta(fp: BinaryIO) -> FileMetaDataset | None:
     try:
         read_preamble(fp, False)
         meta = _read_file_meta_info(fp)
+        # Values convert lazily: an unknown VR raises here, not in the read above.
+        deflated = str(meta.get("TransferSyntaxUID") or "").strip() == DEFLATED
     except Exception as exc:
         raise InvalidDicomError(f"the file meta information is malformed: {exc}") from exc
-    if str(meta.get("TransferSyntaxUID") or "").strip() != DEFLATED:
-        return None
-    return meta
+    return meta if deflated else None
 
 
 def validate_file(
