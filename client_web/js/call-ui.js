@@ -4,6 +4,7 @@
 
 import { onLangChange, offLangChange, t } from "./i18n.js";
 import { playMedia } from "./call.js";
+import { closeText } from "./messages.js";
 
 /** Show a translated notice in `box` (null `key` hides it); `setLang` re-translates it via its
  * `data-i18n`. */
@@ -18,6 +19,19 @@ export function showNotice(box, key, kind = "info", params = {}) {
   box.dataset.kind = kind;
   box.textContent = t(key, params);
   box.hidden = false;
+}
+
+/**
+ * The connection pill of a call page: the page WebSocket's state and, until it is ready again,
+ * why the server closed it when it said so (too many pages open: 4409, a flood: 4429, …).
+ */
+export function renderNetStatus(pill, signal) {
+  const st = signal ? signal.status : "closed";
+  pill.hidden = false;
+  pill.dataset.state = st;
+  const why = signal && st !== "open" ? closeText(signal.closeCode) : null;
+  pill.textContent = why ? `${t(`net.${st}`)} — ${why}` : t(`net.${st}`);
+  pill.title = why || "";
 }
 
 /** The translation key telling why `participant` left (room.participant `event`/`reason`). */

@@ -102,6 +102,7 @@ export class Signal extends EventTarget {
         p.reject(new ApiError(0, "network", "connection lost"));
       }
       this.pending.clear();
+      this.closeCode = ev.code; // the pages say why when the server gave a reason (messages.js)
       this.setStatus("closed");
       if (ev.code === CLOSE_UNAUTHENTICATED) {
         this.stopped = true;
@@ -119,6 +120,7 @@ export class Signal extends EventTarget {
   onMessage(msg) {
     if (msg.type === "ready") {
       this.attempt = 0;
+      this.closeCode = 0;
       this.user = msg.user;
       this.role = msg.role;
       clearInterval(this.pingTimer);

@@ -5,7 +5,7 @@ import { applyI18n, onLangChange, t, toggleLang } from "./i18n.js";
 import { getSession, logout, setLoginPage, watchExpiry } from "./api.js";
 import { bindSignIn, signInMarkup } from "./signin.js";
 import { RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView, confirmAction, leftKey, showNotice } from "./call-ui.js";
+import { CallView, confirmAction, leftKey, renderNetStatus, showNotice } from "./call-ui.js";
 import { Viewer, viewerMarkup } from "./viewer-core.js";
 import { DEPARTMENTS_FOR_INVITE } from "./departments.js";
 import { HistoryPanel, historyMarkup } from "./history.js";
@@ -382,11 +382,7 @@ function onSignalMessage(msg) {
 }
 
 function renderNet() {
-  const pill = $("net-status");
-  const st = state.signal ? state.signal.status : "closed";
-  pill.hidden = false;
-  pill.dataset.state = st;
-  pill.textContent = t(`net.${st}`);
+  renderNetStatus($("net-status"), state.signal);
 }
 
 function renderUser(session) {

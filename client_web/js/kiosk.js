@@ -7,7 +7,7 @@ import {
 } from "./api.js";
 import { bindSignIn, signInMarkup } from "./signin.js";
 import { LevelMeter, RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView, confirmAction, leftKey, showNotice } from "./call-ui.js";
+import { CallView, confirmAction, leftKey, renderNetStatus, showNotice } from "./call-ui.js";
 import { DEPARTMENTS } from "./departments.js";
 import { HistoryPanel, historyMarkup } from "./history.js";
 
@@ -592,11 +592,7 @@ function onSignalMessage(msg) {
 }
 
 function renderNet() {
-  const pill = $("net-status");
-  const st = state.signal ? state.signal.status : "closed";
-  pill.hidden = false;
-  pill.dataset.state = st;
-  pill.textContent = t(`net.${st}`);
+  renderNetStatus($("net-status"), state.signal);
 }
 
 // ---- start --------------------------------------------------------------------------------
