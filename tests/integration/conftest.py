@@ -10,6 +10,7 @@ from server.auth.passwords import hash_password
 from server.config import Settings
 from server.store import Store
 from server.store.directory import Role
+from tests.integration.ws_client import PageSocket
 
 PASSWORD = "correct-horse-battery"
 REDIS_DB = 1
@@ -77,6 +78,36 @@ async def auth(client):
         return await login(client, username)
 
     return headers
+
+
+@pytest.fixture
+async def more_people(store, password_hash, people) -> None:
+    """Beside `people`: a Neurology department, a second radiologist (exp.li) and a neurologist
+    (exp.chen), for invitations, races and other departments."""
+    await store.directory.add_department("Neurology", "neurology")
+    await store.directory.add_user("exp.li", role=Role.EXPERT, password_hash=password_hash,
+                                   department="radiology")
+    await store.directory.add_user("exp.chen", role=Role.EXPERT, password_hash=password_hash,
+                                   department="neurology")
+
+
+@pytest.fixture
+async def page_sockets(client, auth):
+    """`await page_sockets("dr.li")`: a page WebSocket signed in as that user (or with the
+    given bearer `headers`), past `ready`; every one is closed after the test."""
+    sockets: list[PageSocket] = []
+
+    async def open_socket(username: str, headers: dict | None = None) -> PageSocket:
+        token = (headers or await auth(username))["Authorization"].split()[1]
+        sock = PageSocket(await client.ws_connect("/api/ws"))
+        await sock.send(type="auth", token=token)
+        await sock.expect("ready", user=username)
+        sockets.append(sock)
+        return sock
+
+    yield open_socket
+    for s in sockets:
+        await s.close()
 
 
 @pytest.fixture

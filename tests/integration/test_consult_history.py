@@ -8,26 +8,13 @@ import asyncio
 import pytest
 
 from server.store.directory import Role
-from tests.integration.ws_client import PageSocket
 
 
 @pytest.fixture
-async def connect(client, auth, store, password_hash):
+async def connect(page_sockets, store, password_hash):
     await store.directory.add_user("exp.li", role=Role.EXPERT, password_hash=password_hash,
                                    department="radiology")
-    sockets: list[PageSocket] = []
-
-    async def open_socket(username: str) -> PageSocket:
-        token = (await auth(username))["Authorization"].split()[1]
-        sock = PageSocket(await client.ws_connect("/api/ws"))
-        await sock.send(type="auth", token=token)
-        await sock.expect("ready", user=username)
-        sockets.append(sock)
-        return sock
-
-    yield open_socket
-    for s in sockets:
-        await s.close()
+    return page_sockets
 
 
 async def _history(client, auth, user: str, query: str = "") -> dict:

@@ -10,23 +10,11 @@ from tests.integration.ws_client import PageSocket
 
 
 @pytest.fixture
-async def connect(client, auth, store, password_hash):
+async def connect(page_sockets, store, password_hash):
     await store.directory.add_department("Respiratory", "respiratory")
     await store.directory.add_user("exp.li", role=Role.EXPERT, password_hash=password_hash,
                                    department="radiology")
-    sockets: list[PageSocket] = []
-
-    async def open_socket(username: str) -> PageSocket:
-        token = (await auth(username))["Authorization"].split()[1]
-        sock = PageSocket(await client.ws_connect("/api/ws"))
-        await sock.send(type="auth", token=token)
-        await sock.expect("ready", user=username)
-        sockets.append(sock)
-        return sock
-
-    yield open_socket
-    for s in sockets:
-        await s.close()
+    return page_sockets
 
 
 def _counts(msg: dict) -> dict[str, int]:

@@ -7,34 +7,12 @@ import asyncio
 
 import pytest
 
-from server.store.directory import Role
 from tests.integration.ws_client import PageSocket
 
 
 @pytest.fixture
-async def more_people(store, password_hash, people):
-    await store.directory.add_department("Neurology", "neurology")
-    await store.directory.add_user("exp.li", role=Role.EXPERT, password_hash=password_hash,
-                                   department="radiology")
-    await store.directory.add_user("exp.chen", role=Role.EXPERT, password_hash=password_hash,
-                                   department="neurology")
-
-
-@pytest.fixture
-async def connect(client, auth, more_people):
-    sockets: list[PageSocket] = []
-
-    async def open_socket(username: str) -> PageSocket:
-        token = (await auth(username))["Authorization"].split()[1]
-        sock = PageSocket(await client.ws_connect("/api/ws"))
-        await sock.send(type="auth", token=token)
-        await sock.expect("ready", user=username)
-        sockets.append(sock)
-        return sock
-
-    yield open_socket
-    for s in sockets:
-        await s.close()
+def connect(page_sockets, more_people):
+    return page_sockets
 
 
 async def test_socket_needs_authentication_first(client):
