@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -115,3 +117,14 @@ def tests_free_port() -> int:
     from tests.conftest import free_port
 
     return free_port()
+
+
+@pytest.fixture
+async def server_with(aiohttp_client, settings, store, people):
+    """A server with some settings changed: `await server_with(ws_max_per_user=2)`."""
+
+    async def make(**changes):
+        s = dataclasses.replace(settings, **changes)
+        return await aiohttp_client(create_app(s, Store.from_url(s.redis_url)))
+
+    return make

@@ -15,15 +15,6 @@ from tests.integration.conftest import login
 from tests.integration.ws_client import PageSocket
 
 
-@pytest.fixture
-async def server_with(aiohttp_client, settings, store, people):
-    async def make(**changes):
-        s = dataclasses.replace(settings, **changes)
-        return await aiohttp_client(create_app(s, Store.from_url(s.redis_url)))
-
-    return make
-
-
 async def _page(client, username: str) -> PageSocket:
     token = (await login(client, username))["Authorization"].split()[1]
     sock = PageSocket(await client.ws_connect("/api/ws"))

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 
 import aiohttp
 import pytest
 
-from server.app import create_app
-from server.store import Store
 from tests.integration.conftest import login
 from tests.integration.ws_client import PageSocket
-
-
-@pytest.fixture
-async def server_with(aiohttp_client, settings, store, people):
-    """A server with some settings changed: `await server_with(ws_max_per_user=2)`."""
-
-    async def make(**changes):
-        s = dataclasses.replace(settings, **changes)
-        return await aiohttp_client(create_app(s, Store.from_url(s.redis_url)))
-
-    return make
 
 
 async def _page(client, username: str) -> PageSocket:
