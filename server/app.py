@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from media.imaging.renderer import Renderer
 from server import appkeys
@@ -16,6 +17,7 @@ from server.api import (
     consults,
     departments,
     health,
+    notifications,
     openapi,
     presets,
     static,
@@ -74,6 +76,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     presets.setup(app)
     departments.setup(app)
     consults.setup(app)
+    notifications.setup(app)
     uploads.setup(app)
     studies.setup(app)
     dicomweb_routes.setup(app)
@@ -84,6 +87,12 @@ def create_app(settings: Settings, store: Store) -> web.Application:
 
     async def on_startup(app: web.Application) -> None:
         app[appkeys.REALTIME] = await Realtime.start(settings, store)
+        try:
+            # Users written before the clinic/department/role sets existed (notifications'
+            # audiences) are indexed once at start; it is idempotent.
+            await store.directory.index_members()
+        except RedisError as exc:
+            event(log, "member_index_skipped", logging.WARNING, error=type(exc).__name__)
 
     async def on_cleanup(app: web.Application) -> None:
         if appkeys.REALTIME in app:

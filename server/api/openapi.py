@@ -24,6 +24,7 @@ from server.api.admin_routes import (
     UserCreate,
 )
 from server.api.auth_routes import LoginRequest, PasswordChange
+from server.api.notifications import MarkRead
 from server.api.studies import BreakGlassRequest
 
 Operation = dict[str, Any]
@@ -263,6 +264,29 @@ PATHS: dict[str, dict[str, Operation]] = {
             "schema": {"type": "object",
                        "required": ["consults", "total", "limit", "offset"]}}}}, **_ERRORS},
     }},
+    "/api/notifications": {"get": {
+        "summary": "the caller's own notifications: the newest first, or (with `after`) the ones "
+                   "after that id, oldest first; with the unread count",
+        "tags": ["notifications"],
+        "parameters": [
+            _query("after", "a notification id: list the ones after it (a page catching up)",
+                   {"type": "string", "pattern": "^(0|[0-9]{1,19}-[0-9]{1,19})$"}),
+            _query("limit", "1 to 200 (default 50)",
+                   {"type": "string", "pattern": "^[0-9]{1,3}$"}),
+        ],
+        "responses": {"200": {"description": "one page", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["notifications", "unread", "last_id"]}}}},
+            **_ERRORS},
+    }},
+    "/api/notifications/read": {"post": {
+        "summary": "mark the caller's notifications read up to an id (or '+': all)",
+        "tags": ["notifications"],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/MarkRead"}}}},
+        "responses": {"200": {"description": "the unread count after", "content": {
+            "application/json": {"schema": {"type": "object", "required": ["unread"]}}}},
+            **_ERRORS},
+    }},
     "/api/departments": {"get": {
         "summary": "departments with how many of their experts are online now",
         "tags": ["consults"],
@@ -363,6 +387,7 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                 **{m.__name__: m.model_json_schema() for m in (
                     ClinicCreate, DepartmentCreate, UserCreate, PasswordReset, DeviceCreate)},
                 "BreakGlassRequest": BreakGlassRequest.model_json_schema(),
+                "MarkRead": MarkRead.model_json_schema(),
             },
             "responses": {"Error": {"description": "an error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},

@@ -169,3 +169,9 @@ def consult_history_scope(principal: Principal) -> tuple[str, str]:
     if principal.role in (Role.EXPERT, Role.COORDINATOR):
         return "user", principal.username
     raise Forbidden(f"a {principal.role.value} account has no consult history")
+
+
+def notification_inbox(principal: Principal) -> str:
+    """Whose notifications a caller reads or marks read: always their own inbox, whatever the
+    role (an inbox holds only what was addressed to its owner)."""
+    return principal.username

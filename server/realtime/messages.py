@@ -111,16 +111,27 @@ class RtcCandidate(_Message):
     candidate: IceCandidate | None = None  # None: end of candidates
 
 
+_STREAM_ID = Annotated[str, Field(max_length=39, pattern=r"^[0-9]{1,19}-[0-9]{1,19}$|^0$")]
+
+
+class NotificationsSince(_Message):
+    """A page that (re)connected asks for the notifications after the last one it saw."""
+
+    type: Literal["notifications.since"]
+    after: _STREAM_ID = "0"
+    limit: int = Field(default=50, ge=1, le=200)
+
+
 Inbound = Annotated[
     Auth | Ping | ConsultStart | ConsultCancel | ConsultAccept | RoomJoin | RoomLeave
-    | RoomInvite | RtcAnswer | RtcCandidate,
+    | RoomInvite | RtcAnswer | RtcCandidate | NotificationsSince,
     Field(discriminator="type"),
 ]
 _INBOUND: TypeAdapter[Inbound] = TypeAdapter(Inbound)
 TYPES = sorted(
     m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
     for m in (Auth, Ping, ConsultStart, ConsultCancel, ConsultAccept, RoomJoin, RoomLeave,
-              RoomInvite, RtcAnswer, RtcCandidate)
+              RoomInvite, RtcAnswer, RtcCandidate, NotificationsSince)
 )
 
 

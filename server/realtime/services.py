@@ -8,6 +8,7 @@ from media.rtc import aiortc_internals
 from media.rtc.ice import IcePolicy, is_loopback_host
 from media.rtc.sfu import Sfu
 from server.config import Settings
+from server.notifications import Notifier
 from server.realtime.consults import ConsultService
 from server.realtime.hub import Hub
 from server.realtime.limits import SocketLimits
@@ -22,6 +23,7 @@ class Realtime:
     rooms: RoomService
     sfu: Sfu
     limits: SocketLimits
+    notifier: Notifier
 
     @classmethod
     async def start(cls, settings: Settings, store: Store) -> Realtime:
@@ -36,7 +38,7 @@ class Realtime:
         limits = SocketLimits(settings.ws_max_per_user, settings.ws_max_unauthenticated)
         consults = ConsultService(settings, store, hub)
         await consults.start()
-        return cls(hub, consults, rooms, sfu, limits)
+        return cls(hub, consults, rooms, sfu, limits, Notifier(store, hub))
 
     async def close(self) -> None:
         await self.consults.close()

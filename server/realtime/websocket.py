@@ -123,6 +123,8 @@ async def _serve(
     # departments online, its own waiting consult): docs/signaling.md.
     await services.consults.on_connect(
         conn, {"type": "ready", "user": principal.username, "role": principal.role.value})
+    unread, last_id = await services.notifier.store.notifications.unread(principal.username)
+    conn.send({"type": "notifications.unread", "count": unread, "last_id": last_id})
     event(log, "ws_connected", user=principal.username, remote=request.remote)
     budget = MessageBudget()
 
@@ -220,6 +222,10 @@ async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> dic
         case m.RtcCandidate():
             await services.rooms.candidate(conn, msg)
             return None
+        case m.NotificationsSince():
+            items = await services.notifier.store.notifications.since(
+                conn.principal.username, msg.after, msg.limit)
+            return {"type": "notifications", "items": [n.public() for n in items]}
     return m.error("invalid_message", f"unhandled message {msg.type}")
 
 

@@ -10,6 +10,7 @@ from server.store.consults import Consult, Consults
 from server.store.directory import Directory
 from server.store.grants import Grant, Grants
 from server.store.login_limits import LoginLimits
+from server.store.notifications import Inboxes
 from server.store.presence import ExpertPresence
 from server.store.rooms import Rooms
 from server.store.sessions import Sessions
@@ -28,6 +29,7 @@ class Store:
         self.sessions = Sessions(redis)
         self.login_limits = LoginLimits(redis)
         self.grants = Grants(redis)
+        self.notifications = Inboxes(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

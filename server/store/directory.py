@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -171,7 +172,38 @@ class Directory:
             raise Conflict(f"user {username!r} already exists")
         await self._r.hset(keys.user(username), mapping=record)
         await self._r.sadd(keys.USERS, username)
+        await self._index_member(user)
         return user
+
+    async def _index_member(self, user: User) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.sadd(keys.role_users(user.role.value), user.username)
+        if user.clinic:
+            pipe.sadd(keys.clinic_users(user.clinic), user.username)
+        if user.department:
+            pipe.sadd(keys.department_users(user.department), user.username)
+        await pipe.execute()
+
+    async def index_members(self) -> int:
+        """Rebuild the clinic/department/role member sets from the users (at start: data
+        written before these sets existed is indexed too). Idempotent."""
+        users = await self.users()
+        for user in users:
+            await self._index_member(user)
+        return len(users)
+
+    async def members(
+        self, *, clinics: Iterable[str] = (), departments: Iterable[str] = (),
+        roles: Iterable[str] = (),
+    ) -> set[str]:
+        """Usernames of the doctors of these clinics, experts of these departments and users of
+        these roles (the union)."""
+        names = [keys.clinic_users(c) for c in clinics]
+        names += [keys.department_users(d) for d in departments]
+        names += [keys.role_users(r) for r in roles]
+        if not names:
+            return set()
+        return set(await self._r.sunion(names))
 
     async def get_user(self, username: str) -> User | None:
         data = await self._r.hgetall(keys.user(username))

@@ -31,6 +31,29 @@ def user(username: str) -> str:
 USERS = f"{PREFIX}:users"
 
 
+def clinic_users(clinic_id: str) -> str:
+    """Usernames of a clinic's doctors (who a clinic-wide notification reaches)."""
+    return f"{PREFIX}:clinic:{clinic_id}:users"
+
+
+def department_users(department_id: str) -> str:
+    """Usernames of a department's experts."""
+    return f"{PREFIX}:department:{department_id}:users"
+
+
+def role_users(role: str) -> str:
+    return f"{PREFIX}:role:{role}:users"
+
+
+def user_inbox(username: str) -> str:
+    """A user's notifications (a capped stream) and how far they have read it."""
+    return f"{PREFIX}:{{inbox:{username}}}:stream"
+
+
+def user_inbox_read(username: str) -> str:
+    return f"{PREFIX}:{{inbox:{username}}}:read"
+
+
 def device(token_digest: str) -> str:
     return f"{PREFIX}:device:{token_digest}"
 
