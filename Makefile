@@ -17,6 +17,16 @@ define need_pkg
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2); }
 endef
 
+# ... or, for packages without a command (fonts), when their file is missing.
+define need_file
+	@test -e $(1) || { \
+	  echo "installing Debian package $(2)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2); }
+endef
+
+# The PDFs' Chinese font (server/documents/pdf.py), also the pages' in Chromium.
+CJK_FONT ?= /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Huizhen needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
@@ -29,13 +39,14 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 	$(call need_pkg,redis-server,redis-server)
+	$(call need_file,$(CJK_FONT),fonts-noto-cjk)
 
 run: deps
 	$(BIN)/huizhen demo
 	exec $(BIN)/huizhen serve
 
 test: deps
-	$(call need_pkg,chromium,chromium fonts-noto-cjk)
+	$(call need_pkg,chromium,chromium)
 	$(call need_pkg,turnserver,coturn)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
