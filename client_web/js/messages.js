@@ -10,7 +10,7 @@
 // Keep ONE entry per line, `"key": { en: "…", zh: "…" },`: tests/unit/test_error_messages.py
 // reads this file and fails when a server code has no text in both languages.
 
-import { getLang } from "./i18n.js";
+import { getLang } from "./lib/i18n.js";
 
 const ERRORS = {
   // --- request and input

@@ -41,7 +41,7 @@ async def test_security_headers_on_pages_api_and_errors(client, auth) -> None:
     h = await auth("dr.li")
     for path, headers, status in (
         ("/ui/", {}, 200),
-        ("/ui/js/app.js", {}, 200),
+        ("/ui/js/pages/app.js", {}, 200),
         ("/api/me", {}, 401),
         ("/api/presets", h, 200),
         ("/dicomweb/studies", h, 200),

@@ -2,8 +2,9 @@
 // Posting a reason takes a short break-glass grant (POST /api/studies/{uid}/break-glass); the
 // server audits it and every view under it. The reason is required: it is what an auditor reads.
 
-import { apiJson } from "./api.js";
-import { applyI18n, t } from "./i18n.js";
+import { apiJson } from "../lib/api.js";
+import { applyI18n, t } from "../lib/i18n.js";
+import "../i18n/viewer.js";
 
 const MIN_REASON = 4; // server/auth/access.py MIN_REASON_CHARS
 

@@ -1,16 +1,18 @@
 // expert.html: the county expert's workstation. Ringing consult requests and invitations; in a
 // consult, the video beside the attached study in the imaging viewer; invite a colleague.
 
-import { applyI18n, onLangChange, t, toggleLang } from "./i18n.js";
-import { getSession, logout, setLoginPage, watchExpiry } from "./api.js";
-import { bindSignIn, signInMarkup } from "./signin.js";
-import { RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView, confirmAction, leftKey, renderNetStatus, showNotice } from "./call-ui.js";
-import { Viewer, viewerMarkup } from "./viewer-core.js";
-import { DEPARTMENTS_FOR_INVITE } from "./departments.js";
-import { HistoryPanel, historyMarkup } from "./history.js";
+import { applyI18n, t } from "../lib/i18n.js";
+import { testIds } from "../lib/dom.js";
+import { RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
+import { CallView, confirmAction, leftKey, showNotice } from "../components/call-ui.js";
+import { mountShell } from "../components/shell.js";
+import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
+import { DEPARTMENTS_FOR_INVITE } from "../lib/departments.js";
+import { HistoryPanel, historyMarkup } from "../components/history.js";
+import "../i18n/call.js";
+import "../i18n/expert.js";
 
-const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+const $ = testIds();
 const opts = urlOptions();
 const RING_EVERY_MS = 3000;
 
@@ -381,33 +383,15 @@ function onSignalMessage(msg) {
   }
 }
 
-function renderNet() {
-  renderNetStatus($("net-status"), state.signal);
-}
-
-function renderUser(session) {
-  const u = session.user || {};
-  const box = $("user-name");
-  const dept = u.department ? ` · ${t(`dept.${u.department}`)}` : "";
-  box.textContent = t("user.signedInAs", { name: u.display_name || u.username || "" }) + dept;
-  box.hidden = false;
-}
-
-function start(session) {
-  watchExpiry(session);
-  renderUser(session);
-  $("logout").hidden = false;
+function start(shell) {
   $("history-open").hidden = false;
-  const signal = new Signal(session.token);
+  const signal = shell.connect();
   state.signal = signal;
-  signal.addEventListener("status", renderNet);
   signal.addEventListener("ready", () => {
     // the server sends what is ringing now on every (re)connect
     state.ringing.clear();
   });
   signal.addEventListener("message", (ev) => onSignalMessage(ev.detail));
-  signal.start();
-  renderNet();
   renderInviteDepartments();
   state.tickTimer = setInterval(tick, 1000);
   const room = savedRoom();
@@ -420,19 +404,31 @@ function start(session) {
 }
 
 function init() {
-  setLoginPage(`expert.html${window.location.search}`);
-  document.getElementById("login-view").innerHTML = signInMarkup();
-  applyI18n(document);
-  $("lang-toggle").addEventListener("click", toggleLang);
-  $("logout").addEventListener("click", async () => {
-    if (state.call) {
-      // signing out mid-call asks first, and tells the others why
-      if (!(await confirmAction("confirm.signOutCall"))) return;
-      if (state.call) await state.call.leave("signed_out");
-    }
-    if (state.signal) state.signal.stop();
-    if (state.stream) for (const tr of state.stream.getTracks()) tr.stop();
-    logout();
+  const shell = mountShell({
+    title: "expert.title",
+    loginPage: `expert.html${window.location.search}`,
+    net: true,
+    actions: `<button type="button" data-testid="history-open" data-i18n="history.open" hidden>History</button>`,
+    userDetail: (u) => (u.department ? ` · ${t(`dept.${u.department}`)}` : ""),
+    onSignInShown: () => showView("login-view"),
+    onSession: () => start(shell),
+    // signing out mid-call asks first, and tells the others why
+    beforeSignOut: async () => {
+      if (state.call) {
+        if (!(await confirmAction("confirm.signOutCall"))) return false;
+        if (state.call) await state.call.leave("signed_out");
+      }
+      return true;
+    },
+    onSignOut: () => {
+      if (state.stream) for (const tr of state.stream.getTracks()) tr.stop();
+    },
+    onLangChange: () => {
+      renderLobby();
+      renderConsultInfo();
+      renderInviteDepartments();
+      state.history.render();
+    },
   });
   document.querySelector("[data-testid=invite-form]").addEventListener("submit", onInvite);
   const historyRoot = $("history-panel");
@@ -444,23 +440,7 @@ function init() {
   document.addEventListener("pointerdown", () => {
     if (state.audio && state.audio.state === "suspended") state.audio.resume().catch(() => {});
   });
-  onLangChange(() => {
-    const session = getSession();
-    if (session) renderUser(session);
-    renderNet();
-    renderLobby();
-    renderConsultInfo();
-    renderInviteDepartments();
-    state.history.render();
-  });
-  const session = getSession();
-  if (session) {
-    start(session);
-    return;
-  }
-  showView("login-view");
-  bindSignIn(document.getElementById("login-view"), { onSignedIn: () => start(getSession()) });
-  $("login-username").focus();
+  shell.start();
 }
 
 init();

@@ -1,12 +1,11 @@
 // index.html: sign-in, study list (QIDO-RS), search, doctor upload, sign-out.
 
-import { applyI18n, getLang, onLangChange, t, toggleLang } from "./i18n.js";
-import { bindSignIn, signInMarkup } from "./signin.js";
-import {
-  TAG, apiJson, first, formatDate, getSession, logout, num, personName, uploadFiles, values,
-  watchExpiry,
-} from "./api.js";
-import { errorText, failureReasonText, hasErrorText } from "./messages.js";
+import { getLang, t } from "../lib/i18n.js";
+import { TAG, apiJson, first, formatDate, getSession, num, personName, uploadFiles, values } from "../lib/api.js";
+import { show, testIds } from "../lib/dom.js";
+import { errorText, failureReasonText, hasErrorText } from "../messages.js";
+import { mountShell } from "../components/shell.js";
+import "../i18n/studies.js";
 
 const PAGE_SIZE = 50;
 // Where a role goes after signing in here. Doctors stay on the study list (with the kiosk link);
@@ -14,7 +13,7 @@ const PAGE_SIZE = 50;
 const ROLE_PAGE = { expert: "expert.html" };
 // The administrators' page: an admin lands there after signing in; the panel here links to it.
 const ADMIN_PAGE = "admin.html";
-const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+const $ = testIds();
 
 const state = {
   studies: [],      // DICOM JSON study objects, in display order
@@ -25,30 +24,14 @@ const state = {
   lastUpload: null, // last /api/uploads body (re-rendered on language change)
 };
 
-function show(el, visible) {
-  el.hidden = !visible;
-}
+let shell = null;
 
-// ---- sign-in ------------------------------------------------------------------------------
-
-function showLogin() {
-  show(document.getElementById("login-view"), true);
+function hideViews() {
   show(document.getElementById("studies-view"), false);
   show(document.getElementById("home-view"), false);
-  show($("logout"), false);
-  show($("user-name"), false);
-  $("login-username").focus();
 }
 
 // ---- study list ---------------------------------------------------------------------------
-
-function renderUser(session) {
-  const u = session.user || {};
-  const box = $("user-name");
-  const role = u.role ? ` · ${t(`role.${u.role}`)}` : "";
-  box.textContent = t("user.signedInAs", { name: u.display_name || u.username || "" }) + role;
-  show(box, true);
-}
 
 /** The role-home panel: what a coordinator or an administrator does from here. */
 function renderHome(role) {
@@ -64,12 +47,7 @@ function renderHome(role) {
 }
 
 /** After a sign-in on this page: the page that fits the role (`fromSignIn`: not on a reload). */
-function startStudies({ fromSignIn = false } = {}) {
-  const session = getSession();
-  if (!session) {
-    showLogin();
-    return;
-  }
+function startStudies(session, { fromSignIn = false } = {}) {
   const role = (session.user && session.user.role) || "";
   const target = role === "admin" ? ADMIN_PAGE : ROLE_PAGE[role];
   // Only right after signing in: an expert may still come back to browse the list.
@@ -77,10 +55,6 @@ function startStudies({ fromSignIn = false } = {}) {
     window.location.assign(target);
     return;
   }
-  watchExpiry(session);
-  show(document.getElementById("login-view"), false);
-  show($("logout"), true);
-  renderUser(session);
   renderHome(role);
   // administrators have no patient data: no study list at all, not a list that fails
   show(document.getElementById("studies-view"), role !== "admin");
@@ -317,21 +291,20 @@ async function onFilesChosen(ev) {
 // ---- wiring -------------------------------------------------------------------------------
 
 function init() {
-  const loginView = document.getElementById("login-view");
-  loginView.insertAdjacentHTML("beforeend", signInMarkup());
-  applyI18n(document);
-  $("lang-toggle").addEventListener("click", toggleLang);
-  onLangChange(() => {
-    const session = getSession();
-    if (session && document.getElementById("login-view").hidden) {
-      renderUser(session);
+  shell = mountShell({
+    title: "app.title",
+    subtitle: "app.subtitle",
+    userDetail: (u) => (u.role ? ` · ${t(`role.${u.role}`)}` : ""),
+    onSignInShown: hideViews,
+    onSession: (session, { fromSignIn }) => startStudies(session, { fromSignIn }),
+    onLangChange: () => {
+      const session = shell.session && getSession();
+      if (!session) return;
       renderHome((session.user && session.user.role) || "");
       renderStudies();
       renderUploadResults();
-    }
+    },
   });
-  bindSignIn(loginView, { onSignedIn: () => startStudies({ fromSignIn: true }) });
-  $("logout").addEventListener("click", () => logout());
   document.querySelector("[data-testid=search-form]").addEventListener("submit", (ev) => {
     ev.preventDefault();
     state.term = $("study-search").value.trim();
@@ -347,9 +320,7 @@ function init() {
   $("upload-open").addEventListener("click", () => toggleUpload($("upload-panel").hidden));
   $("upload-close").addEventListener("click", () => toggleUpload(false));
   $("upload-input").addEventListener("change", onFilesChosen);
-
-  if (getSession()) startStudies();
-  else showLogin();
+  shell.start();
 }
 
 init();

@@ -5,8 +5,9 @@
 // the bearer header, decodes them with createImageBitmap and draws them; zoom and pan are
 // canvas transforms.
 
-import { getLang, offLangChange, onLangChange, t } from "./i18n.js";
-import { TAG, apiFetch, apiJson, first, formatDate, num, personName, values } from "./api.js";
+import { getLang, offLangChange, onLangChange, t } from "../../lib/i18n.js";
+import "../../i18n/viewer.js";
+import { TAG, apiFetch, apiJson, first, formatDate, num, personName, values } from "../../lib/api.js";
 import { FrameLoader, isAbort } from "./loader.js";
 
 const PREFETCH_RADIUS = 8;

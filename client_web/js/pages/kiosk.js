@@ -1,15 +1,16 @@
 // kiosk.html: the township doctor's consult kiosk. Sign in (with the kiosk's device token),
 // camera/microphone self-check, the consult request, waiting, the call (js/call.js).
 
-import { applyI18n, onLangChange, t, toggleLang } from "./i18n.js";
-import {
-  TAG, apiJson, first, formatDate, getSession, logout, personName, setLoginPage, watchExpiry,
-} from "./api.js";
-import { bindSignIn, signInMarkup } from "./signin.js";
-import { LevelMeter, RoomCall, Signal, elapsed, getLocalMedia, savedRoom, urlOptions } from "./call.js";
-import { CallView, confirmAction, leftKey, renderNetStatus, showNotice } from "./call-ui.js";
-import { DEPARTMENTS } from "./departments.js";
-import { HistoryPanel, historyMarkup } from "./history.js";
+import { applyI18n, t } from "../lib/i18n.js";
+import { TAG, apiJson, first, formatDate, personName } from "../lib/api.js";
+import { testIds } from "../lib/dom.js";
+import { LevelMeter, RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
+import { CallView, confirmAction, leftKey, showNotice } from "../components/call-ui.js";
+import { mountShell } from "../components/shell.js";
+import { DEPARTMENTS } from "../lib/departments.js";
+import { HistoryPanel, historyMarkup } from "../components/history.js";
+import "../i18n/call.js";
+import "../i18n/kiosk.js";
 
 export const URGENCIES = ["routine", "urgent", "emergency"];
 const DEVICE_KEY = "hz.device_token";
@@ -18,7 +19,7 @@ const MIC_SIGNAL_LEVEL = 0.02;
 const MIC_TIMEOUT_MS = 8000;
 const CAMERA_TIMEOUT_MS = 6000;
 
-const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+const $ = testIds();
 const opts = urlOptions();
 
 const state = {
@@ -591,30 +592,11 @@ function onSignalMessage(msg) {
   }
 }
 
-function renderNet() {
-  renderNetStatus($("net-status"), state.signal);
-}
-
-// ---- start --------------------------------------------------------------------------------
-
-function renderUser(session) {
-  const u = session.user || {};
-  const box = $("user-name");
-  box.textContent = t("user.signedInAs", { name: u.display_name || u.username || "" });
-  box.hidden = false;
-}
-
-function start(session) {
-  watchExpiry(session);
-  renderUser(session);
-  $("logout").hidden = false;
+function start(shell) {
   $("history-open").hidden = false;
-  const signal = new Signal(session.token);
+  const signal = shell.connect();
   state.signal = signal;
-  signal.addEventListener("status", renderNet);
   signal.addEventListener("message", (ev) => onSignalMessage(ev.detail));
-  signal.start();
-  renderNet();
   renderChoices();
   loadStudies();
   loadDepartments();
@@ -639,23 +621,40 @@ function start(session) {
 
 function init() {
   const deviceToken = takeDeviceToken();
-  // keep dev/diagnosis parameters (?ice=relay, ?video=…) across a forced sign-in
-  setLoginPage(`kiosk.html${window.location.search}`);
-  document.getElementById("login-view").innerHTML = signInMarkup();
-  applyI18n(document);
-  $("lang-toggle").addEventListener("click", toggleLang);
-  $("logout").addEventListener("click", async () => {
+  const shell = mountShell({
+    title: "kiosk.title",
+    // keep dev/diagnosis parameters (?ice=relay, ?video=…) across a forced sign-in
+    loginPage: `kiosk.html${window.location.search}`,
+    deviceToken,
+    net: true,
+    actions: `<button type="button" data-testid="history-open" data-i18n="history.open" hidden>History</button>`,
+    onSignInShown: () => showView("login-view"),
+    onSession: () => start(shell),
     // signing out mid-call or while a request waits asks first, and tells the others why
-    if (state.call) {
-      if (!(await confirmAction("confirm.signOutCall"))) return;
-      if (state.call) await state.call.leave("signed_out");
-    } else if (state.consult) {
-      if (!(await confirmAction("confirm.signOutWaiting"))) return;
-      if (state.consult) await onCancel();
-    }
-    if (state.signal) state.signal.stop();
-    stopLocalMedia();
-    logout();
+    beforeSignOut: async () => {
+      if (state.call) {
+        if (!(await confirmAction("confirm.signOutCall"))) return false;
+        if (state.call) await state.call.leave("signed_out");
+      } else if (state.consult) {
+        if (!(await confirmAction("confirm.signOutWaiting"))) return false;
+        if (state.consult) await onCancel();
+      }
+      return true;
+    },
+    onSignOut: stopLocalMedia,
+    onLangChange: () => {
+      renderChoices();
+      renderStudyOptions();
+      renderWaiting();
+      renderEnded();
+      renderMismatch();
+      renderRejoin();
+      if (state.history) state.history.render();
+      for (const which of ["camera", "mic"]) {
+        const c = state.checks[which];
+        setCheck(which, c.state, c.key, c.params);
+      }
+    },
   });
   document.querySelector("[data-testid=consult-form]").addEventListener("submit", onCall);
   $("call-cancel").addEventListener("click", onCancel);
@@ -678,34 +677,7 @@ function init() {
   $("request-leave").addEventListener("click", () => onCall(null, true));
   for (const id of ["patient-name", "patient-id"]) $(id).addEventListener("input", () => checkPatient());
   $("patient-mismatch-confirm").addEventListener("change", () => formError(null));
-  onLangChange(() => {
-    const session = getSession();
-    if (session) renderUser(session);
-    renderChoices();
-    renderStudyOptions();
-    renderNet();
-    renderWaiting();
-    renderEnded();
-    renderMismatch();
-    renderRejoin();
-    if (state.history) state.history.render();
-    for (const which of ["camera", "mic"]) {
-      const c = state.checks[which];
-      setCheck(which, c.state, c.key, c.params);
-    }
-  });
-
-  const session = getSession();
-  if (session) {
-    start(session);
-    return;
-  }
-  showView("login-view");
-  bindSignIn(document.getElementById("login-view"), {
-    deviceToken,
-    onSignedIn: () => start(getSession()),
-  });
-  $("login-username").focus();
+  shell.start();
 }
 
 init();

@@ -1,8 +1,8 @@
 // The sign-in card of every page (study list, kiosk, expert workstation).
 
-import { ApiError, login, takeFlash } from "./api.js";
-import { t } from "./i18n.js";
-import { formatWait } from "./messages.js";
+import { ApiError, login, takeFlash } from "../lib/api.js";
+import { t } from "../lib/i18n.js";
+import { formatWait } from "../messages.js";
 
 export function signInMarkup() {
   return `

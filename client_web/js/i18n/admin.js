@@ -1,6 +1,8 @@
-// The admin page's labels, English and Chinese (merged into js/i18n.js's tables).
+// The admin page (admin.html).
 
-export const ADMIN_MESSAGES = {
+import { addMessages } from "../lib/i18n.js";
+
+addMessages({
   en: {
     "admin.title": "Huizhen Administration",
     "admin.subtitle": "Clinics, departments, accounts and kiosks — no patient data",
@@ -103,4 +105,4 @@ export const ADMIN_MESSAGES = {
     "admin.done.departmentAdded": "已添加科室 {name}。",
     "admin.failed": "操作失败：{message}",
   },
-};
+});

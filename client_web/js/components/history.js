@@ -3,8 +3,9 @@
 // time, patient, department, participants, duration, outcome. A consult of ours still open
 // offers "Rejoin" (the kiosk).
 
-import { apiJson } from "./api.js";
-import { t } from "./i18n.js";
+import { apiJson } from "../lib/api.js";
+import { t } from "../lib/i18n.js";
+import "../i18n/history.js";
 
 const $in = (root, testid) => root.querySelector(`[data-testid="${testid}"]`);
 

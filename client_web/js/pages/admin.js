@@ -2,30 +2,15 @@
 // password), clinic kiosks (register, revoke), clinics and departments — for admin accounts.
 // Every change is audited by the server; no patient data is reachable from here.
 
-import { addMessages, applyI18n, getLang, onLangChange, t, toggleLang } from "./i18n.js";
-import { ADMIN_MESSAGES } from "./admin-i18n.js";
-import { bindSignIn, signInMarkup } from "./signin.js";
-import { apiJson, getSession, logout, setLoginPage, watchExpiry } from "./api.js";
-import { describeError } from "./messages.js";
+import { getLang, t } from "../lib/i18n.js";
+import { apiJson } from "../lib/api.js";
+import { byTestId as $, el } from "../lib/dom.js";
+import { describeError } from "../messages.js";
+import { mountShell } from "../components/shell.js";
+import "../i18n/admin.js";
 
-addMessages(ADMIN_MESSAGES);
-setLoginPage("admin.html");
-
-const $ = (testid, root = document) => root.querySelector(`[data-testid="${testid}"]`);
 const state = { users: [], devices: [], clinics: [], departments: [], me: "", notice: null,
   error: null, passwordFor: null, confirmRevoke: null, token: null };
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "testid") node.dataset.testid = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else if (k === "onclick") node.addEventListener("click", v);
-    else node[k] = v;
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
 function post(path, body = {}) {
   return apiJson(path, {
@@ -282,44 +267,21 @@ function bindForms() {
 
 // ---- start ----------------------------------------------------------------------------------
 
-function showLogin() {
-  const view = document.getElementById("login-view");
-  view.innerHTML = signInMarkup();
-  applyI18n(view);
-  view.hidden = false;
-  bindSignIn(view, { onSignedIn: () => start() });
-  $("login-username").focus();
-}
-
-function start() {
-  const session = getSession();
-  if (!session) {
-    showLogin();
-    return;
-  }
-  document.getElementById("login-view").hidden = true;
-  watchExpiry(session);
-  const user = session.user || {};
-  state.me = user.username || "";
-  const box = $("user-name");
-  box.textContent = t("user.signedInAs", { name: user.display_name || user.username || "" });
-  box.hidden = false;
-  $("logout").hidden = false;
-  if (user.role !== "admin") {
-    $("admin-forbidden").hidden = false;
-    return;
-  }
-  $("admin-page").hidden = false;
-  act(reload);
-}
-
-applyI18n();
-$("lang-toggle").addEventListener("click", toggleLang);
-$("logout").addEventListener("click", () => logout());
-onLangChange(() => {
-  const user = (getSession() || {}).user;
-  if (user) $("user-name").textContent = t("user.signedInAs", { name: user.display_name || user.username });
-  if (!$("admin-page").hidden) render();
-});
 bindForms();
-start();
+mountShell({
+  title: "admin.title",
+  subtitle: "admin.subtitle",
+  loginPage: "admin.html",
+  onSession: (session) => {
+    state.me = (session.user || {}).username || "";
+    if ((session.user || {}).role !== "admin") {
+      $("admin-forbidden").hidden = false;
+      return;
+    }
+    $("admin-page").hidden = false;
+    act(reload);
+  },
+  onLangChange: () => {
+    if (!$("admin-page").hidden) render();
+  },
+}).start();

@@ -1,0 +1,7 @@
+// The parts every page's shell mounts once someone is signed in: `(shell) => void`, called once
+// with the Shell (js/components/shell.js). A part puts itself in a slot (`shell.slot("badge")` in
+// the top bar, `shell.slot("alerts")` below it) and may use the page WebSocket
+// (`shell.connect()`, shared with the page) and `shell.session`. Add yours with one import and
+// one line below; keep the others'.
+
+export const SHELL_PARTS = [];

@@ -1,0 +1,48 @@
+// The consult kiosk page (kiosk.html).
+
+import { addMessages } from "../lib/i18n.js";
+
+addMessages({
+  en: {
+    "selfcheck.heading": "Camera and microphone check",
+    "selfcheck.camera": "Camera",
+    "selfcheck.mic": "Microphone",
+    "selfcheck.pending": "Checking…",
+    "selfcheck.ok": "Working",
+    "selfcheck.speak": "Say something…",
+    "selfcheck.noSound": "No sound detected",
+    "selfcheck.failed": "Not available: {message}",
+    "selfcheck.denied": "Permission denied",
+    "selfcheck.missing": "No device found",
+    "selfcheck.retry": "Check again",
+    "selfcheck.level": "Microphone level",
+    "waiting.heading": "Calling a {dept} expert…",
+    "waiting.hint": "Please stay at the kiosk. The expert will appear on screen.",
+    "waiting.cancel": "Cancel",
+    "waiting.cancelled": "The request was cancelled.",
+    "waiting.unanswered": "No expert answered within {min} min. Choose another department or leave a request.",
+    "waiting.unansweredShort": "No expert answered. Choose another department or leave a request.",
+    "rejoin.text": "Your {dept} consult for {patient} is still open.",
+  },
+  zh: {
+    "selfcheck.heading": "摄像头和麦克风检测",
+    "selfcheck.camera": "摄像头",
+    "selfcheck.mic": "麦克风",
+    "selfcheck.pending": "检测中…",
+    "selfcheck.ok": "正常",
+    "selfcheck.speak": "请说话…",
+    "selfcheck.noSound": "未检测到声音",
+    "selfcheck.failed": "不可用：{message}",
+    "selfcheck.denied": "未获授权",
+    "selfcheck.missing": "未找到设备",
+    "selfcheck.retry": "重新检测",
+    "selfcheck.level": "麦克风音量",
+    "waiting.heading": "正在呼叫{dept}专家…",
+    "waiting.hint": "请留在终端前，专家接听后将出现在屏幕上。",
+    "waiting.cancel": "取消呼叫",
+    "waiting.cancelled": "呼叫已取消。",
+    "waiting.unanswered": "{min}分钟内没有专家应答。请选择其他科室或留下请求。",
+    "waiting.unansweredShort": "没有专家应答。请选择其他科室或留下请求。",
+    "rejoin.text": "您为{patient}发起的{dept}会诊仍在进行。",
+  },
+});
