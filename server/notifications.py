@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.log import event
+from server.realtime import outbound as out
 from server.store import Store, keys
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,7 @@ class Notifier:
             return []
         added = await self.store.notifications.add(names, kind, data)
         for name, (entry, unread) in added.items():
-            await self.hub.publish(keys.channel_user(name), {
-                "type": "notification", "notification": entry.public(), "unread": unread,
-            })
+            await self.hub.publish(keys.channel_user(name), out.Notification(
+                notification=entry.public(), unread=unread))
         event(log, "notified", kind=kind, recipients=len(names))
         return names

@@ -175,3 +175,55 @@ def notification_inbox(principal: Principal) -> str:
     """Whose notifications a caller reads or marks read: always their own inbox, whatever the
     role (an inbox holds only what was addressed to its owner)."""
     return principal.username
+
+
+# rooms (a consult call, an MDT meeting): the decisions; server/realtime/room_policy.py gathers
+# the facts (membership, invitations, the MDT session) and asks these.
+_ROOM_NAMES = {"consult": "consult", "mdt": "MDT"}
+
+
+def room_joiner(principal: Principal, kind: str) -> None:
+    """Admins manage people, not patients: they join no room of any kind."""
+    if principal.role is Role.ADMIN:
+        raise Forbidden(f"administrators do not join {_ROOM_NAMES.get(kind, kind)} rooms")
+
+
+def room_join(principal: Principal, kind: str, *, member: bool, invited: bool) -> None:
+    """Earlier members and invitees join (for an MDT, `invited` is the session's
+    `may_join`); anyone else is told the room does not exist (404, not 403)."""
+    room_joiner(principal, kind)
+    if not (member or invited):
+        raise NotFound("no such open room")
+
+
+def room_invite(principal: Principal, kind: str, *, coordinator: bool) -> None:
+    """A consult's experts invite colleagues; an MDT's coordinator invites."""
+    if kind == "consult":
+        if principal.role is not Role.EXPERT:
+            raise Forbidden("only experts in the room invite colleagues")
+    elif not coordinator:
+        raise Forbidden("only the MDT's coordinator invites")
+
+
+def room_coordinator(principal: Principal, kind: str, session_coordinator: str) -> bool:
+    """Who coordinates a live room: for an MDT its coordinator, or any coordinator account
+    (one may stand in for another). A consult room has none."""
+    if kind != "mdt":
+        return False
+    return principal.username == session_coordinator or principal.role is Role.COORDINATOR
+
+
+def room_present(principal: Principal, kind: str) -> None:
+    """Presenting (driving the shared view, the pointer) is for MDT rooms; which member
+    presents at a time is the room's control state (one presenter, atomically)."""
+    if kind != "mdt":
+        raise Forbidden("this room has no shared view")
+    if principal.role is Role.ADMIN:
+        raise Forbidden("administrators do not present")
+
+
+def room_agenda(principal: Principal, kind: str, *, coordinator: bool, presenter: bool) -> None:
+    """The MDT's coordinator or its presenter moves the agenda to another case."""
+    room_present(principal, kind)
+    if not (coordinator or presenter):
+        raise Forbidden("only the coordinator or the presenter changes the current case")

@@ -25,6 +25,7 @@ from server.errors import (
 from server.log import event
 from server.log_throttle import REALTIME as LOG_THROTTLE
 from server.patient_match import PatientCheck, compare, study_patient
+from server.realtime import outbound as out
 from server.realtime.hub import Connection, Hub
 from server.realtime.messages import ConsultAccept, ConsultCancel, ConsultStart
 from server.store import Store, keys
@@ -63,7 +64,7 @@ class ConsultService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
-    async def on_connect(self, conn: Connection, ready: dict) -> None:
+    async def on_connect(self, conn: Connection, ready: out.Ready) -> None:
         """Subscribe the page to what concerns its user, send `ready`, then show what is
         already ringing. `ready` goes out only once every subscription is in place, so a page
         that acts on it (or a peer that acts once it is seen) misses no event."""
@@ -75,7 +76,7 @@ class ConsultService:
                 await self.hub.subscribe(conn, keys.channel_department(who.department))
                 conn.send(ready)
                 for consult in await self.store.consults.ringing(who.department):
-                    conn.send({"type": _waiting_type(consult), "consult": consult.public()})
+                    conn.send(_waiting(consult))
             except BaseException:
                 # The handler's cleanup never runs for a connection that failed here: without
                 # this the expert would stay "online" on this node for good.
@@ -87,18 +88,18 @@ class ConsultService:
             return
         await self.hub.subscribe(conn, keys.CHANNEL_DOCTORS)
         conn.send(ready)
-        conn.send({"type": "departments", "departments": await self.departments()})
+        conn.send(out.Departments(departments=await self.departments()))
         # A kiosk that reloaded (or whose link dropped) while waiting must learn where its
         # consult stands: still ringing, or accepted with a room to join.
         for consult in await self.store.consults.of_clinic(who.clinic):
             if consult.doctor != who.username:
                 continue
             if consult.state in (ConsultState.RINGING, ConsultState.REQUESTED):
-                conn.send({"type": "consult.created", "consult": consult.public()})
+                conn.send(out.ConsultCreated(consult=consult.public()))
             elif consult.state is ConsultState.ACCEPTED and consult.room_id:
                 room = await self.store.rooms.get(consult.room_id)
                 if room is not None and room.open:
-                    conn.send({"type": "consult.accepted", "consult": consult.public()})
+                    conn.send(out.ConsultAccepted(consult=consult.public()))
 
     # history -------------------------------------------------------------------------------------
     async def history(self, scope: tuple[str, str], limit: int, offset: int) -> dict:
@@ -179,7 +180,7 @@ class ConsultService:
         if counts != self._last_counts:
             self._last_counts = counts
             await self.hub.publish(keys.CHANNEL_DOCTORS,
-                                   {"type": "departments", "departments": departments})
+                                   out.Departments(departments=departments))
 
     async def begin(self, conn: Connection, msg: ConsultStart) -> Consult:
         who = conn.principal
@@ -255,7 +256,7 @@ class ConsultService:
                 patient_id=patient_id, study_patient_name=study.display_name,
                 study_patient_id=study.patient_id)
         await self.hub.publish(keys.channel_department(msg.department),
-                               {"type": _waiting_type(consult), "consult": consult.public()})
+                               _waiting(consult))
         event(log, "consult_started", consult=consult.id, clinic=who.clinic,
               department=msg.department, urgency=msg.urgency.value)
         return consult
@@ -266,8 +267,8 @@ class ConsultService:
             raise InvalidParameter("the consult is no longer waiting: it cannot be cancelled")
         cancelled = await self.store.consults.require(consult.id)
         await self.hub.publish(keys.channel_department(consult.department),
-                               {"type": "consult.cancelled", "consult_id": consult.id,
-                                "consult": cancelled.public()})
+                               out.ConsultCancelled(consult_id=consult.id,
+                                                    consult=cancelled.public()))
         event(log, "consult_cancelled", consult=consult.id)
         return cancelled
 
@@ -286,7 +287,7 @@ class ConsultService:
             raise
         room_id = self.store.rooms.new_id()
         accepted = await self.store.consults.accept(consult, who.username, room_id)
-        await self.store.rooms.create(kind="consult", consult_id=consult.id, room_id=room_id)
+        await self.store.rooms.create(kind="consult", ref=consult.id, room_id=room_id)
         await self.store.rooms.invite(room_id, consult.doctor)
         await self.store.rooms.invite(room_id, who.username)
         await self.store.grant_consult_study(accepted, [who.username])
@@ -296,10 +297,10 @@ class ConsultService:
         )
         public = accepted.public()
         await self.hub.publish(keys.channel_department(consult.department),
-                               {"type": "consult.taken", "consult_id": consult.id,
-                                "by": who.username, "_exclude": who.username})
+                               out.ConsultTaken(consult_id=consult.id, by=who.username),
+                               exclude=who.username)
         await self.hub.publish(keys.channel_user(consult.doctor),
-                               {"type": "consult.accepted", "consult": public})
+                               out.ConsultAccepted(consult=public))
         event(log, "consult_accepted", consult=consult.id, expert=who.username, room=room_id)
         return accepted
 
@@ -325,9 +326,9 @@ class ConsultService:
                 continue  # accepted or cancelled meanwhile (the deadline entry is gone now)
             ended += 1
             unanswered = await self.store.consults.require(consult_id)
-            message = {"type": "consult.unanswered", "consult_id": consult_id,
-                       "consult": unanswered.public(),
-                       "ring_timeout_s": self.settings.ring_timeout_s}
+            message = out.ConsultUnanswered(consult_id=consult_id,
+                                            consult=unanswered.public(),
+                                            ring_timeout_s=self.settings.ring_timeout_s)
             await self.hub.publish(keys.channel_user(consult.doctor), message)
             await self.hub.publish(keys.channel_department(consult.department), message)
             await self.store.audit.record(
@@ -355,5 +356,7 @@ class ConsultService:
                                   extra={"fields": {"suppressed": suppressed}})
 
 
-def _waiting_type(consult: Consult) -> str:
-    return "consult.requested" if consult.state is ConsultState.REQUESTED else "consult.ringing"
+def _waiting(consult: Consult) -> out.Out:
+    if consult.state is ConsultState.REQUESTED:
+        return out.ConsultRequested(consult=consult.public())
+    return out.ConsultRinging(consult=consult.public())

@@ -3,6 +3,9 @@
 Each page WebSocket is a `Connection` with its own bounded outbound queue and writer task, so a
 slow 4G client never holds up anyone else. Events travel between nodes over Redis pub/sub: a
 node subscribes to a channel while at least one of its connections wants it.
+
+A live room's `view.state` is not queued behind itself: a connection holds at most one unsent
+view.state per room, the newest (a follower that falls behind jumps to the newest state).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from redis.exceptions import RedisError
 
 from server.auth.principal import Principal
 from server.log import event
+from server.realtime.outbound import Out
 
 log = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 256
+VIEW_STATE = "view.state"
 _background: set[asyncio.Task[object]] = set()
 
 
@@ -42,23 +47,59 @@ class Connection:
     remote: str | None = None
     rooms: set[str] = field(default_factory=set)
     channels: set[str] = field(default_factory=set)
-    _outbox: asyncio.Queue[str | None] = field(
+    _outbox: asyncio.Queue[str | _ViewSlot | None] = field(
         default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
     _writer: asyncio.Task[None] | None = None
+    # room -> (version, text) of the newest view.state not yet written; its slot is queued.
+    _views: dict[str, tuple[int, str]] = field(default_factory=dict)
+    _view_sent: dict[str, int] = field(default_factory=dict)
+    coalesced: int = 0  # view.states replaced by a newer one before they went out
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop())
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict | Out) -> None:
         """Queue a message; a client that cannot keep up is disconnected, not waited for."""
+        data = message.to_json() if isinstance(message, Out) else message
+        self.deliver(data, json.dumps(data, ensure_ascii=False))
+
+    def deliver(self, data: dict, text: str) -> None:
+        """Queue `text`, the wire form of `data` (encoded once for every connection)."""
+        if data.get("type") == VIEW_STATE and isinstance(data.get("version"), int):
+            self._send_view(str(data.get("room_id")), data["version"], text)
+            return
+        self._put(text)
+
+    def _send_view(self, room_id: str, version: int, text: str) -> None:
+        pending = self._views.get(room_id)
+        if pending is not None:  # its slot is still queued: it carries the newest instead
+            if version > pending[0]:
+                self._views[room_id] = (version, text)
+            self.coalesced += 1
+            return
+        if version <= self._view_sent.get(room_id, -1):
+            return  # this page already has that state or a newer one
+        self._views[room_id] = (version, text)
+        self._put(_ViewSlot(room_id))
+
+    def view_sent(self, room_id: str, version: int) -> None:
+        """The page was given this version otherwise (in room.state)."""
+        self._view_sent[room_id] = max(version, self._view_sent.get(room_id, -1))
+
+    def _put(self, item: str | _ViewSlot) -> None:
         try:
-            self._outbox.put_nowait(json.dumps(message, ensure_ascii=False))
+            self._outbox.put_nowait(item)
         except asyncio.QueueFull:
             event(log, "ws_outbox_full", logging.WARNING, user=self.principal.username)
             spawn(self.ws.close(code=4408, message=b"too slow"))
 
     async def _write_loop(self) -> None:
-        while (text := await self._outbox.get()) is not None:
+        while (item := await self._outbox.get()) is not None:
+            if isinstance(item, _ViewSlot):
+                version, text = self._views.pop(item.room_id)
+                self._view_sent[item.room_id] = version
+            else:
+                text = item
             try:
                 await self.ws.send_str(text)
             except (ConnectionError, RuntimeError):
@@ -73,6 +114,13 @@ class Connection:
             self._outbox.put_nowait(None)  # let queued messages go out first
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
+
+
+@dataclass(frozen=True)
+class _ViewSlot:
+    """A place in the outbox for a room's newest view.state (filled in when written)."""
+
+    room_id: str
 
 
 class Hub:
@@ -119,8 +167,12 @@ class Hub:
         for channel in list(conn.channels):
             await self.unsubscribe(conn, channel)
 
-    async def publish(self, channel: str, message: dict) -> None:
-        await self._redis.publish(channel, json.dumps(message, ensure_ascii=False))
+    async def publish(self, channel: str, message: dict | Out, exclude: str = "") -> None:
+        """To every connection subscribed to `channel` on any node (but `exclude`'s)."""
+        data = message.to_json() if isinstance(message, Out) else dict(message)
+        if exclude:
+            data["_exclude"] = exclude
+        await self._redis.publish(channel, json.dumps(data, ensure_ascii=False))
 
     def local(self, channel: str) -> set[Connection]:
         return set(self._local.get(channel, ()))
@@ -143,8 +195,11 @@ class Hub:
                 payload = json.loads(msg["data"])
             except (TypeError, json.JSONDecodeError):
                 continue
+            if not isinstance(payload, dict):
+                continue
             exclude = payload.pop("_exclude", None)
+            text = json.dumps(payload, ensure_ascii=False) if exclude else msg["data"]
             for conn in self.local(channel):
                 if exclude and conn.principal.username == exclude:
                     continue
-                conn.send(payload)
+                conn.deliver(payload, text)

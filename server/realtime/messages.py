@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from server.errors import InvalidMessage
+from server.realtime.outbound import error as outbound_error
 from server.store.consults import Urgency
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -168,9 +169,5 @@ def parse(text: str | bytes) -> Inbound:
 
 
 def error(code: str, message: str, ref: str | None = None, details: dict | None = None) -> dict:
-    out: dict = {"type": "error", "code": code, "message": message}
-    if ref:
-        out["ref"] = ref
-    if details:
-        out["details"] = details
-    return out
+    """The `error` message (its model is server/realtime/outbound.py's `Error`)."""
+    return outbound_error(code, message, ref, details)

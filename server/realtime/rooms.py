@@ -1,5 +1,10 @@
-"""Consult rooms: joining (and rejoining), leaving, invitations, presence, and the glue between
-signaling and the SFU.
+"""Rooms of every kind (consult calls, MDT meetings): joining (and rejoining), leaving,
+invitations, presence, the event log, and the glue between signaling and the media plane.
+
+Kind-neutral: what a kind allows and does (who joins, invites, presents; a consult's study
+grant and its end when the last one leaves) is its policy's (server/realtime/room_policy.py).
+Media goes through a `RoomRouter` (server/realtime/router.py), never to the SFU directly.
+Other services add to a room's log with `emit` and close a room with `close_room`.
 
 The SFU is always the offerer: on join it sends `rtc.offer`; the client answers. A participant
 whose WebSocket drops stays in the room as "reconnecting" for the grace period (a presence key
@@ -12,35 +17,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from media.rtc.ice import IceServer, turn_rest_credentials
-from media.rtc.sfu import Sfu
+from server.auth import access
+from server.auth.principal import Principal
 from server.config import Settings
 from server.errors import Conflict, Forbidden, HuizhenError, InvalidMessage, NotFound
 from server.log import event
+from server.realtime import outbound as out
 from server.realtime.hub import Connection, Hub, spawn
 from server.realtime.messages import RoomInvite, RtcAnswer, RtcCandidate
+from server.realtime.room_policy import MDT_MAX_PARTICIPANTS, RoomPolicy, mdt_of_room, policy
+from server.realtime.router import RoomRouter
 from server.store import Store, keys
-from server.store.consults import Outcome
 from server.store.directory import Role
-from server.store.rooms import MediaState, Member, MemberState
+from server.store.rooms import MediaState, Member, MemberState, Room
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 2.0
+EVENTS_PER_MESSAGE = 500  # a resuming page gets its missed events in room.events of this size
 # What the page can tell someone whose media never connected (the page has its own texts).
 MEDIA_ADVICE = ("no audio/video path to the server: check the network (a firewall may block "
                 "UDP), then leave and join again; the administrator may need to configure TURN")
 
 
 class RoomService:
-    def __init__(self, settings: Settings, store: Store, hub: Hub, sfu: Sfu) -> None:
+    def __init__(self, settings: Settings, store: Store, hub: Hub, router: RoomRouter) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
-        self.sfu = sfu
+        self.router = router
+        # Kind-specific additions to room.state (the MDT's shared view): kind -> callback.
+        self.state_extras: dict[str, StateExtra] = {}
+        # Called when a member has left a room (the MDT's control is released): kind -> callback.
+        self.on_left: dict[str, LeftHook] = {}
         # Which connection of this node carries each participant: (room, user) -> connection.
         self._attached: dict[tuple[str, str], Connection] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -72,16 +88,32 @@ class RoomService:
                                      credential=password))
         return servers
 
-    async def _may_join(self, conn: Connection, room_id: str) -> None:
+    async def room(self, room_id: str) -> tuple[Room, RoomPolicy]:
+        """The open room and its kind's policy. An MDT's room (`mdt-<session id>`) opens on
+        its first join while the session exists and is not over."""
+        room = await self.store.rooms.get(room_id)
+        if room is None and (mdt_id := mdt_of_room(room_id)) is not None:
+            mdt = policy("mdt")
+            sessions = getattr(self.store, "mdt", None)
+            session = await sessions.get(mdt_id) if sessions is not None else None
+            if session is not None and session.state not in ("concluded", "cancelled"):
+                room = await self.store.rooms.ensure(
+                    kind=mdt.kind, ref=mdt_id, room_id=room_id,
+                    max_participants=MDT_MAX_PARTICIPANTS)
+        if room is None or not room.open:
+            raise NotFound("no such open room")
+        return room, policy(room.kind)
+
+    async def _may_join(self, conn: Connection, room_id: str) -> tuple[Room, RoomPolicy]:
         who = conn.principal
-        if who.role is Role.ADMIN:
-            raise Forbidden("administrators do not join consult rooms")
-        await self.store.rooms.require_open(room_id)
-        if await self.store.rooms.member(room_id, who.username) is not None:
-            return
-        if await self.store.rooms.invited(room_id, who.username, who.department):
-            return
-        raise NotFound("no such open room")  # not invited: the room does not exist for you
+        # Before anything is read (or an MDT room opened) for them.
+        access.room_joiner(who, "mdt" if mdt_of_room(room_id) else "consult")
+        room, rules = await self.room(room_id)
+        member = await self.store.rooms.member(room_id, who.username) is not None
+        invited = member or await self.store.rooms.invited(room_id, who.username,
+                                                           who.department)
+        await rules.may_join(self.store, room, who, member=member, invited=invited)
+        return room, rules
 
     async def join(
         self, conn: Connection, room_id: str, last_event_id: str | None = None
@@ -105,8 +137,7 @@ class RoomService:
         self, conn: Connection, room_id: str, last_event_id: str | None = None
     ) -> dict:
         who = conn.principal
-        await self._may_join(conn, room_id)
-        room = await self.store.rooms.require_open(room_id)
+        room, rules = await self._may_join(conn, room_id)
         previous = await self.store.rooms.member(room_id, who.username)
         member = Member(
             id=who.username,
@@ -116,14 +147,15 @@ class RoomService:
             state=MemberState.CONNECTED, media=MediaState.CONNECTING,
         )
         await self.store.rooms.put_member(room_id, member)
-        await self.store.grant_room_study(room_id, [who.username])
+        rejoined = previous is not None and previous.state is not MemberState.LEFT
+        await rules.joined(self.store, room, who, first=not rejoined)
         await self.store.rooms.touch(room_id, who.username, self.settings.reconnect_grace_s)
         older = self._attached.get((room_id, who.username))
         if older is not None and older is not conn:
             # Same identity from a new connection (a reload, a new 4G link): it takes over.
             older.rooms.discard(room_id)
             await self.hub.unsubscribe(older, keys.channel_room(room_id))
-            older.send({"type": "room.replaced", "room_id": room_id})
+            older.send(out.RoomReplaced(room_id=room_id))
             await self.store.audit.record(
                 action="room.replaced", user=who.username, role=who.role.value,
                 clinic=who.clinic, remote=conn.remote, device=who.device, room=room_id,
@@ -131,53 +163,113 @@ class RoomService:
         self._attached[(room_id, who.username)] = conn
         conn.rooms.add(room_id)
         await self.hub.subscribe(conn, keys.channel_room(room_id))
-        rejoined = previous is not None and previous.state is not MemberState.LEFT
-        await self._announce(room_id, member, "rejoined" if rejoined else "joined")
-        consult = await self.store.consults.get(room.consult_id) if room.consult_id else None
-        if consult is not None and not rejoined:
-            await self.store.consults.note_joined(consult.id, who.username)
-        state = {
-            "type": "room.state",
-            "room_id": room_id,
-            "kind": room.kind,
-            "consult": consult.public() if consult else None,
-            "participants": [m.public() for m in await self._members(room_id)],
-            "ice_servers": [s.to_json() for s in self.ice_servers(who.username)],
-            "grace_s": self.settings.reconnect_grace_s,
-        }
+        await self._announce(room, member, "rejoined" if rejoined else "joined")
+        described = await rules.describe(self.store, room, who)
+        extra = self.state_extras.get(room.kind)
+        state = out.RoomState(
+            room_id=room_id, kind=room.kind,
+            participants=[m.public() for m in await self._members(room_id)],
+            ice_servers=[s.to_json() for s in self.ice_servers(who.username)],
+            grace_s=self.settings.reconnect_grace_s,
+            **described, **(await extra(room, who) if extra else {}),
+        ).to_json()
         conn.send(state)
         if last_event_id:
-            missed = await self.store.rooms.events_since(room_id, last_event_id)
-            conn.send({"type": "room.events", "room_id": room_id, "events": missed})
+            await self.send_events(conn, room_id, last_event_id)
 
         async def send_offer(sdp: str) -> None:
             current = self._attached.get((room_id, who.username))
             if current is not None:
-                current.send({"type": "rtc.offer", "room_id": room_id, "sdp": sdp})
+                current.send(out.RtcOffer(room_id=room_id, sdp=sdp))
 
         async def on_state(state: str) -> None:
             current = self._attached.get((room_id, who.username))
             if current is not None:
-                current.send({"type": "rtc.state", "room_id": room_id, "state": state})
+                current.send(out.RtcState(room_id=room_id, state=state))
             if state == "connected":
                 await self._media(room_id, who.username, MediaState.CONNECTED)
             elif state == "failed":
                 await self._media_failed(room_id, who.username, "ice_failed")
 
         self._watch_media(room_id, who.username)
-        await self.sfu.room(room_id).join(who.username, send_offer, on_state)
+        await self.router.join(room_id, who.username, send_offer, on_state)
         await self.store.audit.record(
             action="room.join", user=who.username, role=who.role.value, clinic=who.clinic,
-            remote=conn.remote, device=who.device, room=room_id, consult=room.consult_id or None,
-            study=(consult.study_uid or None) if consult else None,
+            remote=conn.remote, device=who.device, room=room_id,
+            **rules.audit_fields(room, described),
         )
         event(log, "room_joined", room=room_id, user=who.username, rejoined=rejoined)
         return state
 
+    async def send_events(self, conn: Connection, room_id: str, after: str) -> None:
+        """Every event of the room after `after`, in room.events messages of at most
+        EVENTS_PER_MESSAGE (`more: true` on all but the last): nothing is capped away."""
+        events = await self.store.rooms.events(room_id, after)
+        for start in range(0, max(len(events), 1), EVENTS_PER_MESSAGE):
+            page = events[start:start + EVENTS_PER_MESSAGE]
+            conn.send(out.RoomEvents(room_id=room_id, events=page,
+                                     more=start + EVENTS_PER_MESSAGE < len(events)))
+
+    async def emit(self, room_id: str, event_type: str, **fields: object) -> str:
+        """Append an event to the room's log and tell every member (on any node):
+        `room.event` {room_id, event: {id, type, at, ...fields}}. Returns the event id."""
+        room = await self.store.rooms.get(room_id)
+        if room is None:
+            raise NotFound("no such room")
+        return await self._emit(room, event_type, fields)
+
+    async def _emit(self, room: Room, event_type: str, fields: dict[str, object]) -> str:
+        at = time.time()
+        event_id = await self.store.rooms.append(room.id, event_type, fields,
+                                                 kept=policy(room.kind).events_kept, at=at)
+        body = json.loads(json.dumps(fields, ensure_ascii=False, default=str))
+        await self.hub.publish(keys.channel_room(room.id), out.RoomEvent(
+            room_id=room.id,
+            event={"id": event_id, "type": event_type, "at": round(at, 3), **body}))
+        return event_id
+
+    async def close_room(self, room_id: str, reason: str) -> bool:
+        """Close an open room: members (on every node) get `room.closed` {room_id, reason},
+        its media is dropped, the log says `closed`. False if it was not open."""
+        room = await self.store.rooms.get(room_id)
+        if room is None or not room.open:
+            return False
+        await self._close(room, reason)
+        return True
+
+    async def _close(self, room: Room, reason: str) -> None:
+        await self.store.rooms.close(room.id)
+        await self.router.close_room(room.id)
+        for m in await self.store.rooms.members(room.id):
+            if m.state is not MemberState.LEFT:  # still in when it was closed for them
+                await self.store.rooms.forget_presence(room.id, m.id)
+                await self.store.rooms.set_state(room.id, m.id, MemberState.LEFT,
+                                                 reason="room_closed")
+        await policy(room.kind).closed(self.store, room, reason)
+        await self.store.rooms.append(room.id, "closed", {"reason": reason},
+                                      kept=policy(room.kind).events_kept)
+        closed = out.RoomClosed(room_id=room.id, reason=reason)
+        # This node's members are told and detached now; other nodes' through the channel
+        # (by then no connection of this node listens to it any more).
+        for (attached_room, user), conn in list(self._attached.items()):
+            if attached_room == room.id:
+                self._stop_watching(room.id, user)
+                await self._detach(conn, room.id)
+                conn.send(closed)
+        await self.hub.publish(keys.channel_room(room.id), closed)
+        event(log, "room_closed", room=room.id, reason=reason)
+
+    def attached(self, conn: Connection, room_id: str) -> None:
+        """Raises unless this connection holds its user's place in the room."""
+        self._require_attached(conn, room_id)
+
+    def local_connection(self, room_id: str, username: str) -> Connection | None:
+        return self._attached.get((room_id, username))
+
     async def answer(self, conn: Connection, msg: RtcAnswer) -> None:
         self._require_attached(conn, msg.room_id)
         try:
-            await self.sfu.room(msg.room_id).answer(conn.principal.username, msg.sdp)
+            await self.router.answer(msg.room_id, conn.principal.username, msg.sdp)
         except (ValueError, KeyError) as exc:
             # A bad SDP is the client's error: an error reply, no stack trace in the log.
             raise InvalidMessage(f"rtc.answer refused: {_short(exc)}") from None
@@ -186,8 +278,8 @@ class RoomService:
         self._require_attached(conn, msg.room_id)
         if msg.candidate is not None and msg.candidate.candidate:
             try:
-                await self.sfu.room(msg.room_id).add_ice_candidate(
-                    conn.principal.username, msg.candidate.model_dump())
+                await self.router.candidate(msg.room_id, conn.principal.username,
+                                            msg.candidate.model_dump())
             except ValueError as exc:
                 raise InvalidMessage(f"rtc.candidate refused: {_short(exc)}") from None
 
@@ -208,18 +300,16 @@ class RoomService:
     async def _invite(self, conn: Connection, msg: RoomInvite) -> None:
         who = conn.principal
         self._require_attached(conn, msg.room_id)
-        if who.role is not Role.EXPERT:
-            raise Forbidden("only experts in the room invite colleagues")
-        room = await self.store.rooms.require_open(msg.room_id)
-        consult = await self.store.consults.get(room.consult_id) if room.consult_id else None
-        invitation = {"type": "room.invited", "room_id": msg.room_id, "from": who.username,
-                      "consult": consult.public() if consult else None}
+        room, rules = await self.room(msg.room_id)
+        await rules.may_invite(self.store, room, who)
+        invitation = out.RoomInvited(room_id=msg.room_id, sender=who.username, kind=room.kind,
+                                     **await rules.describe(self.store, room, who))
         if msg.username:
             user = await self.store.directory.get_user(msg.username)
             if user is None or user.role is not Role.EXPERT:
                 raise NotFound(f"no expert {msg.username!r}")
             await self.store.rooms.invite(msg.room_id, msg.username)
-            await self.store.grant_room_study(msg.room_id, [msg.username], by=who.username)
+            await rules.invited(self.store, room, msg.username, by=who.username)
             await self.hub.publish(keys.channel_user(msg.username), invitation)
         else:
             assert msg.department is not None
@@ -227,8 +317,8 @@ class RoomService:
                 raise NotFound(f"no department {msg.department!r}")
             await self.store.rooms.invite(msg.room_id, f"department:{msg.department}")
             await self.hub.publish(keys.channel_department(msg.department), invitation)
-        await self.store.rooms.append_event(msg.room_id, "invited", by=who.username,
-                                            username=msg.username, department=msg.department)
+        await self._emit(room, "invited", {"by": who.username, "username": msg.username,
+                                           "department": msg.department})
         event(log, "room_invite", room=msg.room_id, by=who.username,
               username=msg.username, department=msg.department)
 
@@ -255,8 +345,9 @@ class RoomService:
             # been almost a whole ping interval earlier).
             await self.store.rooms.touch(room_id, user, self.settings.reconnect_grace_s)
             member = await self.store.rooms.set_state(room_id, user, MemberState.RECONNECTING)
-            if member is not None:
-                await self._announce(room_id, member, "reconnecting")
+            room = await self.store.rooms.get(room_id)
+            if member is not None and room is not None:
+                await self._announce(room, member, "reconnecting")
 
     # ---------------------------------------------------------------------------------------
     # media state -------------------------------------------------------------------------------
@@ -290,8 +381,9 @@ class RoomService:
         if media is MediaState.CONNECTED:
             self._stop_watching(room_id, user)
         member = await self.store.rooms.set_state(room_id, user, media=media)
-        if member is not None:
-            await self._announce(room_id, member, f"media_{media.value}")
+        room = await self.store.rooms.get(room_id)
+        if member is not None and room is not None:
+            await self._announce(room, member, f"media_{media.value}")
         return member
 
     async def _media_failed(self, room_id: str, user: str, why: str) -> None:
@@ -300,8 +392,8 @@ class RoomService:
             return
         current = self._attached.get((room_id, user))
         if current is not None:
-            current.send({"type": "rtc.state", "room_id": room_id, "state": "failed",
-                          "reason": why, "advice": MEDIA_ADVICE})
+            current.send(out.RtcState(room_id=room_id, state="failed", reason=why,
+                                      advice=MEDIA_ADVICE))
         event(log, "media_failed", logging.WARNING, room=room_id, user=user, reason=why)
 
     def _require_attached(self, conn: Connection, room_id: str) -> None:
@@ -315,25 +407,23 @@ class RoomService:
 
     async def _left(self, room_id: str, user: str, *, reason: str) -> None:
         self._stop_watching(room_id, user)
-        await self.sfu.room(room_id).leave(user)
+        await self.router.leave(room_id, user)
         await self.store.rooms.forget_presence(room_id, user)
         member = await self.store.rooms.set_state(room_id, user, MemberState.LEFT, reason=reason)
-        await self.store.grant_room_study(room_id, [user])  # the grant lasts TTL from leaving
+        room = await self.store.rooms.get(room_id)
+        if room is None:
+            return
+        rules = policy(room.kind)
+        await rules.left(self.store, room, user)
         if member is not None:
-            await self._announce(room_id, member, "left", reason=reason)
+            await self._announce(room, member, "left", reason=reason)
         event(log, "room_left", room=room_id, user=user, reason=reason)
+        hook = self.on_left.get(room.kind)
+        if hook is not None:
+            await hook(room, user)
         remaining = [m for m in await self._members(room_id) if m.state is not MemberState.LEFT]
-        if not remaining:
-            room = await self.store.rooms.get(room_id)
-            await self.store.rooms.close(room_id)
-            await self.sfu.close_room(room_id)
-            if room and room.consult_id:
-                # The last ones out timed out rather than hung up: the call was dropped.
-                await self.store.consults.end(
-                    room.consult_id,
-                    Outcome.DROPPED if reason == "timed_out" else Outcome.COMPLETED)
-            await self.store.rooms.append_event(room_id, "closed")
-            event(log, "room_closed", room=room_id)
+        if not remaining and rules.closes_when_empty and room.open:
+            await self._close(room, reason)
 
     async def _members(self, room_id: str) -> list[Member]:
         """Members with presence applied: a reconnecting one whose grace ran out has left."""
@@ -346,15 +436,15 @@ class RoomService:
         ]
 
     async def _announce(
-        self, room_id: str, member: Member, what: str, reason: str | None = None
+        self, room: Room, member: Member, what: str, reason: str | None = None
     ) -> None:
         extra = {"reason": reason} if reason else {}
-        event_id = await self.store.rooms.append_event(room_id, what, participant=member.id,
-                                                       **extra)
-        await self.hub.publish(keys.channel_room(room_id), {
-            "type": "room.participant", "room_id": room_id, "event": what,
-            "participant": member.public(), "event_id": event_id, **extra,
-        })
+        event_id = await self.store.rooms.append(room.id, what,
+                                                 {"participant": member.id, **extra},
+                                                 kept=policy(room.kind).events_kept)
+        await self.hub.publish(keys.channel_room(room.id), out.RoomParticipant(
+            room_id=room.id, event=what, participant=member.public(), event_id=event_id,
+            reason=reason or None))
 
     async def _display_name(self, username: str) -> str:
         user = await self.store.directory.get_user(username)
@@ -380,6 +470,10 @@ class RoomService:
                 await self.sweep()
             except Exception:
                 log.exception("room_sweep_failed")
+
+
+StateExtra = Callable[[Room, Principal], Awaitable[dict[str, Any]]]
+LeftHook = Callable[[Room, str], Awaitable[None]]
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

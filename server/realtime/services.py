@@ -13,6 +13,7 @@ from server.realtime.consults import ConsultService
 from server.realtime.hub import Hub
 from server.realtime.limits import SocketLimits
 from server.realtime.rooms import RoomService
+from server.realtime.router import LocalRouter, RoomRouter
 from server.store import Store
 
 
@@ -24,6 +25,7 @@ class Realtime:
     sfu: Sfu
     limits: SocketLimits
     notifier: Notifier
+    router: RoomRouter
 
     @classmethod
     async def start(cls, settings: Settings, store: Store) -> Realtime:
@@ -33,12 +35,13 @@ class Realtime:
         sfu = Sfu(ice_servers=[], host_addresses=sfu_host_addresses(settings),
                   ice_policy=IcePolicy.from_settings(settings.ice_allowed_networks,
                                                      settings.host))
-        rooms = RoomService(settings, store, hub, sfu)
+        router = LocalRouter(sfu)
+        rooms = RoomService(settings, store, hub, router)
         await rooms.start()
         limits = SocketLimits(settings.ws_max_per_user, settings.ws_max_unauthenticated)
         consults = ConsultService(settings, store, hub)
         await consults.start()
-        return cls(hub, consults, rooms, sfu, limits, Notifier(store, hub))
+        return cls(hub, consults, rooms, sfu, limits, Notifier(store, hub), router)
 
     async def close(self) -> None:
         await self.consults.close()

@@ -21,6 +21,7 @@ from server.errors import HuizhenError, InvalidMessage, TooManyRequests, Unauthe
 from server.log import event
 from server.log_throttle import REALTIME as LOG_THROTTLE
 from server.realtime import messages as m
+from server.realtime import outbound as out
 from server.realtime.hub import Connection
 from server.realtime.services import Realtime
 
@@ -122,9 +123,9 @@ async def _serve(
     # `ready` once subscribed, before what the page must know at once (ringing consults,
     # departments online, its own waiting consult): docs/signaling.md.
     await services.consults.on_connect(
-        conn, {"type": "ready", "user": principal.username, "role": principal.role.value})
+        conn, out.Ready(user=principal.username, role=principal.role.value))
     unread, last_id = await services.notifier.store.notifications.unread(principal.username)
-    conn.send({"type": "notifications.unread", "count": unread, "last_id": last_id})
+    conn.send(out.NotificationsUnread(count=unread, last_id=last_id))
     event(log, "ws_connected", user=principal.username, remote=request.remote)
     budget = MessageBudget()
 
@@ -169,9 +170,7 @@ async def _handle(services: Realtime, conn: Connection, text: str) -> None:
         ref = msg.id
         reply = await _dispatch(services, conn, msg)
         if reply is not None:
-            if ref:
-                reply["ref"] = ref
-            conn.send(reply)
+            conn.send(reply.model_copy(update={"ref": ref}) if ref else reply)
     except InvalidMessage as err:
         conn.send(m.error(err.code, err.message, err.details.get("ref") or ref))
     except HuizhenError as err:
@@ -190,32 +189,31 @@ async def _handle(services: Realtime, conn: Connection, text: str) -> None:
         conn.send(m.error("internal_error", "the server could not handle this message", ref))
 
 
-async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> dict | None:
+async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> out.Out | None:
     match msg:
         case m.Ping():
             await services.rooms.heartbeat(conn)
-            return {"type": "pong"}
+            return out.Pong()
         case m.Auth():
-            return m.error("invalid_message", "already authenticated")
+            return out.Error(code="invalid_message", message="already authenticated")
         case m.ConsultStart():
             consult = await services.consults.begin(conn, msg)
-            return {"type": "consult.created", "consult": consult.public()}
+            return out.ConsultCreated(consult=consult.public())
         case m.ConsultCancel():
             consult = await services.consults.cancel(conn, msg)
-            return {"type": "consult.cancelled", "consult_id": consult.id,
-                    "consult": consult.public()}
+            return out.ConsultCancelled(consult_id=consult.id, consult=consult.public())
         case m.ConsultAccept():
             consult = await services.consults.accept(conn, msg)
-            return {"type": "consult.accepted", "consult": consult.public()}
+            return out.ConsultAccepted(consult=consult.public())
         case m.RoomJoin():
             await services.rooms.join(conn, msg.room_id, msg.last_event_id)
             return None  # room.state was sent; rtc.offer follows
         case m.RoomLeave():
             await services.rooms.leave(conn, msg.room_id, msg.reason)
-            return {"type": "room.left", "room_id": msg.room_id}
+            return out.RoomLeft(room_id=msg.room_id)
         case m.RoomInvite():
             await services.rooms.invite(conn, msg)
-            return {"type": "room.invite.sent", "room_id": msg.room_id}
+            return out.RoomInviteSent(room_id=msg.room_id)
         case m.RtcAnswer():
             await services.rooms.answer(conn, msg)
             return None
@@ -225,8 +223,8 @@ async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> dic
         case m.NotificationsSince():
             items = await services.notifier.store.notifications.since(
                 conn.principal.username, msg.after, msg.limit)
-            return {"type": "notifications", "items": [n.public() for n in items]}
-    return m.error("invalid_message", f"unhandled message {msg.type}")
+            return out.Notifications(items=[n.public() for n in items])
+    return out.Error(code="invalid_message", message=f"unhandled message {msg.type}")
 
 
 def setup(app: web.Application) -> None:

@@ -166,6 +166,11 @@ def room_events(room_id: str) -> str:
     return f"{PREFIX}:{{room:{room_id}}}:events"
 
 
+def room_view(room_id: str) -> str:
+    """A live room's shared view: version, presenter, state (JSON), current case."""
+    return f"{PREFIX}:{{room:{room_id}}}:view"
+
+
 OPEN_ROOMS = f"{PREFIX}:rooms:open"
 
 

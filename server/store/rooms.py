@@ -1,5 +1,7 @@
-"""Rooms (a consult now, MDT meetings later): members, presence with TTL heartbeats, invitations
-and a per-room event stream, all under the room's hash tag `{room:ID}`.
+"""Rooms of any kind (a consult call, an MDT meeting): members, presence with TTL heartbeats,
+invitations and a per-room event stream, all under the room's hash tag `{room:ID}`. What a kind
+allows (who joins, invites, presents, closes) is its policy's (server/realtime/room_policy.py);
+a room only knows its `kind` and `ref` (the consult or MDT session it is for).
 
 Presence is a key with a TTL equal to the reconnect grace period: a participant whose heartbeats
 stop (dropped 4G link, server restart) stays "reconnecting" until the key expires, then has left.
@@ -18,8 +20,11 @@ from redis.asyncio import Redis
 from server.errors import Conflict, NotFound
 from server.store import keys
 
-MAX_PARTICIPANTS = 8
-EVENTS_KEPT = 1000
+MAX_PARTICIPANTS = 8  # the default capacity (a consult); a kind may ask for more (MDT: 12)
+EVENTS_KEPT = 1000  # the default stream length; an MDT room keeps its whole log (the minutes)
+EVENTS_PAGE = 500  # XRANGE page size when reading a log through
+# Field names an event's own fields may not take (they are the event's envelope).
+RESERVED_EVENT_FIELDS = frozenset({"id", "type", "at", "ts"})
 
 
 class MemberState(StrEnum):
@@ -55,14 +60,21 @@ class Member:
 @dataclass(frozen=True)
 class Room:
     id: str
-    kind: str
-    consult_id: str
+    kind: str  # "consult" | "mdt"
+    ref: str  # the id of what the room is for: a consult id, an MDT session id
     created_at: float
     open: bool
+    max_participants: int = MAX_PARTICIPANTS
+
+    @property
+    def consult_id(self) -> str:
+        """The consult of a consult room ("" for any other kind)."""
+        return self.ref if self.kind == "consult" else ""
 
 
 # Adding a member checks the room's capacity in the same step.
 _ADD_MEMBER = """
+local limit = tonumber(redis.call('HGET', KEYS[2], 'max_participants') or ARGV[3])
 local members = redis.call('HGETALL', KEYS[1])
 local active = 0
 local present = false
@@ -71,8 +83,18 @@ for i = 1, #members, 2 do
   local m = cjson.decode(members[i + 1])
   if m['state'] ~= 'left' then active = active + 1 end
 end
-if not present and active >= tonumber(ARGV[3]) then return 0 end
+if not present and active >= limit then return -limit end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+_ENSURE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = {}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -93,28 +115,45 @@ class Rooms:
         self._r = redis
         self._add_member = redis.register_script(_ADD_MEMBER)
         self._update_member = redis.register_script(_UPDATE_MEMBER)
+        self._ensure = redis.register_script(_ENSURE)
 
     @staticmethod
     def new_id() -> str:
         return secrets.token_hex(8)
 
-    async def create(self, *, kind: str, consult_id: str = "", room_id: str | None = None) -> Room:
-        room = Room(room_id or self.new_id(), kind, consult_id, time.time(), True)
+    async def create(
+        self, *, kind: str, ref: str = "", room_id: str | None = None,
+        max_participants: int | None = None, consult_id: str = "",
+    ) -> Room:
+        """A new open room (`consult_id` is the older spelling of `ref` for a consult)."""
+        room = Room(room_id or self.new_id(), kind, ref or consult_id, time.time(), True,
+                    max_participants or MAX_PARTICIPANTS)
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.room(room.id), mapping={
-                "id": room.id, "kind": kind, "consult_id": consult_id,
-                "created_at": repr(room.created_at), "open": "1",
-            })
+            pipe.hset(keys.room(room.id), mapping=_room_fields(room))
             pipe.sadd(keys.OPEN_ROOMS, room.id)
             await pipe.execute()
         return room
+
+    async def ensure(
+        self, *, kind: str, ref: str, room_id: str, max_participants: int | None = None
+    ) -> Room:
+        """The room `room_id`, created open if it never existed (a closed one stays closed):
+        rooms with a deterministic id (`mdt-<session>`) open on their first join."""
+        room = Room(room_id, kind, ref, time.time(), True, max_participants or MAX_PARTICIPANTS)
+        fields = _room_fields(room)
+        await self._ensure(keys=[keys.room(room_id), keys.OPEN_ROOMS],
+                           args=[room_id, *(x for kv in fields.items() for x in kv)])
+        found = await self.get(room_id)
+        assert found is not None
+        return found
 
     async def get(self, room_id: str) -> Room | None:
         data = await self._r.hgetall(keys.room(room_id))
         if not data:
             return None
-        return Room(data["id"], data["kind"], data.get("consult_id", ""),
-                    float(data["created_at"]), data.get("open") == "1")
+        return Room(data["id"], data["kind"], data.get("ref") or data.get("consult_id", ""),
+                    float(data["created_at"]), data.get("open") == "1",
+                    int(data.get("max_participants") or MAX_PARTICIPANTS))
 
     async def require_open(self, room_id: str) -> Room:
         room = await self.get(room_id)
@@ -134,11 +173,11 @@ class Rooms:
     # members and presence -------------------------------------------------------------------
     async def put_member(self, room_id: str, member: Member) -> None:
         ok = await self._add_member(
-            keys=[keys.room_members(room_id)],
+            keys=[keys.room_members(room_id), keys.room(room_id)],
             args=[member.id, json.dumps(member.public(), ensure_ascii=False), MAX_PARTICIPANTS],
         )
-        if not ok:
-            raise Conflict(f"the room is full ({MAX_PARTICIPANTS} participants)")
+        if ok != 1:
+            raise Conflict(f"the room is full ({-int(ok)} participants)")
 
     async def member(self, room_id: str, member_id: str) -> Member | None:
         raw = await self._r.hget(keys.room_members(room_id), member_id)
@@ -190,16 +229,60 @@ class Rooms:
 
     # the room's event stream --------------------------------------------------------------------
     async def append_event(self, room_id: str, event_type: str, **fields: object) -> str:
-        data = {"type": event_type, "ts": f"{time.time():.3f}",
+        return await self.append(room_id, event_type, fields)
+
+    async def append(
+        self, room_id: str, event_type: str, fields: dict[str, object], *,
+        kept: int | None = EVENTS_KEPT, at: float | None = None,
+    ) -> str:
+        """Append one event; `kept=None` keeps the whole log (an MDT's minutes)."""
+        clash = RESERVED_EVENT_FIELDS & fields.keys()
+        if clash:
+            raise ValueError(f"event fields may not be named {sorted(clash)}")
+        data = {"type": event_type, "ts": f"{at or time.time():.3f}",
                 "data": json.dumps(fields, ensure_ascii=False, default=str)}
-        return await self._r.xadd(keys.room_events(room_id), data, maxlen=EVENTS_KEPT,
+        if kept is None:
+            return await self._r.xadd(keys.room_events(room_id), data)
+        return await self._r.xadd(keys.room_events(room_id), data, maxlen=kept,
                                   approximate=True)
 
+    async def events(
+        self, room_id: str, after: str = "0", count: int | None = None
+    ) -> list[dict]:
+        """The events after `after` ("0": from the start), oldest first: every one of them
+        (read page by page), or at most `count`."""
+        out: list[dict] = []
+        start = "-" if after in ("", "0", "0-0") else f"({after}"
+        while count is None or len(out) < count:
+            page = EVENTS_PAGE if count is None else min(EVENTS_PAGE, count - len(out))
+            rows = await self._r.xrange(keys.room_events(room_id), min=start, count=page)
+            out += [_event(i, f) for i, f in rows]
+            if len(rows) < page:
+                break
+            start = f"({rows[-1][0]}"
+        return out
+
     async def events_since(self, room_id: str, last_id: str = "0", count: int = 200) -> list[dict]:
-        start = "-" if last_id in ("", "0") else f"({last_id}"
-        rows = await self._r.xrange(keys.room_events(room_id), min=start, count=count)
-        return [{"id": i, "type": f["type"], "ts": float(f["ts"]), **json.loads(f["data"])}
-                for i, f in rows]
+        return await self.events(room_id, last_id, count)
+
+    async def last_event_id(self, room_id: str) -> str:
+        """The newest event's id ("0-0" for an empty log)."""
+        rows = await self._r.xrevrange(keys.room_events(room_id), count=1)
+        return rows[0][0] if rows else "0-0"
+
+
+def _event(event_id: str, f: dict[str, str]) -> dict:
+    ts = float(f["ts"])
+    return {"id": event_id, "type": f["type"], "ts": ts, "at": ts, **json.loads(f["data"])}
+
+
+def _room_fields(room: Room) -> dict[str, str]:
+    return {
+        "id": room.id, "kind": room.kind, "ref": room.ref,
+        "consult_id": room.consult_id,  # read by older code; "" for other kinds
+        "created_at": repr(room.created_at), "open": "1",
+        "max_participants": str(room.max_participants),
+    }
 
 
 def _member(raw: str) -> Member:
