@@ -68,6 +68,6 @@ class Notifier:
         added = await self.store.notifications.add(names, kind, data)
         for name, (entry, unread) in added.items():
             await self.hub.publish(keys.channel_user(name), out.Notification(
-                notification=entry.public(), unread=unread))
+                notification=entry.public(), unread=unread).to_json())
         event(log, "notified", kind=kind, recipients=len(names))
         return names
