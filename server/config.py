@@ -82,6 +82,11 @@ class Settings:
     # Both set: serve HTTPS and WSS directly (PEM files).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # The reading institution named on printed reports and /verify pages.
+    institution: str = "Huizhen"
+    # GET /verify/{code}: lookups per client address per window (public, so rate-limited).
+    verify_per_window: int = 30
+    verify_window_s: int = 600
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -154,6 +159,8 @@ class Settings:
             trusted_proxies=_proxy_networks(env, "HUIZHEN_TRUSTED_PROXIES"),
             tls_cert_file=_file(env, "HUIZHEN_TLS_CERT_FILE"),
             tls_key_file=_file(env, "HUIZHEN_TLS_KEY_FILE"),
+            institution=(env.get("HUIZHEN_INSTITUTION") or "Huizhen").strip()[:200] or "Huizhen",
+            verify_per_window=_int(env, "HUIZHEN_VERIFY_PER_WINDOW", 30, 1),
         )
 
 

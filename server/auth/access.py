@@ -227,3 +227,47 @@ def room_agenda(principal: Principal, kind: str, *, coordinator: bool, presenter
     room_present(principal, kind)
     if not (coordinator or presenter):
         raise Forbidden("only the coordinator or the presenter changes the current case")
+
+
+# Reports and consult opinions (server/clinical/reports.py) -------------------------------------
+REPORT_VIA_CLINIC = "clinic"
+REPORT_VIA_INVOLVED = "involved"
+
+
+def report_reader(
+    principal: Principal, *, clinic: str, study_uid: str, involved: bool,
+    grants: Sequence[Grant],
+) -> str:
+    """Why a principal may read a report (its signed versions): a doctor of the patient's
+    clinic; the expert who wrote, signed or holds it (`involved`); anyone holding a live grant
+    of its study (the department's readers, an MDT, a referral). NotFound otherwise (a report's
+    existence is patient data). Returns "clinic", "involved" or the grant's kind."""
+    require_patient_reader(principal)
+    if principal.role is Role.DOCTOR and principal.clinic == clinic:
+        return REPORT_VIA_CLINIC
+    if involved and principal.role in (Role.EXPERT, Role.COORDINATOR):
+        return REPORT_VIA_INVOLVED
+    if study_uid:
+        for g in grants:
+            if g.username == principal.username and g.study_uid == study_uid \
+                    and g.clinic == clinic:
+                return g.kind
+    raise NotFound("no such report")
+
+
+def require_report_editor(principal: Principal, editor: str | None) -> None:
+    """Drafts are written, signed and amended by one expert: the holder of the reading
+    request's claim, the expert of the consult, or the signer of the version amended."""
+    require_role(principal, Role.EXPERT)
+    if editor is None or principal.username != editor:
+        raise Forbidden("only the expert who holds this reading (or consult) may write, sign "
+                        "or amend its report")
+
+
+def report_list_scope(principal: Principal) -> tuple[str, str]:
+    """Whose reports a list shows: a doctor their clinic's signed ones, an expert their own."""
+    require_patient_reader(principal)
+    if principal.role is Role.DOCTOR:
+        assert principal.clinic is not None
+        return "clinic", principal.clinic
+    return "author", principal.username

@@ -12,6 +12,7 @@ from server.store.grants import Grant, Grants
 from server.store.login_limits import LoginLimits
 from server.store.notifications import Inboxes
 from server.store.presence import ExpertPresence
+from server.store.reports import Reports
 from server.store.rooms import Rooms
 from server.store.sessions import Sessions
 from server.store.study_index import InstanceRecord, StudyIndex
@@ -28,6 +29,7 @@ class Store:
         self.presence = ExpertPresence(redis)
         self.sessions = Sessions(redis)
         self.login_limits = LoginLimits(redis)
+        self.reports = Reports(redis)
         self.grants = Grants(redis)
         self.notifications = Inboxes(redis)
 

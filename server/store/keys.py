@@ -187,3 +187,46 @@ CHANNEL_DOCTORS = f"{PREFIX}:ch:doctors"  # departments' online counts, for ever
 
 def channel_room(room_id: str) -> str:
     return f"{PREFIX}:ch:room:{room_id}"
+
+
+# Reports and consult opinions (server/store/reports.py): an index of the files under the DICOM
+# dir, rebuilt by `huizhen reindex`. Keys of one report share the hash tag {report:ID}.
+REPORT_KEY_PATTERNS = (f"{PREFIX}:{{report:*", f"{PREFIX}:reports:*")
+
+
+def report(report_id: str) -> str:
+    return f"{PREFIX}:{{report:{report_id}}}:report"
+
+
+def report_versions(report_id: str) -> str:
+    return f"{PREFIX}:{{report:{report_id}}}:versions"
+
+
+def reports_of_study(clinic_id: str, study_uid: str) -> str:
+    return f"{PREFIX}:reports:study:{clinic_id}:{study_uid}"
+
+
+def reports_of_clinic(clinic_id: str) -> str:
+    """Signed reports of a clinic's patients, by time of the newest signature."""
+    return f"{PREFIX}:reports:clinic:{clinic_id}"
+
+
+def reports_of_author(username: str) -> str:
+    return f"{PREFIX}:reports:author:{username}"
+
+
+def report_for_request(request_id: str) -> str:
+    return f"{PREFIX}:reports:request:{request_id}"
+
+
+def report_for_consult(consult_id: str) -> str:
+    return f"{PREFIX}:reports:consult:{consult_id}"
+
+
+def report_code(code: str) -> str:
+    """A verification code → "report_id:version"."""
+    return f"{PREFIX}:reports:code:{code}"
+
+
+def verify_attempts(address: str) -> str:
+    return f"{PREFIX}:reports:verify-attempts:{address}"

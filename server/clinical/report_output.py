@@ -1,0 +1,190 @@
+"""A signed report version as paper (a Document of server/documents/) and as a FHIR R4
+DiagnosticReport. Pure: the caller supplies the rendered key images and the URLs."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from server.clinical.report_model import KEY_IMAGES, Kind, Report, Status, Version
+from server.documents import DocImage, Document, Section, Verification
+
+TITLES = {
+    ("en", Kind.READING): "Imaging report",
+    ("zh", Kind.READING): "影像诊断报告",
+    ("en", Kind.OPINION): "Consultation opinion",
+    ("zh", Kind.OPINION): "会诊意见",
+}
+FIELD_LABELS = {
+    "en": {"findings": "Findings", "impression": "Impression",
+           "recommendation": "Recommendation", "advice": "Advice", "follow_up": "Follow-up",
+           "critical": "Critical finding", "refer": "Referral recommended",
+           "patient": "Patient", "patient_id": "Patient ID", "clinic": "Clinic",
+           "study": "Study", "department": "Department", "signer": "Signed by",
+           "signed_at": "Signed at (UTC)", "version": "Version", "status": "Status",
+           "supersedes": "Supersedes", "reason": "Reason", "signature": "Signature (SHA-256)",
+           "yes": "YES", "no": "no", "withdrawn": "WITHDRAWN (entered in error)",
+           "superseded": "SUPERSEDED by version {n}: do not use this version",
+           "page_note": "Signed electronically in Huizhen; check it at the verification URL."},
+    "zh": {"findings": "检查所见", "impression": "诊断意见", "recommendation": "建议",
+           "advice": "会诊意见", "follow_up": "随访", "critical": "危急值",
+           "refer": "建议转诊", "patient": "患者", "patient_id": "患者编号", "clinic": "申请机构",
+           "study": "检查", "department": "科室", "signer": "签名医生",
+           "signed_at": "签名时间 (UTC)", "version": "版本", "status": "状态",
+           "supersedes": "取代版本", "reason": "原因", "signature": "签名 (SHA-256)",
+           "yes": "是", "no": "否", "withdrawn": "已撤回（录入错误）",
+           "superseded": "已被第 {n} 版取代：请勿使用此版本",
+           "page_note": "本报告经惠诊电子签名，可通过验证网址核验。"},
+}
+STATUS_TEXT = {
+    "en": {Status.FINAL: "final", Status.AMENDED: "amended", Status.CORRECTED: "corrected",
+           Status.ENTERED_IN_ERROR: "entered in error", Status.PRELIMINARY: "draft"},
+    "zh": {Status.FINAL: "正式", Status.AMENDED: "修订", Status.CORRECTED: "更正",
+           Status.ENTERED_IN_ERROR: "录入错误（撤回）", Status.PRELIMINARY: "草稿"},
+}
+
+
+def verification_url(public_url: str | None, code: str) -> str:
+    return f"{public_url or ''}/verify/{code}"
+
+
+def document(report: Report, version: Version, *, lang: str, institution: str,
+             department_name: str, images: list[tuple[bytes, str]],
+             public_url: str | None) -> Document:
+    t = FIELD_LABELS[lang]
+    s = version.subject
+    c = version.content
+    meta = [(t["patient"], s.patient_name or "—"), (t["patient_id"], s.patient_id or "—"),
+            (t["clinic"], s.clinic_name or s.clinic)]
+    if s.study_uid:
+        meta.append((t["study"], " · ".join(x for x in (s.study_description, s.study_uid) if x)))
+    meta += [(t["signer"], f"{version.signer_name} ({version.signer})"),
+             (t["signed_at"], version.signed_at.replace("T", " ").removesuffix("Z")),
+             (t["version"], f"{version.version} · {STATUS_TEXT[lang][version.status]}")]
+    if version.supersedes:
+        meta.append((t["supersedes"], str(version.supersedes)))
+    if version.reason:
+        meta.append((t["reason"], version.reason))
+    meta.append((t["signature"], version.signature))
+    sections = []
+    if report.kind is Kind.READING:
+        if c.get("critical"):
+            sections.append(Section(t["critical"], (t["yes"],)))
+        for name in ("findings", "impression", "recommendation"):
+            if str(c.get(name, "")).strip():
+                sections.append(Section(t[name], _paragraphs(c[name])))
+    else:
+        for name in ("findings", "advice"):
+            if str(c.get(name, "")).strip():
+                sections.append(Section(t[name], _paragraphs(c[name])))
+        sections.append(Section(t["refer"], (t["yes"] if c.get("refer") else t["no"],)))
+        if str(c.get("follow_up", "")).strip():
+            sections.append(Section(t["follow_up"], _paragraphs(c["follow_up"])))
+    later = report.superseded_by(version.version)
+    current = report.current
+    watermark = ""
+    if current is not None and current.status is Status.ENTERED_IN_ERROR:
+        watermark = t["withdrawn"]
+    elif later is not None:
+        watermark = t["superseded"].format(n=later)
+    code = version.verification_code
+    return Document(
+        title=TITLES[(lang, report.kind)], institution=institution,
+        subtitle=department_name, meta=tuple(meta), sections=tuple(sections),
+        images=tuple(DocImage(png, caption) for png, caption in images),
+        verification=Verification(code, verification_url(public_url, code)),
+        footer=t["page_note"], lang=lang, watermark=watermark)
+
+
+def _paragraphs(text: str) -> tuple[str, ...]:
+    return tuple(p for p in (x.strip() for x in text.split("\n\n")) if p) or (text,)
+
+
+# FHIR R4 ------------------------------------------------------------------------------------------
+LOINC = "http://loinc.org"
+V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
+ID_SYSTEM = "urn:huizhen:report"
+CODE_SYSTEM = "urn:huizhen:verification-code"
+EXT_SIGNATURE = "urn:huizhen:fhir:signature-sha256"
+EXT_SUPERSEDES = "urn:huizhen:fhir:supersedes-version"
+EXT_CRITICAL = "urn:huizhen:fhir:critical-finding"
+EXT_REFER = "urn:huizhen:fhir:referral-recommended"
+
+
+def plain_text(report: Report, version: Version) -> str:
+    t = FIELD_LABELS["en"]
+    c = version.content
+    names = (("findings", "impression", "recommendation") if report.kind is Kind.READING
+             else ("findings", "advice", "follow_up"))
+    parts = [f"{t[n]}: {c[n]}" for n in names if str(c.get(n, "")).strip()]
+    if report.kind is Kind.READING and c.get("critical"):
+        parts.insert(0, "CRITICAL FINDING")
+    if report.kind is Kind.OPINION:
+        parts.append(f"{t['refer']}: {'yes' if c.get('refer') else 'no'}")
+    return "\n\n".join(parts)
+
+
+def diagnostic_report(report: Report, version: Version, *, institution: str,
+                      pdf_url: str) -> dict[str, Any]:
+    """The FHIR R4 DiagnosticReport of one signed version (validated by fhir.resources in the
+    tests). The report id is the resource id, the version number its meta.versionId."""
+    s = version.subject
+    c = version.content
+    reading = report.kind is Kind.READING
+    code = ({"coding": [{"system": LOINC, "code": "18748-4",
+                         "display": "Diagnostic imaging study"}], "text": "Imaging report"}
+            if reading else
+            {"coding": [{"system": LOINC, "code": "11488-4", "display": "Consult note"}],
+             "text": "Consultation opinion"})
+    text = plain_text(report, version)
+    extensions: list[dict[str, Any]] = [
+        {"url": EXT_SIGNATURE, "valueString": version.signature}]
+    if version.supersedes:
+        extensions.append({"url": EXT_SUPERSEDES, "valueInteger": version.supersedes})
+    if reading:
+        extensions.append({"url": EXT_CRITICAL, "valueBoolean": bool(c.get("critical"))})
+    else:
+        extensions.append({"url": EXT_REFER, "valueBoolean": bool(c.get("refer"))})
+    resource: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "id": report.id,
+        "meta": {"versionId": str(version.version), "lastUpdated": version.signed_at},
+        "extension": extensions,
+        "identifier": [{"system": ID_SYSTEM, "value": report.id},
+                       {"system": CODE_SYSTEM, "value": version.verification_code}],
+        "status": version.status.value,
+        "category": [{"coding": [{"system": V2_0074, "code": "RAD" if reading else "OTH",
+                                  "display": "Radiology" if reading else "Other"}]}],
+        "code": code,
+        "subject": {"identifier": {"system": f"urn:huizhen:clinic:{s.clinic}:patient-id",
+                                   "value": s.patient_id or "unknown"},
+                    "display": s.patient_name or "unknown"},
+        "issued": version.signed_at,
+        "performer": [{"display": f"{version.signer_name} ({institution})",
+                       "identifier": {"system": "urn:huizhen:user", "value": version.signer}}],
+        "resultsInterpreter": [{"display": version.signer_name,
+                                "identifier": {"system": "urn:huizhen:user",
+                                               "value": version.signer}}],
+        "presentedForm": [
+            {"contentType": "text/plain; charset=utf-8", "language": "zh-CN",
+             "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
+             "title": code["text"]},
+            {"contentType": "application/pdf", "url": pdf_url, "title": code["text"]},
+        ],
+    }
+    conclusion = c.get("impression") if reading else c.get("advice")
+    if conclusion:
+        resource["conclusion"] = conclusion
+    if s.study_uid:
+        resource["imagingStudy"] = [{"identifier": {"system": "urn:dicom:uid",
+                                                    "value": f"urn:oid:{s.study_uid}"},
+                                     "display": s.study_description or "Study"}]
+    if s.reading_request_id:
+        resource["basedOn"] = [{"identifier": {"system": "urn:huizhen:reading-request",
+                                               "value": s.reading_request_id}}]
+    if c.get(KEY_IMAGES):
+        resource["media"] = [{"comment": k.get("caption") or f"key image {i + 1}",
+                              "link": {"identifier": {"system": "urn:dicom:uid",
+                                                      "value": f"urn:oid:{k['sop_uid']}"}}}
+                             for i, k in enumerate(c[KEY_IMAGES])]
+    return resource
