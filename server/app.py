@@ -20,6 +20,7 @@ from server.api import (
     notifications,
     openapi,
     presets,
+    reports,
     static,
     studies,
     uploads,
@@ -28,6 +29,7 @@ from server.api.json_body import MAX_JSON_BODY
 from server.auth.middleware import auth_middleware
 from server.auth.sessions import SessionGuard
 from server.auth.tokens import TokenService
+from server.clinical.reports import ReportService
 from server.config import Settings
 from server.dicomweb import routes as dicomweb_routes
 from server.errors import error_middleware
@@ -68,6 +70,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         max_frame_pixels=settings.max_frame_pixels,
     )
     app[appkeys.INGESTOR] = Ingestor(settings, store, executor)
+    report_service = ReportService(settings, store, executor)
 
     health.setup(app)
     openapi.setup(app)
@@ -77,6 +80,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     departments.setup(app)
     consults.setup(app)
     notifications.setup(app)
+    reports.setup(app, report_service)
     uploads.setup(app)
     studies.setup(app)
     dicomweb_routes.setup(app)
@@ -87,6 +91,12 @@ def create_app(settings: Settings, store: Store) -> web.Application:
 
     async def on_startup(app: web.Application) -> None:
         app[appkeys.REALTIME] = await Realtime.start(settings, store)
+        realtime = app[appkeys.REALTIME]
+        # Reading reports are signed by the holder of the worklist claim (server/clinical/
+        # worklist.py); opinions need only the consults.
+        worklist_key = getattr(appkeys, "WORKLIST", None)
+        report_service.start(app.get(worklist_key) if worklist_key else None,
+                             lambda: getattr(realtime, "notifier", None))
         try:
             # Users written before the clinic/department/role sets existed (notifications'
             # audiences) are indexed once at start; it is idempotent.

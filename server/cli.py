@@ -95,12 +95,15 @@ async def cmd_demo(settings: Settings, store: Store, args: argparse.Namespace) -
 async def cmd_reindex(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from server.clinical.reports import ReportService
     from server.ingest import Ingestor
 
     with ThreadPoolExecutor(settings.render_threads) as pool:
         indexed, bad = await Ingestor(settings, store, pool).reindex()
+        reports, bad_reports = await ReportService(settings, store, pool).reindex()
     _out(f"Reindexed {indexed} instances from {settings.dicom_dir}; {bad} unreadable or misplaced.")
-    return 0 if bad == 0 else 1
+    _out(f"Reindexed {reports} reports and opinions; {bad_reports} unreadable.")
+    return 0 if bad == 0 and bad_reports == 0 else 1
 
 
 async def cmd_clinic_add(settings: Settings, store: Store, args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from server.api.admin_routes import (
 )
 from server.api.auth_routes import LoginRequest, PasswordChange
 from server.api.notifications import MarkRead
+from server.api.reports import Amend, CreateReport, Retract, SaveDraft, SignDraft
 from server.api.studies import BreakGlassRequest
 
 Operation = dict[str, Any]
@@ -364,6 +365,80 @@ PATHS: dict[str, dict[str, Operation]] = {
 }
 
 
+_REPORT_ID = {"name": "report_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+              "description": "the report's id"}
+_REPORT_VERSION = _query("version", "a signed version number (default: the newest)",
+                         {"type": "string", "pattern": "^[0-9]{1,6}$"})
+_REPORT_LANG = _query("lang", "en or zh (default zh)", {"type": "string", "enum": ["en", "zh"]})
+_CODE = {"name": "code", "in": "path", "required": True,
+         "schema": {"type": "string", "maxLength": 40},
+         "description": "the verification code printed on the report (case and dashes free)"}
+
+
+def _report_op(summary: str, body: str | None = None, content_type: str = "application/json",
+               params: list[dict[str, Any]] | None = None, public: bool = False) -> Operation:
+    op: Operation = {
+        "summary": summary, "tags": ["reports"], "parameters": params or [],
+        "responses": {"200": {"description": "OK", "content": {content_type: {
+            "schema": {"type": "string", "format": "binary"} if content_type in (
+                "application/pdf", "text/html") else {"type": "object"}}}}, **_ERRORS},
+    }
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    if public:
+        op["security"] = []
+    return op
+
+
+# Reports and consult opinions (server/api/reports.py; docs/api.md "Reports").
+_REPORT_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/reports": {
+        "get": _report_op("the caller's reports: a doctor the clinic's signed ones, an expert "
+                          "their own, with the consults still waiting for their opinion",
+                          params=[_query("limit", "1 to 100 (default 20)",
+                                         {"type": "string", "pattern": "^[0-9]{1,3}$"}),
+                                  _query("offset", "0 to 100000",
+                                         {"type": "string", "pattern": "^[0-9]{1,6}$"})]),
+        "post": _report_op("open the report of a reading request (the claim holder) or the "
+                           "opinion of a consult (its expert): an empty draft, or the existing "
+                           "report", "CreateReport"),
+    },
+    "/api/reports/{report_id}": {"get": _report_op(
+        "a report: every signed version (superseded_by), the draft for its writer",
+        params=[_REPORT_ID])},
+    "/api/reports/{report_id}/draft": {"put": _report_op(
+        "autosave the draft; `revision` is the one it is based on (409 draft_stale if not)",
+        "SaveDraft", params=[_REPORT_ID])},
+    "/api/reports/{report_id}/sign": {"post": _report_op(
+        "sign the draft at `revision`: final, amended or corrected; written and fsync'd before "
+        "the answer", "SignDraft", params=[_REPORT_ID])},
+    "/api/reports/{report_id}/amend": {"post": _report_op(
+        "open an amendment (a draft of the next version that supersedes the current one)",
+        "Amend", params=[_REPORT_ID])},
+    "/api/reports/{report_id}/retract": {"post": _report_op(
+        "withdraw the report: a signed version entered-in-error", "Retract",
+        params=[_REPORT_ID])},
+    "/api/reports/{report_id}/document": {"get": _report_op(
+        "a signed version as the printable page's document (client_web/print.html)",
+        params=[_REPORT_ID, _REPORT_VERSION, _REPORT_LANG])},
+    "/api/reports/{report_id}/pdf": {"get": _report_op(
+        "a signed version as PDF (Chinese text embedded, key images, verification code)",
+        content_type="application/pdf", params=[_REPORT_ID, _REPORT_VERSION, _REPORT_LANG])},
+    "/api/reports/{report_id}/fhir": {"get": _report_op(
+        "a signed version as a FHIR R4 DiagnosticReport", content_type="application/fhir+json",
+        params=[_REPORT_ID, _REPORT_VERSION])},
+    "/api/verify/{code}": {"get": _report_op(
+        "public, rate-limited: is the report with this code authentic and current (signer, "
+        "time, version, superseded) — no patient data", params=[_CODE], public=True)},
+    "/verify/{code}": {"get": _report_op(
+        "the same as a page for people holding the paper", content_type="text/html",
+        params=[_CODE], public=True)},
+}
+PATHS.update(_REPORT_PATHS)
+
+
 def document(public_url: str | None = None) -> dict[str, Any]:
     """The OpenAPI document; `servers` is HUIZHEN_PUBLIC_URL when set, else relative."""
     return {
@@ -388,6 +463,8 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                     ClinicCreate, DepartmentCreate, UserCreate, PasswordReset, DeviceCreate)},
                 "BreakGlassRequest": BreakGlassRequest.model_json_schema(),
                 "MarkRead": MarkRead.model_json_schema(),
+                **{m.__name__: m.model_json_schema() for m in (
+                    CreateReport, SaveDraft, SignDraft, Amend, Retract)},
             },
             "responses": {"Error": {"description": "an error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},

@@ -262,12 +262,12 @@ async def _verified(request: web.Request) -> dict[str, Any] | None:
         address_bucket(request.remote), settings.verify_per_window, settings.verify_window_s)
     code = request.match_info["code"][:40]
     if not allowed:
-        await store.audit.record(action="verify.limited", user=None, role=None, clinic=None,
+        await store.audit.record(action="verify.limited", user="", role="public", clinic=None,
                                  remote=request.remote)
         raise TooManyRequests("too many verification lookups from this address: wait a little",
                               retry_after_s=retry)
     result = await _service(request).verify(code)
-    await store.audit.record(action="verify.lookup", user=None, role=None, clinic=None,
+    await store.audit.record(action="verify.lookup", user="", role="public", clinic=None,
                              remote=request.remote, code=code, found=int(result is not None),
                              report=None if result is None else result.get("report_id"))
     return result

@@ -19,7 +19,8 @@ SESSIONS_KEY: web.AppKey[SessionGuard] = web.AppKey("sessions", SessionGuard)
 _PUBLIC_EXACT = {
     "/", "/healthz", "/api/auth/login", "/favicon.ico", "/api/ws", "/api/openapi.json"
 }
-_PUBLIC_PREFIXES = ("/ui/",)
+# /verify/{code}: anyone holding a printed report checks it (rate-limited, no patient data).
+_PUBLIC_PREFIXES = ("/ui/", "/verify/", "/api/verify/")
 
 
 def is_public(path: str) -> bool:

@@ -111,6 +111,11 @@ EXT_CRITICAL = "urn:huizhen:fhir:critical-finding"
 EXT_REFER = "urn:huizhen:fhir:referral-recommended"
 
 
+def _coding(system: str, value: str, display: str) -> dict[str, str]:
+    """A FHIR Coding (a terminology code, not one of the API's error codes)."""
+    return {"system": system, "code": value, "display": display}
+
+
 def plain_text(report: Report, version: Version) -> str:
     t = FIELD_LABELS["en"]
     c = version.content
@@ -131,10 +136,9 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
     s = version.subject
     c = version.content
     reading = report.kind is Kind.READING
-    code = ({"coding": [{"system": LOINC, "code": "18748-4",
-                         "display": "Diagnostic imaging study"}], "text": "Imaging report"}
-            if reading else
-            {"coding": [{"system": LOINC, "code": "11488-4", "display": "Consult note"}],
+    code = ({"coding": [_coding(LOINC, "18748-4", "Diagnostic imaging study")],
+             "text": "Imaging report"} if reading else
+            {"coding": [_coding(LOINC, "11488-4", "Consult note")],
              "text": "Consultation opinion"})
     text = plain_text(report, version)
     extensions: list[dict[str, Any]] = [
@@ -153,8 +157,8 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
         "identifier": [{"system": ID_SYSTEM, "value": report.id},
                        {"system": CODE_SYSTEM, "value": version.verification_code}],
         "status": version.status.value,
-        "category": [{"coding": [{"system": V2_0074, "code": "RAD" if reading else "OTH",
-                                  "display": "Radiology" if reading else "Other"}]}],
+        "category": [{"coding": [_coding(V2_0074, "RAD", "Radiology") if reading
+                                 else _coding(V2_0074, "OTH", "Other")]}],
         "code": code,
         "subject": {"identifier": {"system": f"urn:huizhen:clinic:{s.clinic}:patient-id",
                                    "value": s.patient_id or "unknown"},

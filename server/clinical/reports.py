@@ -171,21 +171,6 @@ class ReportService:
                             "has_draft": report is not None and report.draft is not None})
         return pending
 
-    async def opinion_states(self, consult_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """For the consult history: each consult's opinion (status, version, report id)."""
-        found = await self.store.reports.for_consults(consult_ids)
-        out: dict[str, dict[str, Any]] = {}
-        for consult_id, rid in found.items():
-            report = await self.store.reports.get(rid)
-            if report is None or report.current is None:
-                continue
-            current = report.current
-            out[consult_id] = {"report_id": rid, "status": current.status.value,
-                               "version": current.version, "signed_at": current.signed_at,
-                               "signer_name": current.signer_name,
-                               "refer": bool(current.content.get("refer"))}
-        return out
-
     # writing -------------------------------------------------------------------------------------
     async def create(self, who: Principal, kind: Kind, ref: str) -> Viewed:
         """The report of a reading request or consult, created as an empty draft if none
@@ -469,6 +454,22 @@ class ReportService:
             await self.store.reports.index_mapping(report)
             indexed += 1
         return indexed, bad
+
+
+async def opinion_states(store: Store, consult_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """For the consult history: the signed opinion of each consult that has one."""
+    found = await store.reports.for_consults(consult_ids)
+    out: dict[str, dict[str, Any]] = {}
+    for consult_id, rid in found.items():
+        report = await store.reports.get(rid)
+        if report is None or report.current is None:
+            continue
+        current = report.current
+        out[consult_id] = {"report_id": rid, "status": current.status.value,
+                           "version": current.version, "signed_at": current.signed_at,
+                           "signer_name": current.signer_name,
+                           "refer": bool(current.content.get("refer"))}
+    return out
 
 
 def _summary(report: Report) -> dict[str, Any]:

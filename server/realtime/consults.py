@@ -13,6 +13,7 @@ import logging
 import time
 
 from server.auth import access
+from server.clinical.reports import opinion_states
 from server.config import Settings
 from server.errors import (
     Forbidden,
@@ -112,8 +113,14 @@ class ConsultService:
         else:
             page = await consults.of_user(who, limit, offset)
             total = await consults.count_of_user(who)
-        return {"consults": [await self._history_item(c) for c in page], "total": total,
-                "limit": limit, "offset": offset}
+        items = [await self._history_item(c) for c in page]
+        # Each consult's signed opinion (会诊意见), or pending for one that happened without.
+        opinions = await opinion_states(self.store, [c.id for c in page])
+        for item in items:
+            item["opinion"] = opinions.get(item["id"])
+            item["opinion_pending"] = (item["opinion"] is None
+                                       and item["outcome"] == "completed")
+        return {"consults": items, "total": total, "limit": limit, "offset": offset}
 
     async def _history_item(self, consult: Consult) -> dict:
         participants: list[dict] = []
