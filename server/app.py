@@ -96,7 +96,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         # worklist.py); opinions need only the consults.
         worklist_key = getattr(appkeys, "WORKLIST", None)
         report_service.start(app.get(worklist_key) if worklist_key else None,
-                             lambda: getattr(realtime, "notifier", None))
+                             lambda: getattr(realtime, "notifier", None),
+                             app[appkeys.INGESTOR])
         try:
             # Users written before the clinic/department/role sets existed (notifications'
             # audiences) are indexed once at start; it is idempotent.

@@ -287,6 +287,20 @@ class Ingestor:
         )
         return result
 
+    async def store_datasets(
+        self, clinic: str, datasets: list[Dataset], *, study_uid: str | None = None
+    ) -> IngestResult:
+        """Store datasets the server made itself (a report's SR, an annotation export) through
+        the same path as an upload: saved to the spool, validated, placed, indexed."""
+        loop = asyncio.get_running_loop()
+        async with self.spool() as (spool, _budget):
+            files = []
+            for ds in datasets:
+                path = spool.new_path()
+                await loop.run_in_executor(self.executor, _save_dataset, ds, path)
+                files.append(SpooledFile(path, f"generated {ds.SOPInstanceUID}"))
+            return await self.ingest(clinic, files, study_uid=study_uid)
+
     async def _ingest_one(
         self, clinic: str, f: SpooledFile, study_uid: str | None
     ) -> StoredInstance | FailedInstance:
@@ -387,6 +401,10 @@ class Ingestor:
             await self.store.studies.add(entry)
             indexed += 1
         return indexed, bad
+
+
+def _save_dataset(ds: Dataset, path: Path) -> None:
+    ds.save_as(path, enforce_file_format=True)
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:

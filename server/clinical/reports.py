@@ -24,10 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import pydicom
+
+from media.imaging.report_sr import SrReport, build_sr, sr_uids
 from server.auth import access
 from server.auth.principal import Principal
 from server.clinical import report_files
 from server.clinical.report_model import (
+    KEY_IMAGES,
     MAX_REASON_CHARS,
     REVISIONS,
     ContentError,
@@ -45,6 +49,7 @@ from server.clinical.report_model import (
 )
 from server.config import Settings
 from server.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from server.ingest import Ingestor
 from server.log import event
 from server.store import Store
 from server.store.consults import ConsultState
@@ -98,12 +103,58 @@ class ReportService:
         self.claims: ReadingClaims | None = None
         self._notifier: NotifierGetter = lambda: None
         self._locks: dict[str, asyncio.Lock] = {}
-        #: Called after a version is signed (SR write-back), never failing the signature.
-        self.after_sign: list[Callable[[Version], Any]] = []
+        self.ingestor: Ingestor | None = None
 
-    def start(self, claims: ReadingClaims | None, notifier: NotifierGetter) -> None:
+    def start(self, claims: ReadingClaims | None, notifier: NotifierGetter,
+              ingestor: Ingestor | None = None) -> None:
         self.claims = claims
         self._notifier = notifier
+        self.ingestor = ingestor
+
+    # SR write-back -------------------------------------------------------------------------------
+    async def write_sr(self, version: Version) -> str | None:
+        """Store the version as a DICOM Enhanced SR into its study (the study's own clinic).
+        Returns the SR's SOP Instance UID, None when there is no study to write into."""
+        s = version.subject
+        if self.ingestor is None or not s.study_uid:
+            return None
+        records = await self.store.studies.instances(s.clinic, s.study_uid)
+        series_uid, _ = sr_uids(version.report_id, version.version)
+        records = [r for r in records if r.series_uid != series_uid]
+        if not records:
+            return None
+        wanted = {k["sop_uid"] for k in version.content.get(KEY_IMAGES) or []}
+        evidence = [r for r in records if r.sop_uid in wanted] or records[:1]
+        department = await self.store.directory.get_department(s.department)
+        sr = await self._run(self._build_sr, version, evidence,
+                             department.name if department else s.department)
+        result = await self.ingestor.store_datasets(s.clinic, [sr], study_uid=s.study_uid)
+        if result.failed:
+            raise RuntimeError(f"SR refused by ingest: {result.failed[0].message}")
+        event(log, "report_sr_stored", report=version.report_id, version=version.version,
+              sop=sr.SOPInstanceUID)
+        return str(sr.SOPInstanceUID)
+
+    def _build_sr(self, version: Version, evidence: list[Any], department: str) -> Any:
+        datasets = [pydicom.dcmread(self.root / r.path, stop_before_pixels=True)
+                    for r in evidence]
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
+        c = version.content
+        key_images = tuple((str(by_uid[k["sop_uid"]].SOPClassUID), k["sop_uid"],
+                            int(k.get("frame") or 1))
+                           for k in c.get(KEY_IMAGES) or [] if k["sop_uid"] in by_uid)
+        opinion = version.kind is Kind.OPINION
+        recommendation = (c.get("follow_up", "") + ("\n\nReferral recommended / 建议转诊"
+                                                     if c.get("refer") else "")
+                          if opinion else c.get("recommendation", ""))
+        return build_sr(SrReport(
+            report_id=version.report_id, version=version.version, opinion=opinion,
+            findings=c.get("findings", ""),
+            impression=c.get("advice", "") if opinion else c.get("impression", ""),
+            recommendation=recommendation.strip(), signer_name=version.signer_name,
+            signed_at=version.signed_at, institution=self.settings.institution,
+            department=department, key_images=key_images, supersedes=version.supersedes),
+            datasets)
 
     # reading -------------------------------------------------------------------------------------
     async def view(self, who: Principal, report_id: str) -> Viewed:
@@ -345,12 +396,11 @@ class ReportService:
                 "signer_name": signed.signer_name, "signed_at": signed.signed_at,
                 "critical": bool(signed.content.get("critical")),
             }, exclude=who.username)
-        for hook in self.after_sign:
-            try:
-                await hook(signed)
-            except Exception:
-                log.exception("report_after_sign_failed",
-                              extra={"fields": {"report": report.id}})
+        try:
+            await self.write_sr(signed)
+        except Exception:
+            # The signed file is the record; the SR is its copy for PACS (logged, not fatal).
+            log.exception("report_sr_failed", extra={"fields": {"report": report.id}})
 
     async def _require(self, report_id: str) -> Report:
         report = await self.store.reports.get(report_id) if _is_id(report_id) else None

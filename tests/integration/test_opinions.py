@@ -215,3 +215,85 @@ async def test_verify_is_rate_limited(server_with):
     assert codes == [404, 404, 404, 429]
     page = await client.get("/verify/AAAA-BBBB-CCCC")
     assert page.status == 429 and page.headers.get("Retry-After")
+
+
+async def test_signed_versions_go_into_the_study_as_sr(client, auth, page_sockets, settings):
+    import aiohttp
+    import highdicom as hd
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from tests.dicom_factory import ct_bytes
+
+    doctor_h, expert_h = await auth("dr.li"), await auth("exp.zhang")
+    study_uid = generate_uid()
+    form = aiohttp.FormData()
+    for i in range(2):
+        form.add_field("files", ct_bytes(study_uid=study_uid, instance_number=i + 1,
+                                         patient_name="Wang^Xiaoming", patient_id="QS-7"),
+                       filename=f"{i}.dcm", content_type="application/dicom")
+    assert (await client.post("/api/uploads", data=form, headers=doctor_h)).status == 200
+    doctor, expert = await page_sockets("dr.li"), await page_sockets("exp.zhang")
+    await doctor.send(type="consult.start", department="radiology", question="CT?",
+                      patient_name="Wang Xiaoming", patient_id="QS-7", study_uid=study_uid)
+    consult = (await doctor.expect("consult.created"))["consult"]
+    await expert.send(type="consult.accept", consult_id=consult["id"])
+    await expert.expect("consult.accepted")
+    rid = (await _json(await client.post("/api/reports", headers=expert_h, json={
+        "kind": "opinion", "consult_id": consult["id"]})))["id"]
+    series = await _json(await client.get(f"/dicomweb/studies/{study_uid}/series",
+                                          headers=expert_h))
+    ct_series = series[0]["0020000E"]["Value"][0]
+    instances = await _json(await client.get(
+        f"/dicomweb/studies/{study_uid}/series/{ct_series}/instances", headers=expert_h))
+    key_sop = instances[0]["00080018"]["Value"][0]
+    content = {**CONTENT, "key_images": [{"series_uid": ct_series, "sop_uid": key_sop,
+                                          "frame": 1, "center": 40, "width": 400,
+                                          "caption": "图 1"}]}
+    await _json(await client.put(f"/api/reports/{rid}/draft", headers=expert_h,
+                                 json={"revision": 0, "content": content}))
+    v1 = await _json(await client.post(f"/api/reports/{rid}/sign", json={"revision": 1},
+                                       headers=expert_h))
+
+    sr_series = [s for s in await _json(await client.get(
+        f"/dicomweb/studies/{study_uid}/series?Modality=SR", headers=doctor_h))]
+    assert len(sr_series) == 1
+    sr_uid = sr_series[0]["0020000E"]["Value"][0]
+    sr_instances = await _json(await client.get(
+        f"/dicomweb/studies/{study_uid}/series/{sr_uid}/instances", headers=doctor_h))
+    sop = sr_instances[0]["00080018"]["Value"][0]
+    resp = await client.get(f"/dicomweb/studies/{study_uid}/series/{sr_uid}/instances/{sop}",
+                            headers={**doctor_h, "Accept": "multipart/related; "
+                                     "type=\"application/dicom\""})
+    assert resp.status == 200
+    body = await resp.read()
+    start = body.index(b"DICM") - 128
+    sr = hd.sr.EnhancedSR.from_dataset(pydicom.dcmread(io.BytesIO(body[start:]), force=True))
+    assert sr.VerificationFlag == "VERIFIED" and sr.CompletionFlag == "COMPLETE"
+    assert sr.StudyInstanceUID == study_uid and str(sr.PatientID) == "QS-7"
+    texts = {i.ConceptNameCodeSequence[0].CodeMeaning: getattr(i, "TextValue", None)
+             for i in sr.ContentSequence}
+    assert texts["Finding"] == CONTENT["findings"] and texts["Impression"] == CONTENT["advice"]
+    images = [i for i in sr.ContentSequence if i.ValueType == "IMAGE"]
+    assert images[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == key_sop
+    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName).startswith("exp.zhang") \
+        or sr.VerifyingObserverSequence[0].VerifyingObserverName
+
+    # The PDF carries the key image, rendered by the one renderer.
+    pdf = await client.get(f"/api/reports/{rid}/pdf", headers=doctor_h)
+    reader = PdfReader(io.BytesIO(await pdf.read()))
+    assert sum(len(p.images) for p in reader.pages) == 1
+    doc = await _json(await client.get(f"/api/reports/{rid}/document", headers=doctor_h))
+    assert doc["images"][0]["src"].startswith("data:image/png;base64,")
+
+    # An amendment adds a second SR naming the first as its predecessor.
+    await _json(await client.post(f"/api/reports/{rid}/amend", headers=expert_h,
+                                  json={"reason": "advice clarified", "status": "corrected"}))
+    await _json(await client.put(f"/api/reports/{rid}/draft", headers=expert_h, json={
+        "revision": 0, "content": {**content, "advice": "建议胸外科住院。"}}))
+    v2 = await _json(await client.post(f"/api/reports/{rid}/sign", json={"revision": 1},
+                                       headers=expert_h))
+    assert v2["status"] == "corrected" and v1["version"] == 1
+    sr_instances = await _json(await client.get(
+        f"/dicomweb/studies/{study_uid}/series/{sr_uid}/instances", headers=doctor_h))
+    assert len(sr_instances) == 2
