@@ -17,6 +17,7 @@ from server.api import (
     consults,
     departments,
     health,
+    mdt,
     notifications,
     openapi,
     presets,
@@ -35,6 +36,7 @@ from server.dicomweb import routes as dicomweb_routes
 from server.errors import error_middleware
 from server.ingest import Ingestor
 from server.log import event
+from server.mdt.service import MdtService
 from server.realtime import websocket
 from server.realtime.services import Realtime
 from server.store import Store
@@ -71,6 +73,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     )
     app[appkeys.INGESTOR] = Ingestor(settings, store, executor)
     report_service = ReportService(settings, store, executor)
+    app[appkeys.MDT] = MdtService(settings, store, lambda: app.get(appkeys.REALTIME))
 
     health.setup(app)
     openapi.setup(app)
@@ -83,6 +86,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     reports.setup(app, report_service)
     uploads.setup(app)
     studies.setup(app)
+    mdt.setup(app)
     dicomweb_routes.setup(app)
     websocket.setup(app)
     static.setup(app)

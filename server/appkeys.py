@@ -10,6 +10,7 @@ from media.imaging.renderer import Renderer
 from server.auth.middleware import SESSIONS_KEY, TOKENS_KEY
 from server.config import Settings
 from server.ingest import Ingestor
+from server.mdt.service import MdtService
 from server.realtime.services import Realtime
 from server.store import Store
 
@@ -19,9 +20,11 @@ EXECUTOR: web.AppKey[ThreadPoolExecutor] = web.AppKey("executor", ThreadPoolExec
 RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
 REALTIME: web.AppKey[Realtime] = web.AppKey("realtime", Realtime)
+MDT: web.AppKey[MdtService] = web.AppKey("mdt", MdtService)
 TOKENS = TOKENS_KEY
 SESSIONS = SESSIONS_KEY
 
 __all__ = [
-    "EXECUTOR", "INGESTOR", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS", "STORE", "TOKENS",
+    "EXECUTOR", "INGESTOR", "MDT", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS", "STORE",
+    "TOKENS",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from server import appkeys
 from server.api.admin_routes import (
@@ -27,6 +28,14 @@ from server.api.auth_routes import LoginRequest, PasswordChange
 from server.api.notifications import MarkRead
 from server.api.reports import Amend, CreateReport, Retract, SaveDraft, SignDraft
 from server.api.studies import BreakGlassRequest
+from server.mdt.models import (
+    CancelRequest,
+    ConclusionIn,
+    ConflictQuery,
+    MdtChange,
+    MdtCreate,
+    ProposalCreate,
+)
 
 Operation = dict[str, Any]
 
@@ -193,6 +202,98 @@ _ADMIN_PATHS: dict[str, dict[str, Operation]] = {
         "revoke a kiosk: its token stops signing in, its sessions end", params=[_DEVICE_ID])},
 }
 
+_HEX16 = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+_MDT_ID = {"name": "mdt", "in": "path", "required": True, "schema": _HEX16,
+           "description": "the MDT session's id"}
+_CASE_ID = {"name": "case", "in": "path", "required": True, "schema": _HEX16,
+            "description": "a case of the session's agenda"}
+_PROPOSAL_ID = {"name": "proposal", "in": "path", "required": True, "schema": _HEX16,
+                "description": "the proposal's id"}
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "string", "pattern": "^[0-9]{1,3}$"}, "description": "1 to 100"}
+
+
+def _mdt_op(summary: str, schema: str | None = None, status: str = "200",
+            params: list[dict[str, Any]] | None = None,
+            content: dict[str, Any] | None = None) -> Operation:
+    op: Operation = {
+        "summary": summary, "tags": ["mdt"], "parameters": params or [],
+        "responses": {status: {"description": "OK", "content": content or {
+            "application/json": {"schema": {"type": "object"}}}}, **_ERRORS},
+    }
+    if schema:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    return op
+
+
+_ICS = {"text/calendar": {"schema": {"type": "string"}}}
+# MDT sessions (docs/api.md "MDT"): who may do what is decided in server/auth/access.py.
+_MDT_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/mdt": {
+        "get": _mdt_op("MDT sessions the caller may see: upcoming (soonest first) or past",
+                       params=[_query("scope", "upcoming (default) or past",
+                                      {"type": "string", "enum": ["upcoming", "past"]}),
+                               _LIMIT,
+                               {"name": "offset", "in": "query", "required": False,
+                                "schema": {"type": "string", "pattern": "^[0-9]{1,6}$"},
+                                "description": "0 to 100000"}]),
+        "post": _mdt_op("schedule an MDT session (coordinators); the answer flags the "
+                        "invitees' time conflicts", "MdtCreate", "201"),
+    },
+    "/api/mdt/directory": {"get": _mdt_op(
+        "whom a coordinator can invite: departments with their experts, clinics")},
+    "/api/mdt/conflicts": {"post": _mdt_op(
+        "the invitees a planned time would double-book (coordinators)", "ConflictQuery")},
+    "/api/mdt/proposals": {
+        "get": _mdt_op("proposed cases: a coordinator searches all, a doctor sees their "
+                       "clinic's, an expert their own",
+                       params=[_query("q", "text in the patient's name or ID, reason, clinic"),
+                               _query("state", "proposed (default), scheduled, withdrawn, all",
+                                      {"type": "string", "enum": [
+                                          "proposed", "scheduled", "withdrawn", "all"]}),
+                               _query("department", "proposed to this department"), _LIMIT]),
+        "post": _mdt_op("propose a case (studies of one patient) for an MDT (doctors, experts)",
+                        "ProposalCreate", "201"),
+    },
+    "/api/mdt/proposals/{proposal}/withdraw": {"post": _mdt_op(
+        "withdraw a proposal not yet on an agenda", params=[_PROPOSAL_ID])},
+    "/api/mdt/calendar": {"get": _mdt_op(
+        "the caller's calendar feed URL (made on first ask)")},
+    "/api/mdt/calendar/rotate": {"post": _mdt_op(
+        "a new calendar feed URL; the old one stops working")},
+    "/api/mdt/{mdt}": {
+        "get": _mdt_op("one MDT session as the caller may see it (another clinic's cases are "
+                       "placeholders to a doctor), what they may do, conflicts",
+                       params=[_MDT_ID]),
+        "patch": _mdt_op("edit or reschedule (coordinators; SEQUENCE goes up)", "MdtChange",
+                         params=[_MDT_ID]),
+    },
+    "/api/mdt/{mdt}.ics": {"get": _mdt_op("the session as iCalendar", params=[_MDT_ID],
+                                          content=_ICS)},
+    "/api/mdt/{mdt}/cancel": {"post": _mdt_op(
+        "cancel (coordinators): grants end, calendars show STATUS:CANCELLED", "CancelRequest",
+        params=[_MDT_ID])},
+    "/api/mdt/{mdt}/open": {"post": _mdt_op(
+        "open the room early (it opens by itself 15 minutes before the start)",
+        params=[_MDT_ID])},
+    "/api/mdt/{mdt}/conclude": {"post": _mdt_op(
+        "conclude (coordinator or lead expert): attendees recorded, room closed, summary "
+        "ready", params=[_MDT_ID])},
+    "/api/mdt/{mdt}/cases/{case}/conclusion": {"put": _mdt_op(
+        "record a case's conclusion (coordinator or lead expert)", "ConclusionIn",
+        params=[_MDT_ID, _CASE_ID])},
+    "/calendar/{token}.ics": {"get": {
+        "summary": "a user's MDT calendar feed (public: the token in the path is the "
+                   "credential; no patient in it)",
+        "tags": ["mdt"], "security": [],
+        "parameters": [{"name": "token", "in": "path", "required": True,
+                        "schema": {"type": "string", "maxLength": 64},
+                        "description": "the feed token"}],
+        "responses": {"200": {"description": "iCalendar", "content": _ICS}, **_ERRORS},
+    }},
+}
+
 # Every route the application registers (method in lower case), except UNDOCUMENTED.
 # Adding a route? Add its entry here (tests/unit/test_openapi.py fails until you do).
 PATHS: dict[str, dict[str, Operation]] = {
@@ -239,6 +340,7 @@ PATHS: dict[str, dict[str, Operation]] = {
         },
     }},
     **_ADMIN_PATHS,
+    **_MDT_PATHS,
     "/api/me": {"get": {
         "summary": "the signed-in user", "tags": ["auth"],
         "responses": {"200": {"description": "the user", "content": {"application/json": {
@@ -439,6 +541,17 @@ _REPORT_PATHS: dict[str, dict[str, Operation]] = {
 PATHS.update(_REPORT_PATHS)
 
 
+def _component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """JSON schemas of request models, their nested models lifted beside them (a `$ref` in a
+    component resolves from the document's root, not from a `$defs` inside it)."""
+    out: dict[str, Any] = {}
+    for m in models:
+        schema = m.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[m.__name__] = schema
+    return out
+
+
 def document(public_url: str | None = None) -> dict[str, Any]:
     """The OpenAPI document; `servers` is HUIZHEN_PUBLIC_URL when set, else relative."""
     return {
@@ -465,6 +578,8 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                 "MarkRead": MarkRead.model_json_schema(),
                 **{m.__name__: m.model_json_schema() for m in (
                     CreateReport, SaveDraft, SignDraft, Amend, Retract)},
+                **_component_schemas(MdtCreate, MdtChange, ConflictQuery, CancelRequest,
+                                     ConclusionIn, ProposalCreate),
             },
             "responses": {"Error": {"description": "an error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},

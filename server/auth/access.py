@@ -20,6 +20,7 @@ from server.auth.principal import Principal
 from server.errors import Forbidden, InvalidParameter, NotFound
 from server.store.directory import Role
 from server.store.grants import BREAK_GLASS, Grant
+from server.store.mdt import MdtCase, MdtSession, Proposal
 
 _READERS = {Role.DOCTOR, Role.EXPERT, Role.COORDINATOR}
 MAX_REASON_CHARS = 500
@@ -271,3 +272,113 @@ def report_list_scope(principal: Principal) -> tuple[str, str]:
         assert principal.clinic is not None
         return "clinic", principal.clinic
     return "author", principal.username
+
+
+# MDT sessions (server/mdt/) -----------------------------------------------------------------
+# Who may join an MDT session's room, see its agenda, change it and record its conclusions.
+# Invitees read the cases' studies through grants of kind "mdt" (server/store/grants.py): the
+# coordinator and the invited experts hold them; an invited clinic's doctors read their own
+# clinic's cases as always, and never another clinic's (those cases are placeholders to them).
+
+
+def _invited(principal: Principal, session: MdtSession) -> bool:
+    if principal.role is Role.COORDINATOR:
+        return True  # the owner, or any coordinator of the team
+    if principal.role is Role.EXPERT:
+        return principal.username in session.experts
+    if principal.role is Role.DOCTOR:
+        return principal.clinic is not None and principal.clinic in session.clinics
+    return False
+
+
+def may_join_mdt(principal: Principal, session: MdtSession) -> bool:
+    """The MDT room: coordinators, the invited experts, doctors of the invited clinics; only
+    while the session is open or live."""
+    return session.state in ("open", "live") and _invited(principal, session)
+
+
+def may_view_mdt(principal: Principal, session: MdtSession) -> bool:
+    """The session's page, calendar entry and (once concluded) summary: the same people, in
+    any state."""
+    return _invited(principal, session)
+
+
+def require_mdt_view(principal: Principal, session: MdtSession) -> None:
+    """404 (not 403) for a session one is not invited to: its existence names patients' case."""
+    require_patient_reader(principal)
+    if not may_view_mdt(principal, session):
+        raise NotFound("no such MDT session")
+
+
+def sees_all_mdt_cases(principal: Principal) -> bool:
+    """Coordinators and experts see every case of a session they may view; a doctor only their
+    clinic's."""
+    return principal.role in (Role.COORDINATOR, Role.EXPERT)
+
+
+def may_see_mdt_case(principal: Principal, case: MdtCase) -> bool:
+    if sees_all_mdt_cases(principal):
+        return True
+    return principal.role is Role.DOCTOR and principal.clinic == case.clinic
+
+
+def require_mdt_coordinator(principal: Principal) -> None:
+    """Scheduling, editing, rescheduling, cancelling, opening and concluding an MDT."""
+    require_role(principal, Role.COORDINATOR)
+
+
+def require_mdt_concluder(principal: Principal, session: MdtSession) -> None:
+    """A case's conclusion: a coordinator, or the session's lead expert."""
+    require_mdt_view(principal, session)
+    if principal.role is Role.COORDINATOR:
+        return
+    if principal.role is Role.EXPERT and principal.username == session.lead_expert:
+        return
+    raise Forbidden("conclusions are recorded by the coordinator or the lead expert")
+
+
+def mdt_list_scope(principal: Principal) -> tuple[str, str]:
+    """Which sessions a principal lists: a coordinator all (`("all", "")`), an expert the
+    ones they are invited to (`("user", username)`), a doctor their clinic's (`("clinic", id)`)."""
+    require_patient_reader(principal)
+    if principal.role is Role.COORDINATOR:
+        return "all", ""
+    if principal.role is Role.EXPERT:
+        return "user", principal.username
+    assert principal.clinic is not None
+    return "clinic", principal.clinic
+
+
+def require_mdt_proposer(principal: Principal) -> None:
+    """Proposing a case for an MDT: a clinic doctor (their clinic's studies) or an expert
+    (studies they may read)."""
+    require_role(principal, Role.DOCTOR, Role.EXPERT)
+
+
+def mdt_proposal_scope(principal: Principal) -> tuple[str, str]:
+    """Whose proposals a principal searches: a coordinator all (`("all", "")`), a doctor their
+    clinic's (`("clinic", id)`), an expert their own (`("user", username)`)."""
+    require_patient_reader(principal)
+    if principal.role is Role.COORDINATOR:
+        return "all", ""
+    if principal.role is Role.DOCTOR:
+        assert principal.clinic is not None
+        return "clinic", principal.clinic
+    return "user", principal.username
+
+
+def may_withdraw_mdt_proposal(principal: Principal, proposal: Proposal) -> bool:
+    if principal.role is Role.COORDINATOR or principal.username == proposal.by:
+        return True
+    return principal.role is Role.DOCTOR and principal.clinic == proposal.clinic
+
+
+def mdt_calendar_sessions_scope(username: str, role: Role, clinic: str | None
+                                ) -> tuple[str, str]:
+    """Whose sessions a calendar feed lists (the feed has no principal, only its owner):
+    a doctor's clinic's, everyone else's own (coordinated or invited)."""
+    if role is Role.DOCTOR and clinic:
+        return "clinic", clinic
+    if role in (Role.EXPERT, Role.COORDINATOR):
+        return "user", username
+    raise Forbidden(f"a {role.value} account has no MDT calendar")

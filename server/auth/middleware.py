@@ -20,7 +20,8 @@ _PUBLIC_EXACT = {
     "/", "/healthz", "/api/auth/login", "/favicon.ico", "/api/ws", "/api/openapi.json"
 }
 # /verify/{code}: anyone holding a printed report checks it (rate-limited, no patient data).
-_PUBLIC_PREFIXES = ("/ui/", "/verify/", "/api/verify/")
+# /calendar/{token}.ics: calendar apps send no header; the unguessable token is the credential.
+_PUBLIC_PREFIXES = ("/ui/", "/verify/", "/api/verify/", "/calendar/")
 
 
 def is_public(path: str) -> bool:

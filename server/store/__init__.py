@@ -10,6 +10,7 @@ from server.store.consults import Consult, Consults
 from server.store.directory import Directory
 from server.store.grants import Grant, Grants
 from server.store.login_limits import LoginLimits
+from server.store.mdt import MdtStore
 from server.store.notifications import Inboxes
 from server.store.presence import ExpertPresence
 from server.store.reports import Reports
@@ -32,6 +33,7 @@ class Store:
         self.reports = Reports(redis)
         self.grants = Grants(redis)
         self.notifications = Inboxes(redis)
+        self.mdt = MdtStore(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -1,9 +1,9 @@
 """Study grants: who, beyond the study's own clinic, may read a study, why, and until when.
 
 A grant names one study — (clinic, StudyInstanceUID) — one user, a `kind` (what granted it:
-`consult` today; MDT meetings and reading requests add their own kinds) and a `ref` (the consult,
-meeting or request id), and expires. Whether a grant lets someone read is decided in
-`server/auth/access.py` alone; this module only stores them.
+`consult`, `mdt` (an MDT session's invitees), `break-glass`, `demo`; reading requests add
+theirs) and a `ref` (the consult, meeting or request id), and expires. Whether a grant lets
+someone read is decided in `server/auth/access.py` alone; this module only stores them.
 
 Layout: one hash per user, `hz:user:NAME:grants`, field `CLINIC/UID` -> JSON list of that
 user's grants on that study. One HGETALL answers every question the hot path asks (may they read
@@ -30,6 +30,7 @@ from server.store import keys
 CONSULT = "consult"
 BREAK_GLASS = "break-glass"
 DEMO = "demo"
+MDT = "mdt"  # ref = the MDT session id; each invitee x each case study (server/mdt/)
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 DEFAULT_BREAK_GLASS_TTL_S = 3600
@@ -147,6 +148,31 @@ class Grants:
         for username in usernames:
             await self.grant(username, clinic, study_uid, kind=CONSULT, ref=consult_id,
                              ttl_s=self.ttl_s, by=by)
+
+    async def for_mdt(
+        self, mdt_id: str, studies: list[tuple[str, str]], usernames: list[str], *,
+        ttl_s: float, by: str = "",
+    ) -> int:
+        """An MDT session's case studies ((clinic, UID) pairs) for each invitee, until `ttl_s`
+        from now (the caller passes the session's end plus the grant period). Granting again
+        replaces the earlier grant of the same session (same kind and ref)."""
+        count = 0
+        for username in usernames:
+            for clinic, study_uid in studies:
+                await self.grant(username, clinic, study_uid, kind=MDT, ref=mdt_id,
+                                 ttl_s=ttl_s, by=by)
+                count += 1
+        return count
+
+    async def revoke_mdt(
+        self, mdt_id: str, studies: list[tuple[str, str]], usernames: list[str]
+    ) -> int:
+        """Take an MDT session's grants back (cancelled, uninvited, case removed)."""
+        removed = 0
+        for username in usernames:
+            for clinic, study_uid in studies:
+                removed += await self.revoke(username, clinic, study_uid, kind=MDT, ref=mdt_id)
+        return removed
 
     async def revoke(
         self, username: str, clinic: str, study_uid: str, *, kind: str, ref: str = ""

@@ -230,3 +230,51 @@ def report_code(code: str) -> str:
 
 def verify_attempts(address: str) -> str:
     return f"{PREFIX}:reports:verify-attempts:{address}"
+
+
+# MDT meetings (server/store/mdt.py) ---------------------------------------------------------
+
+
+def mdt(mdt_id: str) -> str:
+    """One MDT session, as JSON (updated with WATCH/MULTI: a lost race retries)."""
+    return f"{PREFIX}:mdt:{mdt_id}"
+
+
+#: every MDT session id scored by its start (unix s): lists, conflicts and the opening sweeper.
+MDTS = f"{PREFIX}:mdts"
+
+
+def user_mdts(username: str) -> str:
+    """MDT sessions a user coordinates or is invited to (expert), scored by start."""
+    return f"{PREFIX}:user:{username}:mdts"
+
+
+def clinic_mdts(clinic_id: str) -> str:
+    """MDT sessions a clinic is invited to, scored by start."""
+    return f"{PREFIX}:clinic:{clinic_id}:mdts"
+
+
+def mdt_proposal(proposal_id: str) -> str:
+    return f"{PREFIX}:mdt-proposal:{proposal_id}"
+
+
+#: proposal ids scored by when they were made (the coordinator's search walks the newest).
+MDT_PROPOSALS = f"{PREFIX}:mdt-proposals"
+
+
+def clinic_mdt_proposals(clinic_id: str) -> str:
+    return f"{PREFIX}:clinic:{clinic_id}:mdt-proposals"
+
+
+def user_mdt_proposals(username: str) -> str:
+    return f"{PREFIX}:user:{username}:mdt-proposals"
+
+
+def calendar_token(token_digest: str) -> str:
+    """sha256 of a calendar feed token -> the username whose feed it is."""
+    return f"{PREFIX}:calendar-token:{token_digest}"
+
+
+def user_calendar(username: str) -> str:
+    """The user's current calendar feed token (shown to them; rotating replaces it)."""
+    return f"{PREFIX}:user:{username}:calendar"
