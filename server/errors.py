@@ -86,6 +86,13 @@ class Conflict(HuizhenError):
     code = "conflict"
 
 
+class StaleView(Conflict):
+    """view.update whose base_version is not the room's current view version (another update
+    landed first): `details` carry the current version and state to rebase on."""
+
+    code = "stale_view"
+
+
 class NoExpertOnline(Conflict):
     """consult.start for a department with nobody online (the page offers another department
     or leaving a request)."""

@@ -38,6 +38,7 @@ const ERRORS = {
   "patient_mismatch": { en: "The attached study belongs to another patient than the one named. Check the patient, or confirm that this study is meant.", zh: "附带的检查属于另一位患者，与填写的患者不符。请核对患者，或确认确实要附带该检查。" },
   "conflict": { en: "This clashes with something that already exists.", zh: "与已有的内容冲突。" },
   "draft_stale": { en: "This draft was saved elsewhere meanwhile (another tab or device): reload it.", zh: "此草稿已在别处（另一标签页或设备）保存：请重新加载。" },
+  "stale_view": { en: "The shared view moved on meanwhile; showing the newest one.", zh: "共享画面已更新，正在显示最新画面。" },
   // --- images and uploads
   "invalid_dicom": { en: "Not a medical image file (DICOM) that can be read.", zh: "不是可读取的医学影像文件（DICOM）。" },
   "unsupported_transfer_syntax": { en: "The image is compressed in a way the server cannot read.", zh: "图像的压缩格式服务器无法读取。" },

@@ -123,17 +123,117 @@ class NotificationsSince(_Message):
     limit: int = Field(default=50, ge=1, le=200)
 
 
+# live rooms (MDT): the shared view (docs/signaling.md, "MDT rooms") --------------------------
+_REQUIRED_UID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)*$")]
+
+
+class _Strict(BaseModel):
+    # Every key present (no defaults), nothing else, no NaN or infinity.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Window(_Strict):
+    center: float = Field(ge=-1e7, le=1e7)
+    width: float = Field(gt=0, le=1e7)
+    function: Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"]
+
+
+class Pan(_Strict):
+    x: float = Field(ge=-10, le=10)  # fractions of the viewport
+    y: float = Field(ge=-10, le=10)
+
+
+class Cine(_Strict):
+    playing: bool
+    fps: float = Field(ge=1, le=60)
+
+
+class ViewState(_Strict):
+    """What a presenter shows; zoom and pan relative to the viewport, so screens of
+    different sizes agree (CONTRACTS §2)."""
+
+    study_uid: _REQUIRED_UID
+    series_uid: _REQUIRED_UID
+    sop_instance_uid: _REQUIRED_UID
+    frame: int = Field(ge=1, le=100_000)
+    window: Window
+    zoom: float = Field(ge=0.05, le=40)  # 1 = fit
+    pan: Pan
+    rotation: Literal[0, 90, 180, 270]
+    flip_h: bool
+    flip_v: bool
+    invert: bool
+    cine: Cine
+
+
+class ViewUpdate(_Message):
+    type: Literal["view.update"]
+    room_id: _ID
+    base_version: int = Field(ge=0, le=2**53)
+    state: ViewState
+
+
+class ControlTake(_Message):
+    type: Literal["control.take"]
+    room_id: _ID
+
+
+class ControlRequest(_Message):
+    type: Literal["control.request"]
+    room_id: _ID
+
+
+class ControlHandover(_Message):
+    type: Literal["control.handover"]
+    room_id: _ID
+    to: _ID
+
+
+class ControlRelease(_Message):
+    type: Literal["control.release"]
+    room_id: _ID
+
+
+class PointerMove(_Message):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    type: Literal["pointer"]
+    room_id: _ID
+    x: float = Field(ge=-1e5, le=1e5)  # image pixel column (float)
+    y: float = Field(ge=-1e5, le=1e5)  # image pixel row
+    sop_instance_uid: _REQUIRED_UID
+    frame: int = Field(default=1, ge=1, le=100_000)
+
+
+class ChatSend(_Message):
+    type: Literal["chat.send"]
+    room_id: _ID
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class AgendaCurrent(_Message):
+    type: Literal["agenda.current"]
+    room_id: _ID
+    case_id: _ID
+
+
+_MODELS = (Auth, Ping, ConsultStart, ConsultCancel, ConsultAccept, RoomJoin, RoomLeave,
+           RoomInvite, RtcAnswer, RtcCandidate, NotificationsSince, ViewUpdate, ControlTake,
+           ControlRequest, ControlHandover, ControlRelease, PointerMove, ChatSend,
+           AgendaCurrent)
 Inbound = Annotated[
     Auth | Ping | ConsultStart | ConsultCancel | ConsultAccept | RoomJoin | RoomLeave
-    | RoomInvite | RtcAnswer | RtcCandidate | NotificationsSince,
+    | RoomInvite | RtcAnswer | RtcCandidate | NotificationsSince | ViewUpdate | ControlTake
+    | ControlRequest | ControlHandover | ControlRelease | PointerMove | ChatSend
+    | AgendaCurrent,
     Field(discriminator="type"),
 ]
 _INBOUND: TypeAdapter[Inbound] = TypeAdapter(Inbound)
 TYPES = sorted(
     m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    for m in (Auth, Ping, ConsultStart, ConsultCancel, ConsultAccept, RoomJoin, RoomLeave,
-              RoomInvite, RtcAnswer, RtcCandidate, NotificationsSince)
+    for m in _MODELS
 )
+# Sent many times a second by a presenter: their own budget (server/realtime/websocket.py).
+LIVE_TYPES = frozenset({"view.update", "pointer"})
 
 
 def parse(text: str | bytes) -> Inbound:

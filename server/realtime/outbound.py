@@ -203,6 +203,49 @@ class Notifications(Out):
     items: list[Json]
 
 
+# live rooms (MDT): shared view, control, pointer ---------------------------------------------
+class ViewStateMsg(Out):
+    """Published by the view CAS script itself (server/store/room_views.py), so its order on
+    the room channel is the order of the versions."""
+
+    type: Literal["view.state"] = "view.state"
+    room_id: str
+    version: int
+    presenter: str | None
+    state: Json | None
+    at: float
+
+
+class ControlChanged(Out):
+    type: Literal["control.changed"] = "control.changed"
+    room_id: str
+    presenter: str | None
+    by: str
+    version: int
+
+
+class ControlRequested(Out):
+    type: Literal["control.requested"] = "control.requested"
+    room_id: str
+    by: str
+
+
+class Pointer(Out):
+    type: Literal["pointer"] = "pointer"
+    room_id: str
+    by: str
+    x: float
+    y: float
+    sop_instance_uid: str
+    frame: int
+
+
+class ChatSent(Out):
+    type: Literal["chat.sent"] = "chat.sent"
+    room_id: str
+    event_id: str
+
+
 def _catalogue() -> dict[str, type[Out]]:
     found: dict[str, type[Out]] = {}
     pending = list(Out.__subclasses__())

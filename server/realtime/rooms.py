@@ -25,7 +25,6 @@ from typing import Any
 
 from media.rtc.ice import IceServer, turn_rest_credentials
 from server.auth import access
-from server.auth.principal import Principal
 from server.config import Settings
 from server.errors import Conflict, Forbidden, HuizhenError, InvalidMessage, NotFound
 from server.log import event
@@ -171,7 +170,7 @@ class RoomService:
             participants=[m.public() for m in await self._members(room_id)],
             ice_servers=[s.to_json() for s in self.ice_servers(who.username)],
             grace_s=self.settings.reconnect_grace_s,
-            **described, **(await extra(room, who) if extra else {}),
+            **described, **(await extra(room, conn) if extra else {}),
         ).to_json()
         conn.send(state)
         if last_event_id:
@@ -472,7 +471,7 @@ class RoomService:
                 log.exception("room_sweep_failed")
 
 
-StateExtra = Callable[[Room, Principal], Awaitable[dict[str, Any]]]
+StateExtra = Callable[[Room, Connection], Awaitable[dict[str, Any]]]
 LeftHook = Callable[[Room, str], Awaitable[None]]
 
 

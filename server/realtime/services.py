@@ -12,6 +12,7 @@ from server.notifications import Notifier
 from server.realtime.consults import ConsultService
 from server.realtime.hub import Hub
 from server.realtime.limits import SocketLimits
+from server.realtime.live import LiveRooms
 from server.realtime.rooms import RoomService
 from server.realtime.router import LocalRouter, RoomRouter
 from server.store import Store
@@ -26,6 +27,7 @@ class Realtime:
     limits: SocketLimits
     notifier: Notifier
     router: RoomRouter
+    live: LiveRooms
 
     @classmethod
     async def start(cls, settings: Settings, store: Store) -> Realtime:
@@ -41,7 +43,8 @@ class Realtime:
         limits = SocketLimits(settings.ws_max_per_user, settings.ws_max_unauthenticated)
         consults = ConsultService(settings, store, hub)
         await consults.start()
-        return cls(hub, consults, rooms, sfu, limits, Notifier(store, hub), router)
+        live = LiveRooms(store, hub, rooms)
+        return cls(hub, consults, rooms, sfu, limits, Notifier(store, hub), router, live)
 
     async def close(self) -> None:
         await self.consults.close()

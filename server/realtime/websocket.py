@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -56,6 +57,16 @@ class MessageBudget:
     @property
     def exhausted(self) -> bool:
         return self.refused > self.max_refused
+
+
+LIVE_RATE, LIVE_BURST = 100.0, 200.0
+# `type` first, as every client writes it: the check is a prefix match, no JSON parse before the
+# budget (a message whose type comes later simply counts against the general budget).
+_LIVE_PREFIX = re.compile(r'\s*\{\s*"type"\s*:\s*"(?:view\.update|pointer)"')
+
+
+def _is_live(raw: WSMessage) -> bool:
+    return raw.type == WSMsgType.TEXT and _LIVE_PREFIX.match(raw.data, 0, 48) is not None
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
@@ -128,6 +139,9 @@ async def _serve(
     conn.send(out.NotificationsUnread(count=unread, last_id=last_id))
     event(log, "ws_connected", user=principal.username, remote=request.remote)
     budget = MessageBudget()
+    # A presenter's view.update (at most one per animation frame) and pointer moves have a
+    # budget of their own, so driving the shared view never starves the page's other messages.
+    live_budget = MessageBudget(rate=LIVE_RATE, burst=LIVE_BURST)
 
     async def session_ended(err: HuizhenError) -> None:
         # Logout, password change, disable, kiosk revoked, or the token's own expiry.
@@ -139,13 +153,15 @@ async def _serve(
     watcher = asyncio.create_task(request.app[appkeys.SESSIONS].watch(principal, session_ended))
     try:
         async for raw in ws:
-            if not budget.take():
-                if budget.exhausted:
+            bucket = live_budget if _is_live(raw) else budget
+            if not bucket.take():
+                if bucket.exhausted:
                     await conn.stop()  # what was already queued still goes out
                     await ws.close(code=CLOSE_FLOODING, message=b"too many messages")
                     break
-                if budget.refused % 50 == 1:  # one notice per burst, not one per message
-                    conn.send(m.error("too_many_messages", "slow down: over 20 messages a second"))
+                if bucket.refused % 50 == 1:  # one notice per burst, not one per message
+                    conn.send(m.error("too_many_messages",
+                                      f"slow down: over {bucket.rate:g} messages a second"))
                 continue
             if raw.type == WSMsgType.TEXT:
                 await _handle(services, conn, raw.data)
@@ -156,6 +172,7 @@ async def _serve(
     finally:
         watcher.cancel()
         await services.rooms.disconnected(conn)
+        services.live.disconnected(conn)
         await services.consults.disconnected(conn)
         await services.hub.drop(conn)
         await conn.stop()
@@ -219,6 +236,21 @@ async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> out
             return None
         case m.RtcCandidate():
             await services.rooms.candidate(conn, msg)
+            return None
+        case m.ViewUpdate():
+            return await services.live.update(conn, msg)
+        case m.ControlTake() | m.ControlHandover() | m.ControlRelease():
+            return await services.live.control(conn, msg)
+        case m.ControlRequest():
+            await services.live.request(conn, msg)
+            return None
+        case m.PointerMove():
+            await services.live.pointer(conn, msg)
+            return None
+        case m.ChatSend():
+            return await services.live.chat(conn, msg)
+        case m.AgendaCurrent():
+            await services.live.agenda(conn, msg)
             return None
         case m.NotificationsSince():
             items = await services.notifier.store.notifications.since(

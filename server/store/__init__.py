@@ -14,6 +14,7 @@ from server.store.mdt import MdtStore
 from server.store.notifications import Inboxes
 from server.store.presence import ExpertPresence
 from server.store.reports import Reports
+from server.store.room_views import RoomViews
 from server.store.rooms import Rooms
 from server.store.sessions import Sessions
 from server.store.study_index import InstanceRecord, StudyIndex
@@ -27,6 +28,7 @@ class Store:
         self.audit = AuditLog(redis)
         self.consults = Consults(redis)
         self.rooms = Rooms(redis)
+        self.room_views = RoomViews(redis)
         self.presence = ExpertPresence(redis)
         self.sessions = Sessions(redis)
         self.login_limits = LoginLimits(redis)
