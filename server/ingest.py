@@ -10,6 +10,7 @@ outcome is reported per instance.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import lzma
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
+from media.ecg.index import ecg_index
 from media.imaging.errors import (
     ImageTooLargeError,
     ImagingError,
@@ -360,7 +362,13 @@ class Ingestor:
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
             if not is_uid(str(ds.get(keyword, ""))):
                 raise InvalidDicomError(f"{keyword} is missing or not a valid UID")
-        return valid, entry_from_dataset(ds, clinic)
+        entry = entry_from_dataset(ds, clinic)
+        # An ECG is decoded and pre-screened here, in the thread pool, once: the index keeps
+        # its summary and screening result (a worklist orders by it).
+        ecg = ecg_index(ds)
+        if ecg is not None:
+            entry = dataclasses.replace(entry, ecg=ecg)
+        return valid, entry
 
     async def _index_existing(self, clinic: str, final: Path, ours: IndexEntry) -> None:
         """Index the file already at `final` unless it is (the winner of a concurrent upload

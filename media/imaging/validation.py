@@ -28,6 +28,7 @@ from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from media.ecg.waveform import check_waveform, is_ecg
 from media.imaging.errors import (
     ImageTooLargeError,
     ImagingError,
@@ -434,6 +435,9 @@ def _validate(fp: BinaryIO, limits: Limits) -> tuple[Dataset, ImageModel]:
         raise InvalidDicomError(f"the file could not be parsed as DICOM: {exc}") from exc
     _check_uids(ds)
     try:
+        if is_ecg(ds):
+            # Channels, samples, bits, sensitivity, groups, data length: before any decoding.
+            check_waveform(ds)
         if keyword == "PixelData" and pixel_offset is not None and length is not None:
             return ds, _check_pixels(fp, size, ds, tsyntax, (pixel_offset, length, vr), limits)
         return ds, model_from_dataset(ds, None)

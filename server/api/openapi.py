@@ -464,6 +464,25 @@ PATHS: dict[str, dict[str, Operation]] = {
                     [*_SSI, {"name": "tag", "in": "path", "required": True,
                              "schema": {"type": "string"}}],
                     {"multipart/related": {"schema": {"type": "string", "format": "binary"}}})},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulkdata/{seq}/{item}/{tag}": {
+        "get": _get("a bulk data element inside a sequence item (an ECG's Waveform Data of one "
+                    "multiplex group: bulkdata/54000100/{group}/54001010)",
+                    [*_SSI, {"name": "seq", "in": "path", "required": True,
+                             "schema": {"type": "string"}},
+                     {"name": "item", "in": "path", "required": True,
+                      "schema": {"type": "string"}, "description": "item number, from 1"},
+                     {"name": "tag", "in": "path", "required": True,
+                      "schema": {"type": "string"}}],
+                    {"multipart/related": {"schema": {"type": "string", "format": "binary"}}})},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/ecg": {
+        "get": _get("an ECG's samples for the viewer: HZE1 binary (JSON header + delta-coded "
+                    "int16 per channel, gzip when accepted); see docs/api.md",
+                    _SSI, {"application/vnd.huizhen.ecg": {
+                        "schema": {"type": "string", "format": "binary"}}})},
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/ecg/summary": {
+        "get": _get("an ECG's index summary: acquisition, device, rate, duration, the device's "
+                    "measurements and statements, the pre-screening result",
+                    _SSI, {"application/json": {"schema": {"type": "object"}}})},
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.dicomweb import qido, rendered, stow, wado
+from server.dicomweb import ecg, qido, rendered, stow, wado
 
 STUDY = "/dicomweb/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -29,3 +29,6 @@ def setup(app: web.Application) -> None:
         r.add_get(base + "/thumbnail", rendered.thumbnail)
     r.add_get(INSTANCE + "/frames/{frames}", wado.frames)
     r.add_get(INSTANCE + "/bulkdata/{tag}", wado.bulkdata)
+    r.add_get(INSTANCE + "/bulkdata/{seq}/{item}/{tag}", wado.bulkdata)
+    r.add_get(INSTANCE + "/ecg", ecg.samples)
+    r.add_get(INSTANCE + "/ecg/summary", ecg.summary)

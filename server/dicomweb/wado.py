@@ -57,7 +57,20 @@ def _metadata(path: str, instance_url: str) -> dict[str, Any]:
             "BulkDataURI": f"{instance_url}/frames/{','.join(map(str, range(1, frames + 1)))}",
         }
     data["00020010"] = {"vr": "UI", "Value": [str(ds.file_meta.TransferSyntaxUID)]}
+    _nested_bulk_uris(data, instance_url)
     return data
+
+
+def _nested_bulk_uris(data: dict[str, Any], instance_url: str) -> None:
+    """A bulk value inside a sequence item (an ECG's Waveform Data in each multiplex group) is
+    named by its path: …/bulkdata/{sequence tag}/{item, from 1}/{tag}."""
+    for tag, element in data.items():
+        if element.get("vr") != "SQ":
+            continue
+        for number, item in enumerate(element.get("Value") or [], start=1):
+            for inner, value in item.items():
+                if isinstance(value, dict) and "BulkDataURI" in value:
+                    value["BulkDataURI"] = f"{instance_url}/bulkdata/{tag}/{number}/{inner}"
 
 
 def _read_chunks(path: Path, offset: int) -> bytes:
@@ -139,9 +152,15 @@ def check_response_size(request: web.Request, total: int) -> None:
         )
 
 
-def _bulk_value(path: Path, tag: int) -> bytes:
+def _bulk_value(path: Path, tag: int, within: tuple[int, int] | None = None) -> bytes:
     # Deferred: only the asked-for value is read into memory, not every large one.
     ds = pydicom.dcmread(path, defer_size=4096)
+    if within is not None:
+        seq_tag, number = within
+        items = ds[seq_tag].value if seq_tag in ds else None
+        if not isinstance(items, pydicom.Sequence) or not 1 <= number <= len(items):
+            raise NotFound(f"the instance has no item {number} of {seq_tag:08X}")
+        ds = items[number - 1]
     if tag not in ds:
         raise NotFound(f"the instance has no attribute {tag:08X}")
     value = ds[tag].value
@@ -292,9 +311,14 @@ async def frames(request: web.Request) -> web.StreamResponse:
 async def bulkdata(request: web.Request) -> web.StreamResponse:
     negotiate_multipart(request.headers.get("Accept"), "application/octet-stream")
     tag = parse_hex8(request.match_info["tag"], "bulk data tag")
+    within = None
+    if "seq" in request.match_info:
+        within = (parse_hex8(request.match_info["seq"], "sequence tag"),
+                  parse_int(request.match_info["item"], "item number", minimum=1,
+                            maximum=100_000))
     (record,) = await _scope(request)
     body = await asyncio.get_running_loop().run_in_executor(
-        request.app[appkeys.EXECUTOR], _bulk_value, file_path(request, record), tag
+        request.app[appkeys.EXECUTOR], _bulk_value, file_path(request, record), tag, within
     )
     await audit(
         request,
@@ -302,7 +326,7 @@ async def bulkdata(request: web.Request) -> web.StreamResponse:
         study=record.study_uid,
         series=record.series_uid,
         instance=record.sop_uid,
-        tag=f"{tag:08X}",
+        tag=f"{tag:08X}" if within is None else f"{within[0]:08X}/{within[1]}/{tag:08X}",
     )
     writer = MultipartWriter(request, "application/octet-stream")
     await writer.part(body)

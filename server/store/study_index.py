@@ -56,6 +56,8 @@ class IndexEntry:
     study_attrs: DicomJson
     series_attrs: DicomJson
     instance_attrs: DicomJson
+    #: An ECG's summary and pre-screening (media/ecg), computed at ingest from the file.
+    ecg: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class InstanceRecord:
     sop_uid: str
     path: str
     attrs: DicomJson
+    ecg: dict[str, Any] | None = None
 
 
 class StudyIndex:
@@ -100,15 +103,15 @@ class StudyIndex:
 
     async def add(self, entry: IndexEntry) -> bool:
         """Index one instance. False when it was already there (idempotent STOW)."""
-        instance_json = json.dumps(
-            {
-                "series": entry.series_uid,
-                "path": entry.path,
-                "sort": entry.sort_key,
-                "attrs": entry.instance_attrs,
-            },
-            separators=(",", ":"),
-        )
+        fields: dict[str, Any] = {
+            "series": entry.series_uid,
+            "path": entry.path,
+            "sort": entry.sort_key,
+            "attrs": entry.instance_attrs,
+        }
+        if entry.ecg is not None:
+            fields["ecg"] = entry.ecg
+        instance_json = json.dumps(fields, separators=(",", ":"))
         c, uid = entry.clinic, entry.study_uid
         result = await self._index_script(
             keys=[
@@ -264,7 +267,8 @@ class StudyIndex:
 
 def _instance(clinic: str, study_uid: str, sop_uid: str, value: str) -> InstanceRecord:
     data = json.loads(value)
-    return InstanceRecord(clinic, study_uid, data["series"], sop_uid, data["path"], data["attrs"])
+    return InstanceRecord(clinic, study_uid, data["series"], sop_uid, data["path"], data["attrs"],
+                          data.get("ecg"))
 
 
 def _series_number(record: SeriesRecord) -> tuple[int, str]:

@@ -1,0 +1,93 @@
+"""ECG waveforms for the viewer: the compact samples and the index summary of one instance.
+
+Authorised exactly as any instance (resources.authorized_instance: own clinic or a grant,
+server/auth/access.py decides) and audited. The compact body (media/ecg/compact.py) is made in
+the thread pool, cached per file (stored files never change) and sent gzip-compressed when the
+client accepts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections import OrderedDict
+from pathlib import Path
+from threading import Lock
+
+import pydicom
+from aiohttp import web
+
+from media.ecg import compact, waveform
+from server import appkeys
+from server.dicomweb.resources import audit, authorized_instance, file_path, uid_param
+from server.errors import NotFound, PayloadTooLarge
+
+MEDIA_TYPE = "application/vnd.huizhen.ecg"
+_CACHE_ENTRIES = 64
+_cache: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+_cache_lock = Lock()
+
+
+def _compact(path: Path, extra: dict[str, object]) -> tuple[bytes, bytes]:
+    """(identity, gzip) bodies of a stored ECG (thread pool)."""
+    key = str(path)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    ds = pydicom.dcmread(path)
+    if not waveform.is_ecg(ds):
+        raise NotFound("the instance is not an ECG waveform")
+    waveform.check_waveform(ds)  # checked at ingest; cheap, and the file is what we send
+    groups = waveform.decode(ds)
+    total = sum(g.samples * len(g.channels) for g in groups)
+    if total > compact.MAX_SAMPLES:
+        raise PayloadTooLarge(
+            f"the ECG holds {total:,} samples, more than the {compact.MAX_SAMPLES:,} the viewer "
+            "format carries; read it through WADO-RS bulk data (the metadata's BulkDataURI)"
+        )
+    body = compact.encode(groups, extra)
+    packed = gzip.compress(body, compresslevel=6, mtime=0)
+    with _cache_lock:
+        _cache[key] = (body, packed)
+        if len(_cache) > _CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return body, packed
+
+
+async def _record(request: web.Request):  # type: ignore[no-untyped-def]
+    record = await authorized_instance(
+        request, uid_param(request, "study"), uid_param(request, "series"),
+        uid_param(request, "instance"))
+    if record.ecg is None:
+        raise NotFound("the instance is not an ECG waveform")
+    return record
+
+
+async def samples(request: web.Request) -> web.Response:
+    """GET …/instances/{instance}/ecg: the compact waveform (all multiplex groups)."""
+    record = await _record(request)
+    extra = {"summary": {k: v for k, v in record.ecg.items() if k != "screening"},
+             "screening": record.ecg.get("screening")}
+    body, packed = await asyncio.get_running_loop().run_in_executor(
+        request.app[appkeys.EXECUTOR], _compact, file_path(request, record), extra)
+    await audit(request, "ecg.samples", study=record.study_uid, series=record.series_uid,
+                instance=record.sop_uid)
+    headers = {"Cache-Control": "private, no-store", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=packed, content_type=MEDIA_TYPE, headers=headers)
+    return web.Response(body=body, content_type=MEDIA_TYPE, headers=headers)
+
+
+async def summary(request: web.Request) -> web.Response:
+    """GET …/instances/{instance}/ecg/summary: acquisition, device, rate, duration, the device's
+    measurements and statements, and the pre-screening result (from the index)."""
+    record = await _record(request)
+    await audit(request, "ecg.summary", study=record.study_uid, series=record.series_uid,
+                instance=record.sop_uid)
+    return web.json_response(
+        {"study_uid": record.study_uid, "series_uid": record.series_uid,
+         "sop_instance_uid": record.sop_uid, **(record.ecg or {})},
+        headers={"Cache-Control": "no-store"})

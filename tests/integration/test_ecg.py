@@ -1,0 +1,134 @@
+"""ECG waveforms through the real API: STOW-RS and kiosk upload, index + screening, WADO-RS
+metadata and bulk data, the compact viewer endpoint, authorisation and audit."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pydicom
+from pydicom.data import get_testdata_file
+
+from media.ecg import compact, synthetic
+from tests.dicom_factory import ct_bytes, multipart_related, read_multipart, to_bytes
+
+FIXTURE = Path(get_testdata_file("waveform_ecg.dcm"))
+
+
+def _base(ds: pydicom.Dataset) -> str:
+    return (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}")
+
+
+async def _stow(client, h, *bodies: bytes) -> dict:
+    body, ctype = multipart_related(list(bodies))
+    resp = await client.post("/dicomweb/studies", data=body,
+                             headers={**h, "Content-Type": ctype})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_stow_index_screening_and_viewer_samples(client, auth, store):
+    h = await auth("dr.li")
+    fixture = pydicom.dcmread(FIXTURE)
+    stemi_bytes = synthetic.ecg_bytes(synthetic.Spec("stemi", rate=80, seed=5))
+    stemi = pydicom.dcmread(io.BytesIO(stemi_bytes))
+    await _stow(client, h, FIXTURE.read_bytes(), stemi_bytes)
+
+    resp = await client.get(_base(stemi) + "/ecg/summary", headers=h)
+    assert resp.status == 200
+    summary = await resp.json()
+    assert summary["iod"] == "12-lead ECG" and summary["rate_hz"] == 500.0
+    assert summary["screening"]["suspected_critical"] is True
+    assert "st_elevation" in {r["code"] for r in summary["screening"]["reasons"]}
+    resp = await client.get(_base(fixture) + "/ecg/summary", headers=h)
+    fixture_summary = await resp.json()
+    assert fixture_summary["screening"]["suspected_critical"] is False
+    assert fixture_summary["measurements"]["qtc_ms"] == 370
+
+    # The compact samples: gzip on the wire, values equal to pydicom's waveform_array.
+    for ds, limit in ((stemi, 60_000), (fixture, 120_000)):
+        resp = await client.get(_base(ds) + "/ecg",
+                                headers={**h, "Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert resp.status == 200
+        assert resp.headers["Content-Encoding"] == "gzip"
+        wire = await resp.read()
+        assert len(wire) <= limit, len(wire)
+        header, arrays = compact.decode(gzip.decompress(wire))
+        assert header["screening"]["suspected_critical"] is (ds is stemi)
+        for index, (g, arr) in enumerate(zip(header["groups"], arrays, strict=True)):
+            values = np.stack([arr[:, k] * c["scale"] + c["baseline"]
+                               for k, c in enumerate(g["channels"])], axis=1)
+            np.testing.assert_array_equal(values, ds.waveform_array(index))
+    plain = await client.get(_base(stemi) + "/ecg", headers={**h, "Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    assert (await plain.read())[:4] == b"HZE1"
+
+    # WADO-RS metadata names each group's Waveform Data by its path; bulk data serves it.
+    resp = await client.get(_base(fixture) + "/metadata", headers=h)
+    (meta,) = await resp.json()
+    groups = meta["54000100"]["Value"]
+    uri = groups[1]["54001010"]["BulkDataURI"]
+    assert uri.endswith("/bulkdata/54000100/2/54001010")
+    resp = await client.get(uri, headers={**h, "Accept": "multipart/related; "
+                                          "type=application/octet-stream"})
+    assert resp.status == 200
+    ((_, value),) = await read_multipart(resp)
+    assert value == fixture.WaveformSequence[1].WaveformData
+    bad = await client.get(_base(fixture) + "/bulkdata/54000100/9/54001010", headers=h)
+    assert bad.status == 404
+
+    audited = [e.fields for e in await store.audit.recent(50)]
+    assert any(f["action"] == "ecg.samples" and f["instance"] == stemi.SOPInstanceUID
+               and f["user"] == "dr.li" for f in audited)
+
+
+async def test_ecg_access_is_the_instance_access(client, auth, store):
+    h = await auth("dr.li")
+    stemi_bytes = synthetic.ecg_bytes(synthetic.Spec("stemi"))
+    ds = pydicom.dcmread(io.BytesIO(stemi_bytes))
+    await _stow(client, h, stemi_bytes)
+    for user in ("dr.wang", "exp.zhang"):  # another clinic; an expert without a grant
+        other = await auth(user)
+        for suffix in ("/ecg", "/ecg/summary", "/bulkdata/54000100/1/54001010"):
+            resp = await client.get(_base(ds) + suffix, headers=other)
+            assert resp.status == 404, (user, suffix)
+            assert (await resp.json())["error"]["code"] == "not_found"
+    assert (await client.get(_base(ds) + "/ecg")).status == 401
+    refused = [e.fields for e in await store.audit.recent(50)
+               if e.fields.get("action") == "access.refused"]
+    assert any(f["user"] == "dr.wang" for f in refused)
+
+
+async def test_not_an_ecg_and_invalid_ecg(client, auth):
+    h = await auth("dr.li")
+    ct = ct_bytes()
+    result = await _stow(client, h, ct)
+    stored = result["00081199"]["Value"][0]
+    url = stored["00081190"]["Value"][0]
+    path = url[url.index("/dicomweb"):]
+    resp = await client.get(path + "/ecg", headers=h)
+    assert resp.status == 404
+    ds = synthetic.ecg_dataset(synthetic.Spec("nsr"))
+    ds.WaveformSequence[0].NumberOfWaveformChannels = 30
+    body, ctype = multipart_related([to_bytes(ds)])
+    resp = await client.post("/dicomweb/studies", data=body, headers={**h, "Content-Type": ctype})
+    assert resp.status == 409
+    failed = (await resp.json())["00081198"]["Value"][0]
+    assert failed["00081197"]["Value"] == [0xC000]
+
+
+async def test_kiosk_upload_of_an_ecg(client, auth):
+    h = await auth("dr.li")
+    body = synthetic.ecg_bytes(synthetic.Spec("vt", rate=170))
+    ds = pydicom.dcmread(io.BytesIO(body))
+    form = aiohttp.FormData()
+    form.add_field("files", body, filename="ecg.dcm", content_type="application/octet-stream")
+    resp = await client.post("/api/uploads", data=form, headers=h)
+    assert resp.status == 200, await resp.text()
+    summary = await (await client.get(_base(ds) + "/ecg/summary", headers=h)).json()
+    assert summary["screening"]["suspected_critical"] is True
+    assert "vt" in {r["code"] for r in summary["screening"]["reasons"]}
