@@ -73,7 +73,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     )
     app[appkeys.INGESTOR] = Ingestor(settings, store, executor)
     report_service = ReportService(settings, store, executor)
-    app[appkeys.MDT] = MdtService(settings, store, lambda: app.get(appkeys.REALTIME))
+    app[appkeys.MDT] = MdtService(settings, store, lambda: app.get(appkeys.REALTIME),
+                                  app[appkeys.RENDERER])
 
     health.setup(app)
     openapi.setup(app)

@@ -13,6 +13,7 @@ from server import appkeys
 from server.api.json_body import read_json
 from server.auth.middleware import principal
 from server.dicomweb.resources import audit
+from server.documents import DocumentError, render_pdf_async
 from server.errors import InvalidParameter
 from server.mdt.models import (
     CancelRequest,
@@ -126,6 +127,34 @@ async def session_ics(request: web.Request) -> web.Response:
         "Cache-Control": "no-store"})
 
 
+def _lang(request: web.Request) -> str:
+    lang = request.query.get("lang", "en")
+    if lang not in ("en", "zh"):
+        raise InvalidParameter("lang is en or zh")
+    return lang
+
+
+async def summary_document(request: web.Request) -> web.Response:
+    """The printable page's JSON (client_web/print.html?src=this path)."""
+    mdt_id = request.match_info["mdt"]
+    doc = await _service(request).summary(principal(request), mdt_id, _lang(request))
+    await audit(request, "mdt.summary", mdt=mdt_id)
+    return web.json_response(doc.to_json(), headers={"Cache-Control": "no-store"})
+
+
+async def summary_pdf(request: web.Request) -> web.Response:
+    mdt_id = request.match_info["mdt"]
+    doc = await _service(request).summary(principal(request), mdt_id, _lang(request))
+    try:
+        pdf = await render_pdf_async(doc, request.app[appkeys.EXECUTOR])
+    except DocumentError as exc:
+        raise InvalidParameter(f"the PDF cannot be made: {exc}") from exc
+    await audit(request, "mdt.summary.pdf", mdt=mdt_id)
+    return web.Response(body=pdf, content_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="mdt-{mdt_id}-summary.pdf"',
+        "Cache-Control": "no-store"})
+
+
 async def directory(request: web.Request) -> web.Response:
     return web.json_response(await _service(request).directory(principal(request)))
 
@@ -202,6 +231,8 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/mdt/calendar", my_calendar)
     r.add_post("/api/mdt/calendar/rotate", rotate_calendar)
     r.add_get(f"/api/mdt/{ID}.ics", session_ics)
+    r.add_get(f"/api/mdt/{ID}/summary", summary_document)
+    r.add_get(f"/api/mdt/{ID}/summary.pdf", summary_pdf)
     r.add_get(f"/api/mdt/{ID}", get_mdt)
     r.add_patch(f"/api/mdt/{ID}", change_mdt)
     r.add_post(f"/api/mdt/{ID}/cancel", cancel_mdt)

@@ -211,6 +211,8 @@ _PROPOSAL_ID = {"name": "proposal", "in": "path", "required": True, "schema": _H
                 "description": "the proposal's id"}
 _LIMIT = {"name": "limit", "in": "query", "required": False,
           "schema": {"type": "string", "pattern": "^[0-9]{1,3}$"}, "description": "1 to 100"}
+_LANG = {"name": "lang", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["en", "zh"]}, "description": "en (default), zh"}
 
 
 def _mdt_op(summary: str, schema: str | None = None, status: str = "200",
@@ -271,6 +273,12 @@ _MDT_PATHS: dict[str, dict[str, Operation]] = {
     },
     "/api/mdt/{mdt}.ics": {"get": _mdt_op("the session as iCalendar", params=[_MDT_ID],
                                           content=_ICS)},
+    "/api/mdt/{mdt}/summary": {"get": _mdt_op(
+        "the concluded session's summary for the printable page (a clinic's doctor: their "
+        "clinic's cases only)", params=[_MDT_ID, _LANG])},
+    "/api/mdt/{mdt}/summary.pdf": {"get": _mdt_op(
+        "the summary as PDF (Chinese text embedded, key images)", params=[_MDT_ID, _LANG],
+        content={"application/pdf": {"schema": {"type": "string", "format": "binary"}}})},
     "/api/mdt/{mdt}/cancel": {"post": _mdt_op(
         "cancel (coordinators): grants end, calendars show STATUS:CANCELLED", "CancelRequest",
         params=[_MDT_ID])},

@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from media.imaging.errors import ImagingError
+from media.imaging.window import Window
 from server.auth import access
 from server.auth.principal import Principal
 from server.config import Settings
+from server.documents import Document
 from server.errors import Conflict, InvalidParameter, NotFound
 from server.log import event
-from server.mdt import calendar, scheduling
+from server.mdt import calendar, scheduling, summary
 from server.mdt.models import (
     CaseRef,
     ConclusionIn,
@@ -58,6 +61,7 @@ from server.store.mdt import (
 )
 
 if TYPE_CHECKING:
+    from media.imaging.renderer import Renderer
     from server.realtime.services import Realtime
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,27 @@ UPCOMING_GRACE_S = 12 * 3600
 LIST_WINDOW = 500
 FEED_PAST_S = 90 * 24 * 3600
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+MAX_SUMMARY_IMAGES = 24
+SUMMARY_IMAGE_VIEWPORT = (768, 768)
+
+
+def _field(item: Any, name: str) -> Any:
+    """A key image's field, whether the store hands out objects or dicts."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _window(value: Any) -> Window | None:
+    if not value:
+        return None
+    center, width = _field(value, "center"), _field(value, "width")
+    if center is None or width is None or float(width) <= 0:
+        return None
+    try:
+        return Window(float(center), float(width), str(_field(value, "function") or "LINEAR"))
+    except ImagingError:
+        return None
 
 
 class _Unchanged(Exception):
@@ -93,9 +118,11 @@ def _attr(attrs: dict[str, Any], tag: str) -> Any:
 
 class MdtService:
     def __init__(self, settings: Settings, store: Store,
-                 realtime: Callable[[], Realtime | None] = lambda: None) -> None:
+                 realtime: Callable[[], Realtime | None] = lambda: None,
+                 renderer: Renderer | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.renderer = renderer
         self.mdts: MdtStore = store.mdt
         self._realtime = realtime
         self._sweeper: asyncio.Task[None] | None = None
@@ -524,6 +551,57 @@ class MdtService:
         members = await self.store.rooms.members(session.room_id)
         return [Attendee(m.id, m.display_name, m.role, m.clinic, m.department, m.joined_at)
                 for m in sorted(members, key=lambda m: m.joined_at)]
+
+    # summary -----------------------------------------------------------------------------
+    async def summary(self, principal: Principal, mdt_id: str, lang: str = "en") -> Document:
+        """The concluded session's summary as the viewer may see it: a clinic's doctor gets
+        their clinic's cases, attendees and key images only."""
+        session = await self.get(principal, mdt_id)
+        if session.state != CONCLUDED:
+            raise Conflict("the summary exists once the session is concluded",
+                           state=session.state)
+        cases = [(n, c) for n, c in enumerate(session.cases, 1)
+                 if access.may_see_mdt_case(principal, c)]
+        attendees = [a for a in session.attendees
+                     if access.sees_all_mdt_cases(principal) or a.clinic in (None,
+                                                                            principal.clinic)]
+        images = await self._key_images(session, cases)
+        return summary.document(session, cases=cases, attendees=attendees,
+                                names=await self.names([session]), images=images,
+                                institution=self.settings.institution, lang=lang)
+
+    async def _key_images(self, session: MdtSession, cases: list[tuple[int, MdtCase]]
+                          ) -> list[tuple[bytes, int, int]]:
+        """The room's key images (H4's store) of these cases, rendered by the one renderer
+        (thread pool) as PNG, in the order they were marked."""
+        key_images = getattr(self.store, "key_images", None)
+        if key_images is None or self.renderer is None or not session.room_id:
+            return []
+        by_case = {c.case_id: (n, c) for n, c in cases}
+        by_study = {uid: (n, c) for n, c in cases for uid in c.study_uids}
+        out: list[tuple[bytes, int, int]] = []
+        for k in (await key_images.list(session.room_id))[:MAX_SUMMARY_IMAGES]:
+            found = by_case.get(_field(k, "case_id") or "") or by_study.get(
+                _field(k, "study_uid") or "")
+            if found is None or _field(k, "study_uid") not in found[1].study_uids:
+                continue  # a case the viewer may not see, or an image of no agenda study
+            number, case = found
+            record = await self.store.studies.instance(case.clinic, _field(k, "study_uid"),
+                                                       _field(k, "sop_instance_uid"))
+            if record is None:
+                continue
+            frame = int(_field(k, "frame") or 1)
+            window = _window(_field(k, "window"))
+            try:
+                image = await self.renderer.render(
+                    self.settings.dicom_dir / record.path, frame, window=window,
+                    viewport=SUMMARY_IMAGE_VIEWPORT, media_type="image/png")
+            except (ImagingError, FileNotFoundError) as exc:
+                event(log, "mdt_key_image_failed", logging.WARNING, mdt=session.id,
+                      error=type(exc).__name__)
+                continue
+            out.append((image.content, number, frame))
+        return out
 
     # proposals -----------------------------------------------------------------------------
     async def propose(self, principal: Principal, body: ProposalCreate,

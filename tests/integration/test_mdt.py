@@ -454,3 +454,34 @@ async def test_invitees_join_the_room_conclusions_go_into_its_log_attendees_reco
             "kind"] != "mdt.summary":
         pass
     assert note["notification"]["data"]["mdt_id"] == mdt["id"]
+
+
+async def test_summary_document_and_pdf_per_viewer(client, world):
+    h = world["h"]
+    mdt = (await _create(client, world, starts_at=int(time.time()) + 60))["mdt"]
+    url = f"/api/mdt/{mdt['id']}"
+    assert (await client.get(f"{url}/summary", headers=h["coord.liu"])).status == 409
+    for n, (case, dx) in enumerate(zip(mdt["cases"], ("Adenocarcinoma 腺癌", "Benign"),
+                                       strict=True)):
+        await _json(await client.put(f"{url}/cases/{case['case_id']}/conclusion",
+                                     headers=h["coord.liu"], json={
+                                         "diagnosis": dx, "plan": f"Plan {n}",
+                                         "responsible_department": "radiology",
+                                         "follow_up_date": "2027-03-01"}))
+    await _json(await client.post(f"{url}/conclude", headers=h["coord.liu"]))
+    full = await _json(await client.get(f"{url}/summary", headers=h["exp.zhang"]))
+    text = str(full)
+    assert full["subtitle"] == "Thoracic MDT"
+    assert "Adenocarcinoma 腺癌" in text and "Benign" in text and "QS-77" in text
+    # Hetang's doctor: their case only, nothing of Qingshui's patient
+    theirs = await _json(await client.get(f"{url}/summary?lang=zh", headers=h["dr.wang"]))
+    text = str(theirs)
+    assert theirs["title"] == "多学科会诊（MDT）纪要"
+    assert "Benign" in text and "HT-12" in text
+    assert "Adenocarcinoma" not in text and "QS-77" not in text and "Sun" not in text
+    assert (await client.get(f"{url}/summary", headers=h["exp.li"])).status == 404
+    for who, lang in (("dr.wang", "zh"), ("coord.liu", "en")):
+        resp = await client.get(f"{url}/summary.pdf?lang={lang}", headers=h[who])
+        assert resp.status == 200 and resp.content_type == "application/pdf"
+        assert (await resp.read()).startswith(b"%PDF")
+    assert (await client.get(f"{url}/summary?lang=fr", headers=h["dr.wang"])).status == 400
