@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,11 +21,14 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from server.auth.passwords import hash_password
+from server.auth.principal import Principal
 from server.config import Settings
 from server.demo.phantom import cr_monochrome1_phantom, ct_phantom_series
 from server.errors import Conflict
 from server.ingest import Ingestor, SpooledFile
 from server.log import event
+from server.mdt.models import CaseRef, MdtCreate, ProposalCreate
+from server.mdt.service import MdtService
 from server.store import Store
 from server.store.directory import Role
 from server.store.grants import DEMO
@@ -190,8 +194,45 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
                                 ("hetang", DEMO_HETANG_CR_STUDY_UID)):
                 await store.grants.grant(u.username, clinic, uid, kind=DEMO, ref="seed",
                                          ttl_s=DEMO_GRANT_TTL_S)
-    event(log, "demo_seeded", stored=stored)
+    mdt = await _demo_mdt(settings, store)
+    event(log, "demo_seeded", stored=stored, mdt=mdt)
     return {"password": password, "stored": stored, "accounts_added": accounts_added}
+
+
+#: The demo's scheduled MDT session (16 hex digits, fixed so a second run finds it).
+DEMO_MDT_ID = "de00000000000001"
+
+
+async def _demo_mdt(settings: Settings, store: Store) -> str:
+    """One scheduled MDT tomorrow (the CT of Qingshui and the CR of Hetang on its agenda, two
+    experts, coordinator Liu) and one more case proposed and waiting for the coordinator."""
+    if await store.mdt.get(DEMO_MDT_ID) is not None:
+        return ""
+    service = MdtService(settings, store)
+
+    async def principal(username: str) -> Principal:
+        user = await store.directory.get_user(username)
+        assert user is not None
+        return Principal(user.username, user.role, user.clinic, user.department)
+
+    li, wang, liu = [await principal(u) for u in ("dr.li", "dr.wang", "coord.liu")]
+    ct = await service.propose(li, ProposalCreate(
+        study_uids=[DEMO_CT_STUDY_UID], reason="Right upper lobe nodule, 14 mm: resect or "
+        "follow? / 右上肺结节 14 mm，手术还是随访？", departments=["radiology", "respiratory"]))
+    hetang = await service.propose(wang, ProposalCreate(
+        study_uids=[DEMO_HETANG_CR_STUDY_UID], reason="Chest film: widened mediastinum / "
+        "胸片：纵隔增宽", departments=["radiology"]))
+    await service.propose(li, ProposalCreate(
+        study_uids=[DEMO_CR_STUDY_UID], reason="Follow-up chest film after pneumonia / "
+        "肺炎后复查胸片", departments=["respiratory"]))
+    tomorrow = (int(time.time()) // 3600 + 24) * 3600
+    await service.create(liu, MdtCreate(
+        title="Thoracic MDT / 胸部多学科会诊", starts_at=tomorrow, duration_min=60,
+        departments=["radiology", "respiratory"], experts=["exp.zhang", "exp.chen"],
+        clinics=["qingshui", "hetang"], lead_expert="exp.zhang",
+        cases=[CaseRef(proposal_id=ct.id), CaseRef(proposal_id=hetang.id)]),
+        mdt_id=DEMO_MDT_ID)
+    return DEMO_MDT_ID
 
 
 def _sample(index: int, name: str) -> pydicom.Dataset | None:

@@ -295,8 +295,8 @@ class MdtService:
                                        field="cases")
         return cases
 
-    async def create(self, principal: Principal, body: MdtCreate,
-                     now: float | None = None) -> tuple[MdtSession, list[dict[str, Any]]]:
+    async def create(self, principal: Principal, body: MdtCreate, now: float | None = None,
+                     mdt_id: str | None = None) -> tuple[MdtSession, list[dict[str, Any]]]:
         access.require_mdt_coordinator(principal)
         now = time.time() if now is None else now
         scheduling.check_start(body.starts_at, now)
@@ -309,7 +309,7 @@ class MdtService:
             raise InvalidParameter("the lead expert is one of the invited experts",
                                    field="lead_expert")
         title = scheduling.check_title(body.title, body.notes, cases)
-        mdt_id = MdtStore.new_id()
+        mdt_id = mdt_id or MdtStore.new_id()
         session = MdtSession(
             id=mdt_id, title=title, coordinator=principal.username, state=SCHEDULED,
             starts_at=body.starts_at, duration_min=body.duration_min,

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.config import Settings
-from server.demo.seed import CLINICS, SAMPLES_CLINIC
+from server.demo.seed import CLINICS, DEMO_MDT_ID, SAMPLES_CLINIC
 from server.store import Store
 from tests.integration.conftest import REDIS_DB
 
@@ -73,4 +73,14 @@ async def test_demo_rerun_reports_what_it_added_and_looks_like_a_county(tmp_path
             assert s[DESC]["Value"][0].startswith("Test sample: ")
             assert s[PID]["Value"][0].startswith("SAMPLE-")
             assert s[PN]["Value"][0]["Ideographic"] == "测试^样例"
+        # one scheduled MDT with two cases, and one more case waiting for the coordinator
+        resp = await client.post("/api/auth/login",
+                                 json={"username": "coord.liu", "password": PASSWORD})
+        liu = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+        upcoming = await (await client.get("/api/mdt", headers=liu)).json()
+        assert [m["id"] for m in upcoming["mdts"]] == [DEMO_MDT_ID]
+        assert upcoming["mdts"][0]["state"] == "scheduled"
+        assert len(upcoming["mdts"][0]["cases"]) == 2
+        waiting = await (await client.get("/api/mdt/proposals", headers=liu)).json()
+        assert [p["patient_id"] for p in waiting["proposals"]] == ["QS-2024-0816"]
     assert "Test samples" in CLINICS[SAMPLES_CLINIC]
