@@ -85,9 +85,8 @@ def test_view_state_round_trip_between_two_screen_sizes(new_probe, live_server):
     assert pa.evaluate("() => window.huizhenViewer.getViewState()") == state
 
     # out-of-range values are clamped to the protocol's ranges, not refused
-    pb.evaluate("""s => window.huizhenViewer.applyViewState(
-        {...s, zoom: 1000, pan: {x: 50, y: -50}, rotation: 450, cine: {playing: false, fps: 500}})""",
-                state)
+    pb.evaluate("""s => window.huizhenViewer.applyViewState({...s, zoom: 1000,
+        pan: {x: 50, y: -50}, rotation: 450, cine: {playing: false, fps: 500}})""", state)
     clamped = pb.evaluate("() => window.huizhenViewer.getViewState()")
     assert clamped["zoom"] == 40 and clamped["pan"] == {"x": 10, "y": -10}
     assert clamped["rotation"] == 90 and clamped["cine"]["fps"] == 60

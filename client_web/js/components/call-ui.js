@@ -9,6 +9,64 @@ import "../i18n/call.js";
 // The connection pill belongs to the page shell; re-exported for the pages that import it here.
 export { renderNetStatus } from "./shell.js";
 
+/**
+ * The in-call markup CallView drives (banners, the remote tiles and the self view, the
+ * participant states, mute / camera / hang-up, the quality indicator), for a page that builds
+ * its call section in script (the MDT room). `extra` goes after the buttons.
+ */
+export function callMarkup(extra = "") {
+  return `
+    <div class="banner warn" data-testid="banner-reconnecting" role="alert" hidden></div>
+    <button type="button" class="banner sound" data-testid="sound-unblock" data-i18n="call.soundBlocked" hidden>Tap for sound</button>
+    <div class="stage">
+      <div class="remote-grid" data-testid="remote-grid"></div>
+      <div class="self-tile">
+        <video data-testid="self-video" autoplay muted playsinline></video>
+        <span class="tile-name" data-i18n="call.you">You</span>
+      </div>
+    </div>
+    <div class="controls">
+      <div class="participants" data-testid="participants" aria-live="polite"></div>
+      <div class="buttons">
+        <button type="button" class="ctl" data-testid="mute" aria-pressed="false">
+          <svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="9" y="3" width="6" height="11" rx="3"/><path d="M5 11a7 7 0 0 0 14 0M12 18v3"/><path class="slash" d="M4 3l16 18"/></svg><span class="txt" data-i18n="call.mute">Mute</span>
+        </button>
+        <button type="button" class="ctl" data-testid="camera-off" aria-pressed="false">
+          <svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2" y="6" width="13" height="12" rx="2"/><path d="M15 10l6-3v10l-6-3z"/><path class="slash" d="M3 3l18 18"/></svg><span class="txt" data-i18n="call.cameraOff">Camera off</span>
+        </button>
+        <button type="button" class="ctl danger" data-testid="hang-up">
+          <svg class="icon hang" viewBox="0 0 24 24" aria-hidden="true"><path d="M5 3h4l2 5-2.5 1.5a11 11 0 0 0 6 6L16 13l5 2v4a2 2 0 0 1-2 2A17 17 0 0 1 3 5a2 2 0 0 1 2-2z"/></svg><span class="txt" data-i18n="call.hangUp">Hang up</span>
+        </button>
+      </div>
+      ${extra}
+      <div class="quality" data-testid="net-quality" data-level="unknown" role="status">
+        <span class="bars" aria-hidden="true"><i></i><i></i><i></i></span>
+        <span class="txt"></span>
+      </div>
+    </div>`;
+}
+
+/**
+ * The shell's sign-out hooks for a call page: in a call it asks first and tells the others why
+ * (`room.leave` reason `signed_out`), then the camera and microphone stop. `get()` returns the
+ * page's {call, stream}.
+ */
+export function callSignOut(get) {
+  return {
+    beforeSignOut: async () => {
+      if (get().call) {
+        if (!(await confirmAction("confirm.signOutCall"))) return false;
+        if (get().call) await get().call.leave("signed_out");
+      }
+      return true;
+    },
+    onSignOut: () => {
+      const { stream } = get();
+      if (stream) for (const tr of stream.getTracks()) tr.stop();
+    },
+  };
+}
+
 /** Show a translated notice in `box` (null `key` hides it); `setLang` re-translates it via its
  * `data-i18n`. */
 export function showNotice(box, key, kind = "info", params = {}) {
@@ -69,8 +127,9 @@ export class CallView {
    * `root` holds the call markup (testids remote-grid, self-video, participants, mute,
    * camera-off, hang-up, net-quality, banner-reconnecting, sound-unblock).
    */
-  constructor(root, { signal, call, localStream, onHangUp }) {
+  constructor(root, { signal, call, localStream, onHangUp, decorateParticipant = null }) {
     this.root = root;
+    this.decorateParticipant = decorateParticipant; // (el, id) after each participant is drawn
     this.signal = signal;
     this.call = call;
     this.localStream = localStream;
@@ -319,6 +378,7 @@ export class CallView {
     me.className = "who";
     me.dataset.state = this.signal.status === "open" ? "connected" : "reconnecting";
     me.textContent = t("call.you");
+    if (this.decorateParticipant) this.decorateParticipant(me, this.signal.user);
     box.append(me);
     for (const p of this.participants.values()) {
       const shown = this.shownState(p);
@@ -328,6 +388,7 @@ export class CallView {
       s.dataset.participant = p.id;
       s.dataset.state = shown;
       s.textContent = `${p.display_name || p.id} · ${t(`pstate.${shown}`)}`;
+      if (this.decorateParticipant) this.decorateParticipant(s, p.id);
       box.append(s);
     }
   }

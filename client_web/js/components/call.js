@@ -135,9 +135,10 @@ export function savedRoom() {
  * (detail: reason: "left", "closed", "replaced", "alone").
  */
 export class RoomCall extends EventTarget {
-  constructor(signal, { localStream, relay = false }) {
+  constructor(signal, { localStream, relay = false, joinFields = null }) {
     super();
     this.signal = signal;
+    this.joinFields = joinFields; // () => extra room.join fields (an MDT room: last_event_id)
     this.localStream = localStream;
     this.forceRelay = relay; // ?ice=relay: every attempt is relay-only
     this.relay = relay; // this attempt's policy
@@ -176,7 +177,8 @@ export class RoomCall extends EventTarget {
 
   sendJoin() {
     this.joinRef = `join-${Date.now()}`;
-    this.signal.send({ type: "room.join", room_id: this.roomId, id: this.joinRef });
+    const extra = this.joinFields ? this.joinFields() : {};
+    this.signal.send({ ...extra, type: "room.join", room_id: this.roomId, id: this.joinRef });
   }
 
   /** "Try again" after media failed: a fresh direct attempt (then relay, with TURN). */
@@ -270,6 +272,9 @@ export class RoomCall extends EventTarget {
         break;
       case "room.replaced":
         this.end("replaced");
+        break;
+      case "room.closed": // an MDT concluded or cancelled
+        this.end("closed");
         break;
       case "error":
         if (msg.ref && msg.ref === this.joinRef) this.end("closed"); // room gone or not ours

@@ -4,7 +4,7 @@
 import { applyI18n, t } from "../lib/i18n.js";
 import { testIds } from "../lib/dom.js";
 import { RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
-import { CallView, confirmAction, leftKey, showNotice } from "../components/call-ui.js";
+import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
 import { mountShell } from "../components/shell.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
 import { DEPARTMENTS_FOR_INVITE } from "../lib/departments.js";
@@ -15,6 +15,18 @@ import "../i18n/expert.js";
 const $ = testIds();
 const opts = urlOptions();
 const RING_EVERY_MS = 3000;
+// the invite form, after the call buttons
+const INVITE = `
+  <form class="invite" data-testid="invite-form" novalidate>
+    <label class="visually-hidden" for="invite-username" data-i18n="invite.username">Username</label>
+    <input id="invite-username" type="text" autocapitalize="off" spellcheck="false"
+           data-testid="invite-username" data-i18n-placeholder="invite.username"
+           data-i18n-title="invite.heading">
+    <label class="visually-hidden" for="invite-department" data-i18n="invite.department">or a department</label>
+    <select id="invite-department" data-testid="invite-department"></select>
+    <button type="submit" class="primary" data-testid="invite-send" data-i18n="invite.send">Invite</button>
+  </form>
+  <div class="invite-status" data-testid="invite-status" role="status"></div>`;
 
 const state = {
   signal: null,
@@ -404,6 +416,7 @@ function start(shell) {
 }
 
 function init() {
+  document.querySelector("#call-view .in-call").insertAdjacentHTML("beforeend", callMarkup(INVITE));
   const shell = mountShell({
     title: "expert.title",
     loginPage: `expert.html${window.location.search}`,
@@ -412,17 +425,7 @@ function init() {
     userDetail: (u) => (u.department ? ` · ${t(`dept.${u.department}`)}` : ""),
     onSignInShown: () => showView("login-view"),
     onSession: () => start(shell),
-    // signing out mid-call asks first, and tells the others why
-    beforeSignOut: async () => {
-      if (state.call) {
-        if (!(await confirmAction("confirm.signOutCall"))) return false;
-        if (state.call) await state.call.leave("signed_out");
-      }
-      return true;
-    },
-    onSignOut: () => {
-      if (state.stream) for (const tr of state.stream.getTracks()) tr.stop();
-    },
+    ...callSignOut(() => state), // a call asks first
     onLangChange: () => {
       renderLobby();
       renderConsultInfo();

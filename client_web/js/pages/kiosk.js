@@ -5,7 +5,7 @@ import { applyI18n, t } from "../lib/i18n.js";
 import { TAG, apiJson, first, formatDate, personName } from "../lib/api.js";
 import { testIds } from "../lib/dom.js";
 import { LevelMeter, RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
-import { CallView, confirmAction, leftKey, showNotice } from "../components/call-ui.js";
+import { CallView, callMarkup, confirmAction, leftKey, showNotice } from "../components/call-ui.js";
 import { mountShell } from "../components/shell.js";
 import { DEPARTMENTS } from "../lib/departments.js";
 import { HistoryPanel, historyMarkup } from "../components/history.js";
@@ -621,6 +621,7 @@ function start(shell) {
 
 function init() {
   const deviceToken = takeDeviceToken();
+  document.getElementById("call-view").insertAdjacentHTML("beforeend", callMarkup());
   const shell = mountShell({
     title: "kiosk.title",
     // keep dev/diagnosis parameters (?ice=relay, ?video=…) across a forced sign-in

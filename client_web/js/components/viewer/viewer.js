@@ -7,7 +7,7 @@
 //
 // What the viewer shows is one serialisable object: `getViewState()` / `applyViewState(vs)`
 // with the ViewState of js/components/viewer/view-state.js (docs/signaling.md). Every change
-// dispatches `viewchange` (detail {source: "user" | "apply" | "cine", what}); `shown` fires once
+// dispatches `viewchange` (detail {source: "user" | "load" | "apply" | "cine", what}); `shown` fires once
 // an image is on the canvas.
 //
 // Modules: view-state.js (the ViewState, windows), loading.js (metadata, frames, prefetch),
@@ -110,7 +110,10 @@ export class Viewer extends EventTarget {
       return;
     }
     const wanted = this.wanted && this.findSeries(this.wanted.series_uid);
-    await this.loadSeries(wanted || this.seriesList[0]);
+    this.source = "load"; // the first series is not the user's change
+    const loaded = this.loadSeries(wanted || this.seriesList[0]);
+    this.source = "user";
+    await loaded;
   }
 
   findSeries(seriesUid) {
