@@ -6,6 +6,7 @@
 import { apiJson } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
 import "../i18n/history.js";
+import "../i18n/reports.js";
 
 const $in = (root, testid) => root.querySelector(`[data-testid="${testid}"]`);
 
@@ -119,6 +120,23 @@ export class HistoryPanel {
         td.textContent = text;
         tr.append(td);
       }
+      // The consult's opinion (会诊意见): signed (open it), or pending once the call happened.
+      const op = document.createElement("td");
+      op.dataset.testid = "history-opinion";
+      if (c.opinion) {
+        const a = document.createElement("a");
+        a.href = `print.html?src=${encodeURIComponent(`/api/reports/${c.opinion.report_id}/document`)}`;
+        a.target = "_blank";
+        a.rel = "opener"; // the new tab gets this tab's session (sessionStorage)
+        a.dataset.testid = "history-opinion-open";
+        a.textContent = `${t(`status.${c.opinion.status}`)} · ${c.opinion.signer_name || ""}`;
+        op.append(a);
+        op.dataset.state = "signed";
+      } else {
+        op.textContent = c.opinion_pending ? t("history.opinion.pending") : "—";
+        op.dataset.state = c.opinion_pending ? "pending" : "none";
+      }
+      tr.append(op);
       const act = document.createElement("td");
       const rejoinable = c.rejoinable ?? (c.state === "accepted" && !c.outcome);
       if (this.onRejoin && c.room_id && rejoinable) {
@@ -156,6 +174,7 @@ export function historyMarkup() {
           <th data-i18n="history.col.participants">Participants</th>
           <th data-i18n="history.col.duration">Duration</th>
           <th data-i18n="history.col.outcome">Outcome</th>
+          <th data-i18n="history.col.opinion">Opinion</th>
           <th></th>
         </tr></thead>
         <tbody data-testid="history-rows"></tbody>

@@ -3,12 +3,14 @@
 
 import { applyI18n, t } from "../lib/i18n.js";
 import { testIds } from "../lib/dom.js";
+import { getSession } from "../lib/api.js";
 import { RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
 import { mountShell } from "../components/shell.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
 import { DEPARTMENTS_FOR_INVITE } from "../lib/departments.js";
 import { HistoryPanel, historyMarkup } from "../components/history.js";
+import { ReportsPanel } from "../components/reports-panel.js";
 import "../i18n/call.js";
 import "../i18n/expert.js";
 
@@ -322,6 +324,7 @@ async function enterCall(roomId, consult = null) {
     openStudy(state.consult ? state.consult.study_uid : "");
   });
   call.addEventListener("ended", (ev) => {
+    const ended = state.consult;
     if (state.view) state.view.destroy();
     state.view = null;
     state.call = null;
@@ -332,6 +335,11 @@ async function enterCall(roomId, consult = null) {
     notice(reason === "replaced" ? "call.replaced" : reason === "closed" ? "call.closed" : "call.ended");
     showView("lobby-view");
     renderLobby();
+    // The consult ends with the expert's opinion (会诊意见): its form opens at once.
+    const me = (getSession()?.user || {}).username;
+    if (ended && ended.id && ended.accepted_by === me) {
+      state.reports.writeOpinion(ended.id).catch((err) => console.warn("opinion form", err));
+    }
   });
   if (consult) openStudy(consult.study_uid);
   showView("call-view");
@@ -397,7 +405,9 @@ function onSignalMessage(msg) {
 
 function start(shell) {
   $("history-open").hidden = false;
+  $("reports-open").hidden = false;
   const signal = shell.connect();
+  state.reports.listen(signal);
   state.signal = signal;
   signal.addEventListener("ready", () => {
     // the server sends what is ringing now on every (re)connect
@@ -421,7 +431,8 @@ function init() {
     title: "expert.title",
     loginPage: `expert.html${window.location.search}`,
     net: true,
-    actions: `<button type="button" data-testid="history-open" data-i18n="history.open" hidden>History</button>`,
+    actions: `<button type="button" data-testid="history-open" data-i18n="history.open" hidden>History</button>
+      <button type="button" data-testid="reports-open" data-i18n="reports.open" hidden>Reports</button>`,
     userDetail: (u) => (u.department ? ` · ${t(`dept.${u.department}`)}` : ""),
     onSignInShown: () => showView("login-view"),
     onSession: () => start(shell),
@@ -431,6 +442,7 @@ function init() {
       renderConsultInfo();
       renderInviteDepartments();
       state.history.render();
+      state.reports.render();
     },
   });
   document.querySelector("[data-testid=invite-form]").addEventListener("submit", onInvite);
@@ -439,6 +451,9 @@ function init() {
   applyI18n(historyRoot);
   state.history = new HistoryPanel(historyRoot);
   $("history-open").addEventListener("click", () => state.history.open());
+  state.reports = new ReportsPanel($("reports-panel"));
+  applyI18n($("reports-panel"));
+  $("reports-open").addEventListener("click", () => state.reports.open());
   // a click anywhere lets the chime play (browsers start audio only after a user gesture)
   document.addEventListener("pointerdown", () => {
     if (state.audio && state.audio.state === "suspended") state.audio.resume().catch(() => {});

@@ -9,6 +9,7 @@ import { CallView, callMarkup, confirmAction, leftKey, showNotice } from "../com
 import { mountShell } from "../components/shell.js";
 import { DEPARTMENTS } from "../lib/departments.js";
 import { HistoryPanel, historyMarkup } from "../components/history.js";
+import { ReportsPanel } from "../components/reports-panel.js";
 import "../i18n/call.js";
 import "../i18n/kiosk.js";
 
@@ -594,7 +595,9 @@ function onSignalMessage(msg) {
 
 function start(shell) {
   $("history-open").hidden = false;
+  $("reports-open").hidden = false;
   const signal = shell.connect();
+  state.reports.listen(signal);
   state.signal = signal;
   signal.addEventListener("message", (ev) => onSignalMessage(ev.detail));
   renderChoices();
@@ -628,7 +631,8 @@ function init() {
     loginPage: `kiosk.html${window.location.search}`,
     deviceToken,
     net: true,
-    actions: `<button type="button" data-testid="history-open" data-i18n="history.open" hidden>History</button>`,
+    actions: `<button type="button" data-testid="history-open" data-i18n="history.open" hidden>History</button>
+      <button type="button" data-testid="reports-open" data-i18n="reports.open" hidden>Reports</button>`,
     onSignInShown: () => showView("login-view"),
     onSession: () => start(shell),
     // signing out mid-call or while a request waits asks first, and tells the others why
@@ -651,6 +655,7 @@ function init() {
       renderMismatch();
       renderRejoin();
       if (state.history) state.history.render();
+      if (state.reports) state.reports.render();
       for (const which of ["camera", "mic"]) {
         const c = state.checks[which];
         setCheck(which, c.state, c.key, c.params);
@@ -670,6 +675,9 @@ function init() {
     },
   });
   $("history-open").addEventListener("click", () => state.history.open());
+  state.reports = new ReportsPanel($("reports-panel"));
+  applyI18n($("reports-panel"));
+  $("reports-open").addEventListener("click", () => state.reports.open());
   $("call-ended-done").addEventListener("click", () => {
     state.ended = null;
     showPrecall();

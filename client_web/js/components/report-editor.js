@@ -1,0 +1,278 @@
+// The report / consult-opinion editor (docs/ui.md "Reports"): the draft's fields with autosave
+// (PUT /api/reports/{id}/draft against the revision it was based on), Sign, the signed versions
+// (each printable), Amend, and for a reading report "Raise critical value" (POST /api/alerts).
+// One editor for both kinds: reading (findings, impression, recommendation, critical) and
+// opinion (findings, advice, refer, follow-up).
+
+import { apiJson, getSession } from "../lib/api.js";
+import { t } from "../lib/i18n.js";
+import { el } from "../lib/dom.js";
+import "../i18n/reports.js";
+
+const TEXT_FIELDS = {
+  reading: ["findings", "impression", "recommendation"],
+  opinion: ["findings", "advice", "follow_up"],
+};
+const FLAG_FIELDS = { reading: ["critical"], opinion: ["refer"] };
+const AUTOSAVE_MS = 1200;
+
+/** "2026-12-02 09:30" (local time) from the server's UTC `2026-12-02T01:30:00.000Z`. */
+export function formatSignedAt(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return "—";
+  const p = (x) => String(x).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+/** The print page of a report's signed version (js/pages/print.js). */
+export function printUrl(reportId, version = null) {
+  const src = `/api/reports/${reportId}/document${version ? `?version=${version}` : ""}`;
+  return `print.html?src=${encodeURIComponent(src)}`;
+}
+
+/** Open (or create) the report of a reading request / the opinion of a consult. */
+export function openReport(kind, ref) {
+  const body = kind === "reading" ? { kind, reading_request_id: ref } : { kind, consult_id: ref };
+  return apiJson("/api/reports", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+export class ReportEditor {
+  /** `root`: an element to fill; `report`: GET/POST /api/reports answer. */
+  constructor(root, report, { onSigned = null, onClose = null } = {}) {
+    this.root = root;
+    this.report = report;
+    this.onSigned = onSigned;
+    this.onClose = onClose;
+    this.saving = null;
+    this.dirty = false;
+    this.timer = null;
+    this.status = null; // [key, params, kind]
+    this.render();
+  }
+
+  get me() {
+    const s = getSession();
+    return s && s.user ? s.user.username : "";
+  }
+
+  get draft() {
+    return this.report.draft;
+  }
+
+  content() {
+    const out = { ...(this.draft ? this.draft.content : {}) };
+    for (const f of TEXT_FIELDS[this.report.kind]) {
+      const input = this.root.querySelector(`[data-testid="report-field-${f}"]`);
+      if (input) out[f] = input.value;
+    }
+    for (const f of FLAG_FIELDS[this.report.kind]) {
+      const input = this.root.querySelector(`[data-testid="report-field-${f}"]`);
+      if (input) out[f] = input.checked;
+    }
+    return out;
+  }
+
+  setStatus(key, params = {}, kind = "info") {
+    this.status = [key, params, kind];
+    const line = this.root.querySelector("[data-testid=report-save-status]");
+    if (line) {
+      line.textContent = t(key, params);
+      line.dataset.kind = kind;
+      line.dataset.key = key;
+    }
+  }
+
+  changed() {
+    this.dirty = true;
+    this.setStatus("editor.unsaved");
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.save(), AUTOSAVE_MS);
+  }
+
+  /** Save the draft if it changed; resolves once it is stored (or failed). */
+  async save() {
+    clearTimeout(this.timer);
+    if (this.saving) {
+      await this.saving;
+      if (!this.dirty) return true;
+    }
+    if (!this.dirty || !this.draft) return true;
+    this.dirty = false;
+    const body = { revision: this.draft.revision, content: this.content() };
+    this.setStatus("editor.saving");
+    this.saving = (async () => {
+      try {
+        const saved = await apiJson(`/api/reports/${this.report.id}/draft`, {
+          method: "PUT",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        this.report.draft = saved;
+        this.setStatus("editor.saved", { revision: saved.revision }, "ok");
+        return true;
+      } catch (err) {
+        this.dirty = true;
+        if (err.code === "draft_stale") this.showStale();
+        else this.setStatus("editor.failed", { message: err.message }, "error");
+        return false;
+      } finally {
+        this.saving = null;
+      }
+    })();
+    return this.saving;
+  }
+
+  showStale() {
+    this.setStatus("editor.stale", {}, "error");
+    const reload = this.root.querySelector("[data-testid=report-reload]");
+    if (reload) reload.hidden = false;
+  }
+
+  async reload() {
+    this.report = await apiJson(`/api/reports/${this.report.id}`);
+    this.dirty = false;
+    this.render();
+  }
+
+  async sign(button) {
+    button.disabled = true;
+    try {
+      if (!(await this.save())) return;
+      this.setStatus("editor.signing");
+      const signed = await apiJson(`/api/reports/${this.report.id}/sign`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ revision: this.draft.revision }),
+      });
+      this.report = await apiJson(`/api/reports/${this.report.id}`);
+      this.render();
+      this.setStatus("editor.signed", {
+        version: signed.version, status: t(`status.${signed.status}`),
+        time: formatSignedAt(signed.signed_at),
+      }, "ok");
+      if (this.onSigned) this.onSigned(signed, this.report);
+    } catch (err) {
+      if (err.code === "draft_stale") this.showStale();
+      else this.setStatus("editor.sign.failed", { message: err.message }, "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async amend(status) {
+    const reason = window.prompt(t("editor.amend.reason"));
+    if (!reason) return;
+    try {
+      await apiJson(`/api/reports/${this.report.id}/amend`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ reason, status }),
+      });
+      await this.reload();
+    } catch (err) {
+      this.setStatus("editor.failed", { message: err.message }, "error");
+    }
+  }
+
+  async raiseCritical() {
+    const c = this.content();
+    const finding = window.prompt(t("editor.critical.prompt"), (c.impression || "").slice(0, 300));
+    if (!finding) return;
+    try {
+      await apiJson("/api/alerts", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ tier: "critical", finding, report_id: this.report.id }),
+      });
+      this.setStatus("editor.critical.raised", {}, "ok");
+    } catch (err) {
+      this.setStatus("editor.critical.failed", { message: err.message }, "error");
+    }
+  }
+
+  render() {
+    const r = this.report;
+    const kind = r.kind;
+    this.root.textContent = "";
+    const box = el("section", { className: "report-editor", testid: "report-editor" });
+    box.dataset.kind = kind;
+    box.dataset.status = r.status;
+    box.dataset.reportId = r.id;
+    const head = el("div", { className: "report-head" },
+      el("h2", {}, t(`editor.heading.${kind}`)),
+      el("span", { className: "report-patient", testid: "report-patient" },
+        [r.subject.patient_name, r.subject.patient_id].filter(Boolean).join(" · ")));
+    if (this.onClose) {
+      head.append(el("button", { type: "button", testid: "report-close", onclick: () => this.onClose() },
+        t("editor.close")));
+    }
+    box.append(head);
+
+    const versions = el("ol", { className: "report-versions", testid: "report-versions" });
+    for (const v of r.versions) {
+      const li = el("li", { testid: "report-version", dataset: { version: String(v.version), status: v.status } },
+        el("span", {}, t("editor.version", {
+          version: v.version, status: t(`status.${v.status}`), signer: v.signer_name,
+          time: formatSignedAt(v.signed_at),
+        })),
+        " ",
+        el("a", { href: printUrl(r.id, v.version), target: "_blank", rel: "opener",
+          testid: "report-print" }, t("editor.print")));
+      if (v.supersedes) li.append(el("div", { className: "hint" }, t("editor.supersedes", { version: v.supersedes, reason: v.reason })));
+      versions.append(li);
+    }
+    versions.hidden = !r.versions.length;
+    box.append(versions);
+
+    const draft = r.draft;
+    if (draft && r.may_edit) {
+      const form = el("div", { className: "report-form" });
+      for (const f of TEXT_FIELDS[kind]) {
+        const area = el("textarea", { rows: f === "findings" ? 6 : 3, maxLength: 20000 });
+        area.dataset.testid = `report-field-${f}`;
+        area.value = draft.content[f] || "";
+        area.addEventListener("input", () => this.changed());
+        area.addEventListener("blur", () => this.save());
+        form.append(el("label", { className: "report-label" }, el("span", {}, t(`editor.${f}`)), area));
+      }
+      for (const f of FLAG_FIELDS[kind]) {
+        const box2 = el("input", { type: "checkbox", checked: Boolean(draft.content[f]) });
+        box2.dataset.testid = `report-field-${f}`;
+        box2.addEventListener("change", () => this.changed());
+        form.append(el("label", { className: "report-flag" }, box2, el("span", {}, t(`editor.${f}`))));
+      }
+      box.append(form);
+      const actions = el("div", { className: "report-actions" });
+      const sign = el("button", { type: "button", className: "primary", testid: "report-sign" }, t("editor.sign"));
+      sign.addEventListener("click", () => this.sign(sign));
+      actions.append(sign);
+      if (kind === "reading") {
+        actions.append(el("button", { type: "button", className: "danger", testid: "report-critical-raise",
+          onclick: () => this.raiseCritical() }, t("editor.critical.raise")));
+      }
+      const reload = el("button", { type: "button", testid: "report-reload", hidden: true,
+        onclick: () => this.reload() }, t("editor.reload"));
+      actions.append(reload);
+      box.append(actions);
+    } else if (!draft && r.versions.length) {
+      const current = r.versions[r.versions.length - 1];
+      if (current.signer === this.me && current.status !== "entered-in-error") {
+        const actions = el("div", { className: "report-actions" });
+        actions.append(el("button", { type: "button", testid: "report-amend",
+          onclick: () => this.amend("amended") }, t("editor.amend")));
+        actions.append(el("button", { type: "button", testid: "report-correct",
+          onclick: () => this.amend("corrected") }, t("editor.correct")));
+        box.append(actions);
+      }
+    } else if (draft && !r.may_edit) {
+      box.append(el("p", { className: "hint", testid: "report-readonly" }, t("editor.readonly")));
+    }
+    box.append(el("p", { className: "report-status", testid: "report-save-status", role: "status" }));
+    this.root.append(box);
+    if (this.status) this.setStatus(...this.status);
+  }
+}
