@@ -13,6 +13,7 @@ from media.imaging.renderer import Renderer
 from server import appkeys
 from server.api import (
     admin_routes,
+    alerts,
     auth_routes,
     consults,
     departments,
@@ -25,12 +26,15 @@ from server.api import (
     static,
     studies,
     uploads,
+    worklist,
 )
 from server.api.json_body import MAX_JSON_BODY
 from server.auth.middleware import auth_middleware
 from server.auth.sessions import SessionGuard
 from server.auth.tokens import TokenService
+from server.clinical.alerts import AlertService
 from server.clinical.reports import ReportService
+from server.clinical.worklist import WorklistService
 from server.config import Settings
 from server.dicomweb import routes as dicomweb_routes
 from server.errors import error_middleware
@@ -75,6 +79,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     report_service = ReportService(settings, store, executor)
     app[appkeys.MDT] = MdtService(settings, store, lambda: app.get(appkeys.REALTIME),
                                   app[appkeys.RENDERER])
+    app[appkeys.WORKLIST] = WorklistService(settings, store)
+    app[appkeys.ALERTS] = AlertService(settings, store, executor)
 
     health.setup(app)
     openapi.setup(app)
@@ -85,6 +91,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     consults.setup(app)
     notifications.setup(app)
     reports.setup(app, report_service)
+    worklist.setup(app)
+    alerts.setup(app)
     uploads.setup(app)
     studies.setup(app)
     mdt.setup(app)
@@ -109,8 +117,13 @@ def create_app(settings: Settings, store: Store) -> web.Application:
             await store.directory.index_members()
         except RedisError as exc:
             event(log, "member_index_skipped", logging.WARNING, error=type(exc).__name__)
+        notifier = lambda: getattr(realtime, "notifier", None)  # noqa: E731
+        await app[appkeys.WORKLIST].start(realtime.hub, notifier)
+        await app[appkeys.ALERTS].start(realtime.hub, notifier)
 
     async def on_cleanup(app: web.Application) -> None:
+        await app[appkeys.WORKLIST].close()
+        await app[appkeys.ALERTS].close()
         if appkeys.REALTIME in app:
             await app[appkeys.REALTIME].close()
         executor.shutdown(wait=False, cancel_futures=True)

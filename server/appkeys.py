@@ -8,6 +8,8 @@ from aiohttp import web
 
 from media.imaging.renderer import Renderer
 from server.auth.middleware import SESSIONS_KEY, TOKENS_KEY
+from server.clinical.alerts import AlertService
+from server.clinical.worklist import WorklistService
 from server.config import Settings
 from server.ingest import Ingestor
 from server.mdt.service import MdtService
@@ -21,10 +23,12 @@ RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
 REALTIME: web.AppKey[Realtime] = web.AppKey("realtime", Realtime)
 MDT: web.AppKey[MdtService] = web.AppKey("mdt", MdtService)
+ALERTS: web.AppKey[AlertService] = web.AppKey("alerts", AlertService)
+WORKLIST: web.AppKey[WorklistService] = web.AppKey("worklist", WorklistService)
 TOKENS = TOKENS_KEY
 SESSIONS = SESSIONS_KEY
 
 __all__ = [
-    "EXECUTOR", "INGESTOR", "MDT", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS", "STORE",
-    "TOKENS",
+    "ALERTS", "EXECUTOR", "INGESTOR", "MDT", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS",
+    "STORE", "TOKENS", "WORKLIST",
 ]

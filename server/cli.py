@@ -126,6 +126,36 @@ async def cmd_department_add(settings: Settings, store: Store, args: argparse.Na
     return 0
 
 
+async def cmd_department_head(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    dept = await store.directory.set_department_head(args.department, args.username or "")
+    await _audit_operator(store, "admin.department.head", target=dept.id, head=dept.head)
+    _out(f"head of {dept.id}: {dept.head or '(none)'}")
+    return 0
+
+
+async def cmd_department_list(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    for d in await store.directory.departments():
+        _out(f"{d.id}\t{d.name}\thead={d.head or '-'}")
+    return 0
+
+
+async def cmd_clinic_contacts(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    names = [n for n in (args.usernames or "").split(",") if n]
+    await store.directory.set_clinic_contacts(args.clinic, names)
+    await _audit_operator(store, "admin.clinic.contacts", target=args.clinic,
+                          contacts=",".join(names))
+    _out(f"escalation contacts of {args.clinic}: {', '.join(names) or '(none)'}")
+    return 0
+
+
+async def cmd_on_duty(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    names = [n for n in (args.usernames or "").split(",") if n]
+    await store.directory.set_on_duty(names)
+    await _audit_operator(store, "admin.coordinators.on_duty", on_duty=",".join(names))
+    _out(f"coordinators on duty: {', '.join(names) or '(every coordinator)'}")
+    return 0
+
+
 def _password(args: argparse.Namespace) -> str:
     if args.password == "-":
         return sys.stdin.readline().rstrip("\n")
@@ -284,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     c_add.add_argument("--id", help="short id (default: derived from the name)")
     c_add.set_defaults(func=_with_store(cmd_clinic_add))
     clinic.add_parser("list").set_defaults(func=_with_store(cmd_clinic_list))
+    c_contacts = clinic.add_parser(
+        "contacts", help="who is told when a critical alert goes unacknowledged")
+    c_contacts.add_argument("clinic")
+    c_contacts.add_argument("usernames", nargs="?", default="",
+                            help="the clinic's doctors, comma-separated (none: clear)")
+    c_contacts.set_defaults(func=_with_store(cmd_clinic_contacts))
 
     dept = sub.add_parser("department", help="manage departments").add_subparsers(
         dest="action", required=True
@@ -292,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     d_add.add_argument("name")
     d_add.add_argument("--id")
     d_add.set_defaults(func=_with_store(cmd_department_add))
+    d_head = dept.add_parser("head", help="set the head of a department (one of its experts)")
+    d_head.add_argument("department")
+    d_head.add_argument("username", nargs="?", default="", help="none: clear")
+    d_head.set_defaults(func=_with_store(cmd_department_head))
+    dept.add_parser("list", help="departments with their heads").set_defaults(
+        func=_with_store(cmd_department_list))
+
+    coord = sub.add_parser("coordinator", help="coordinators").add_subparsers(
+        dest="action", required=True)
+    on_duty = coord.add_parser(
+        "on-duty", help="who is on duty (the last step of a critical alert's escalation)")
+    on_duty.add_argument("usernames", nargs="?", default="",
+                         help="comma-separated (none: every coordinator)")
+    on_duty.set_defaults(func=_with_store(cmd_on_duty))
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     u_add = user.add_parser("add", help="add a user")

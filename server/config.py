@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -71,6 +72,18 @@ class Settings:
     ring_timeout_s: float = 120.0
     consult_max_ringing: int = 3
     consult_starts_per_hour: int = 30
+    # Unanswered consults escalate while they ring: seconds after the start to re-ring the
+    # department, then to tell the whole department and its head (each once).
+    consult_escalation_s: tuple[int, ...] = (30, 60)
+    # Reading requests: a claim not renewed (reading page open, draft saved) for this long
+    # returns the item to the department's list.
+    worklist_lease_s: int = 1800
+    # Critical-value alerts not acknowledged: seconds after raising to re-notify the clinic,
+    # then its escalation contacts and the raising department's head, then the on-duty
+    # coordinator (docs/clinical.md says why these defaults); significant positive findings
+    # (the lesser tier) on a slower schedule.
+    alert_escalation_s: tuple[int, ...] = (300, 600, 900)
+    alert_significant_escalation_s: tuple[int, ...] = (1800, 3600, 7200)
     # A participant whose server-side peer connection is not connected after this is told so.
     media_timeout_s: float = 15.0
     # Remote ICE candidates the SFU will use (CIDRs); None: the default policy of media.rtc.ice.
@@ -153,6 +166,11 @@ class Settings:
             ring_timeout_s=float(_int(env, "HUIZHEN_RING_TIMEOUT_S", 120, 5)),
             consult_max_ringing=_int(env, "HUIZHEN_CONSULT_MAX_RINGING", 3, 1),
             consult_starts_per_hour=_int(env, "HUIZHEN_CONSULT_STARTS_PER_HOUR", 30, 1),
+            consult_escalation_s=_schedule(env, "HUIZHEN_CONSULT_ESCALATION_S", (30, 60), 2),
+            worklist_lease_s=_int(env, "HUIZHEN_WORKLIST_LEASE_S", 1800, 5),
+            alert_escalation_s=_schedule(env, "HUIZHEN_ALERT_ESCALATION_S", (300, 600, 900), 3),
+            alert_significant_escalation_s=_schedule(
+                env, "HUIZHEN_ALERT_SIGNIFICANT_ESCALATION_S", (1800, 3600, 7200), 3),
             media_timeout_s=float(_int(env, "HUIZHEN_MEDIA_TIMEOUT_S", 15, 2)),
             ice_allowed_networks=_networks(env, "HUIZHEN_ICE_ALLOWED_NETWORKS"),
             cors_origins=_origins(env, "HUIZHEN_CORS_ORIGINS"),
@@ -162,6 +180,24 @@ class Settings:
             institution=(env.get("HUIZHEN_INSTITUTION") or "Huizhen").strip()[:200] or "Huizhen",
             verify_per_window=_int(env, "HUIZHEN_VERIFY_PER_WINDOW", 30, 1),
         )
+
+
+def _schedule(
+    env: dict[str, str], name: str, default: tuple[int, ...], steps: int
+) -> tuple[int, ...]:
+    """`steps` increasing whole seconds (≥ 1), comma-separated: when each escalation step is due."""
+    items = _list(env, name)
+    if not items:
+        return default
+    try:
+        values = tuple(int(i) for i in items)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{name} must be {steps} whole seconds, got {env[name]!r}") from exc
+    if len(values) != steps or values[0] < 1 or any(b <= a for a, b in pairwise(values)):
+        raise ConfigurationError(
+            f"{name} must be {steps} increasing whole seconds (at least 1), got {env[name]!r}")
+    return values
 
 
 def _public_url(env: dict[str, str]) -> str | None:

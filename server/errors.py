@@ -106,6 +106,24 @@ class PatientMismatch(Conflict):
     code = "patient_mismatch"
 
 
+class ClaimConflict(Conflict):
+    """A reading request someone else claimed first, or no longer waiting to be read."""
+
+    code = "claim_conflict"
+
+
+class NotClaimHolder(Conflict):
+    """The claim token is not the request's current one (released, lapsed or reassigned)."""
+
+    code = "not_claim_holder"
+
+
+class ReadBackMismatch(Conflict):
+    """A critical alert's acknowledgement whose read-back does not repeat the finding."""
+
+    code = "read_back_mismatch"
+
+
 class PayloadTooLarge(HuizhenError):
     status = 413
     code = "payload_too_large"

@@ -39,6 +39,10 @@ const ERRORS = {
   "conflict": { en: "This clashes with something that already exists.", zh: "与已有的内容冲突。" },
   "draft_stale": { en: "This draft was saved elsewhere meanwhile (another tab or device): reload it.", zh: "此草稿已在别处（另一标签页或设备）保存：请重新加载。" },
   "stale_view": { en: "The shared view moved on meanwhile; showing the newest one.", zh: "共享画面已更新，正在显示最新画面。" },
+  // --- reading worklist and critical alerts
+  "claim_conflict": { en: "Another expert claimed this request first, or it is no longer waiting.", zh: "其他专家已先认领该阅片请求，或它已不在等待中。" },
+  "not_claim_holder": { en: "You no longer hold this request: it was released, lapsed or reassigned.", zh: "您已不再持有该阅片请求：它已被释放、超时退回或改派。" },
+  "read_back_mismatch": { en: "The read-back does not repeat the finding. Read the finding again and type it back.", zh: "复读内容与危急值不符，请重新阅读并复述。" },
   // --- images and uploads
   "invalid_dicom": { en: "Not a medical image file (DICOM) that can be read.", zh: "不是可读取的医学影像文件（DICOM）。" },
   "unsupported_transfer_syntax": { en: "The image is compressed in a way the server cannot read.", zh: "图像的压缩格式服务器无法读取。" },

@@ -49,6 +49,11 @@ class PasswordReset(BaseModel):
     password: str = Field(min_length=8, max_length=1024)
 
 
+class DepartmentHead(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(default="", pattern=r"^$|" + _ID)
+
+
 class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
@@ -97,7 +102,18 @@ async def add_clinic(request: web.Request) -> web.Response:
 async def list_departments(request: web.Request) -> web.Response:
     _admin(request)
     departments = await request.app[appkeys.STORE].directory.departments()
-    return web.json_response([{"id": d.id, "name": d.name} for d in departments])
+    return web.json_response([{"id": d.id, "name": d.name, "head": d.head}
+                              for d in departments])
+
+
+async def set_department_head(request: web.Request) -> web.Response:
+    who = _admin(request)
+    department = _path_id(request, "department_id", "department")
+    body = await read_json(request, DepartmentHead)
+    dept = await request.app[appkeys.STORE].directory.set_department_head(department,
+                                                                          body.username)
+    await audit_principal(request, who, "admin.department.head", target=dept.id, head=dept.head)
+    return web.json_response({"id": dept.id, "name": dept.name, "head": dept.head})
 
 
 async def add_department(request: web.Request) -> web.Response:
@@ -201,6 +217,7 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/admin/clinics", add_clinic)
     r.add_get("/api/admin/departments", list_departments)
     r.add_post("/api/admin/departments", add_department)
+    r.add_post("/api/admin/departments/{department_id}/head", set_department_head)
     r.add_get("/api/admin/users", list_users)
     r.add_post("/api/admin/users", add_user)
     r.add_post("/api/admin/users/{username}/disable", disable_user)

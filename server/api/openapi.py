@@ -20,14 +20,23 @@ from server import appkeys
 from server.api.admin_routes import (
     ClinicCreate,
     DepartmentCreate,
+    DepartmentHead,
     DeviceCreate,
     PasswordReset,
     UserCreate,
 )
+from server.api.alerts import AlertAcknowledge, AlertHandled, AlertRaise
 from server.api.auth_routes import LoginRequest, PasswordChange
 from server.api.notifications import MarkRead
 from server.api.reports import Amend, CreateReport, Retract, SaveDraft, SignDraft
 from server.api.studies import BreakGlassRequest
+from server.api.worklist import (
+    CancelBody,
+    ClaimTokenBody,
+    CompleteBody,
+    ReadingRequestBody,
+    ReassignBody,
+)
 from server.mdt.models import (
     CancelRequest,
     ConclusionIn,
@@ -182,6 +191,11 @@ _ADMIN_PATHS: dict[str, dict[str, Operation]] = {
         "get": _admin_op("departments", answer="array"),
         "post": _admin_op("add a department", "DepartmentCreate", "201"),
     },
+    "/api/admin/departments/{department_id}/head": {"post": _admin_op(
+        "set (or clear, with \"\") the head of a department: one of its experts",
+        "DepartmentHead", params=[{"name": "department_id", "in": "path", "required": True,
+                                   "schema": {"type": "string", "maxLength": 64},
+                                   "description": "the department"}])},
     "/api/admin/users": {
         "get": _admin_op("users with role, clinic/department and disabled state", answer="array"),
         "post": _admin_op("add a user", "UserCreate", "201"),
@@ -302,6 +316,113 @@ _MDT_PATHS: dict[str, dict[str, Operation]] = {
     }},
 }
 
+def _json_op(summary: str, tag: str, schema: str | None = None, status: str = "200",
+             params: list[dict[str, Any]] | None = None,
+             required: list[str] | None = None) -> Operation:
+    op: Operation = {
+        "summary": summary, "tags": [tag], "parameters": params or [],
+        "responses": {status: {"description": "OK", "content": {"application/json": {
+            "schema": {"type": "object", "required": required or []}}}}, **_ERRORS},
+    }
+    if schema:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    return op
+
+
+_ITEM_ID = {"name": "item_id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+            "description": "the reading request"}
+_ID_QUERY = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+
+# Reading requests (work items, after DICOM UPS): server/clinical/worklist.py.
+_WORKLIST_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/worklist": {
+        "get": _json_op(
+            "reading requests by priority then age, with counts and turn-around times: a "
+            "doctor's clinic's, an expert's department's, a coordinator's (any department)",
+            "worklist", params=[
+                _query("department", "a department (coordinators; an expert's own)", _ID_QUERY),
+                _query("state", "open (default), scheduled, in_progress, completed, canceled "
+                       "or all", {"type": "string", "enum": ["open", "scheduled",
+                                                             "in_progress", "completed",
+                                                             "canceled", "all"]}),
+                _query("priority", "routine, urgent or emergency",
+                       {"type": "string", "enum": ["routine", "urgent", "emergency"]}),
+                _query("clinic", "only this clinic's requests", _ID_QUERY),
+                _query("mine", "1: only the caller's claims", {"type": "string",
+                                                               "enum": ["0", "1"]}),
+                _query("limit", "1 to 500 (default 200)",
+                       {"type": "string", "pattern": "^[0-9]{1,3}$"}),
+            ], required=["items", "counts", "turnaround"]),
+        "post": _json_op("a clinic doctor sends one of the clinic's studies for reading "
+                         "(grants it to the department's experts)", "worklist",
+                         "ReadingRequestBody", "201", required=["item"]),
+    },
+    "/api/worklist/{item_id}": {"get": _json_op("one reading request", "worklist",
+                                                params=[_ITEM_ID], required=["item"])},
+    "/api/worklist/{item_id}/claim": {"post": _json_op(
+        "claim it (atomic: of many experts exactly one wins); the answer's item carries the "
+        "claim token", "worklist", params=[_ITEM_ID], required=["item"])},
+    "/api/worklist/{item_id}/release": {"post": _json_op(
+        "give the claim back to the list", "worklist", "ClaimTokenBody", params=[_ITEM_ID],
+        required=["item"])},
+    "/api/worklist/{item_id}/renew": {"post": _json_op(
+        "renew the claim's lease (HUIZHEN_WORKLIST_LEASE_S)", "worklist", "ClaimTokenBody",
+        params=[_ITEM_ID], required=["item"])},
+    "/api/worklist/{item_id}/reassign": {"post": _json_op(
+        "the department's head gives the request to one of its experts", "worklist",
+        "ReassignBody", params=[_ITEM_ID], required=["item"])},
+    "/api/worklist/{item_id}/cancel": {"post": _json_op(
+        "the requesting clinic withdraws it, or the department's head declines it",
+        "worklist", "CancelBody", params=[_ITEM_ID], required=["item"])},
+    "/api/worklist/{item_id}/complete": {"post": _json_op(
+        "the claim's holder completes it (normally the final report does)", "worklist",
+        "CompleteBody", params=[_ITEM_ID], required=["item"])},
+}
+
+_ALERT_ID = {"name": "alert_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "description": "the alert"}
+_DAY = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+_REGISTER_QUERY = [
+    _query("clinic", "one clinic (a doctor: their own)", _ID_QUERY),
+    _query("department", "the raising department (an expert: their own)", _ID_QUERY),
+    _query("state", "open (not yet handled), raised, acknowledged, handled or all (default)",
+           {"type": "string", "enum": ["open", "raised", "acknowledged", "handled", "all"]}),
+    _query("tier", "critical or significant", {"type": "string",
+                                               "enum": ["critical", "significant"]}),
+    _query("from", "raised on or after this UTC day (YYYY-MM-DD)", _DAY),
+    _query("to", "raised on or before this UTC day", _DAY),
+    _query("limit", "1 to 2000 (default 500)", {"type": "string", "pattern": "^[0-9]{1,4}$"}),
+]
+
+# Critical-value alerts: server/clinical/alerts.py.
+_ALERT_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/alerts": {
+        "get": _json_op("the critical-value register (统一登记): every alert the caller may "
+                        "see, newest first, each with its timeline", "alerts",
+                        params=_REGISTER_QUERY, required=["alerts", "total"]),
+        "post": _json_op("an expert raises a critical-value alert (tier critical or "
+                         "significant) on a report, a reading request or a consult; every "
+                         "page of the clinic is told at once", "alerts", "AlertRaise", "201",
+                         required=["alert"]),
+    },
+    "/api/alerts.csv": {"get": {
+        "summary": "the register as CSV (UTF-8 with BOM), same filters", "tags": ["alerts"],
+        "parameters": _REGISTER_QUERY,
+        "responses": {"200": {"description": "CSV", "content": {"text/csv": {
+            "schema": {"type": "string"}}}}, **_ERRORS}}},
+    "/api/alerts/{alert_id}": {"get": _json_op("one alert with its timeline", "alerts",
+                                               params=[_ALERT_ID], required=["alert"])},
+    "/api/alerts/{alert_id}/acknowledge": {"post": _json_op(
+        "a doctor of the clinic acknowledges, reading the finding back (409 "
+        "read_back_mismatch when it does not repeat it)", "alerts", "AlertAcknowledge",
+        params=[_ALERT_ID], required=["alert"])},
+    "/api/alerts/{alert_id}/handled": {"post": _json_op(
+        "the clinic records the action taken (after the acknowledgement)", "alerts",
+        "AlertHandled", params=[_ALERT_ID], required=["alert"])},
+}
+
 # Every route the application registers (method in lower case), except UNDOCUMENTED.
 # Adding a route? Add its entry here (tests/unit/test_openapi.py fails until you do).
 PATHS: dict[str, dict[str, Operation]] = {
@@ -348,6 +469,8 @@ PATHS: dict[str, dict[str, Operation]] = {
         },
     }},
     **_ADMIN_PATHS,
+    **_WORKLIST_PATHS,
+    **_ALERT_PATHS,
     **_MDT_PATHS,
     "/api/me": {"get": {
         "summary": "the signed-in user", "tags": ["auth"],
@@ -600,7 +723,11 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                 "LoginRequest": LoginRequest.model_json_schema(),
                 "PasswordChange": PasswordChange.model_json_schema(),
                 **{m.__name__: m.model_json_schema() for m in (
-                    ClinicCreate, DepartmentCreate, UserCreate, PasswordReset, DeviceCreate)},
+                    ClinicCreate, DepartmentCreate, UserCreate, PasswordReset, DeviceCreate,
+                    DepartmentHead)},
+                **{m.__name__: m.model_json_schema() for m in (
+                    ReadingRequestBody, ClaimTokenBody, CompleteBody, ReassignBody,
+                    CancelBody, AlertRaise, AlertAcknowledge, AlertHandled)},
                 "BreakGlassRequest": BreakGlassRequest.model_json_schema(),
                 "MarkRead": MarkRead.model_json_schema(),
                 **{m.__name__: m.model_json_schema() for m in (

@@ -382,3 +382,105 @@ def mdt_calendar_sessions_scope(username: str, role: Role, clinic: str | None
     if role in (Role.EXPERT, Role.COORDINATOR):
         return "user", username
     raise Forbidden(f"a {role.value} account has no MDT calendar")
+
+
+# Reading requests (work items) ---------------------------------------------------------------
+
+
+def worklist_scope(principal: Principal, department: str | None = None) -> tuple[str, str]:
+    """Whose reading requests a principal lists: a doctor their clinic's (`("clinic", id)`),
+    an expert their department's only, a coordinator any department's (or all). Admins see
+    no patient data."""
+    if principal.role is Role.DOCTOR:
+        assert principal.clinic is not None
+        return "clinic", principal.clinic
+    if principal.role is Role.EXPERT:
+        if department and department != principal.department:
+            raise Forbidden("an expert sees their own department's worklist only")
+        assert principal.department is not None
+        return "department", principal.department
+    if principal.role is Role.COORDINATOR:
+        return ("department", department) if department else ("all", "")
+    raise Forbidden(f"a {principal.role.value} account has no worklist")
+
+
+def check_work_item(principal: Principal, clinic: str, department: str) -> None:
+    """A reading request is seen by its clinic's doctors, its department's experts and the
+    coordinators; to anyone else it does not exist (404: its existence is patient data)."""
+    require_patient_reader(principal)
+    if principal.role is Role.DOCTOR and principal.clinic == clinic:
+        return
+    if principal.role is Role.EXPERT and principal.department == department:
+        return
+    if principal.role is Role.COORDINATOR:
+        return
+    raise NotFound("no such reading request")
+
+
+def require_reader(principal: Principal, department: str) -> None:
+    """Claiming (and reading) a request: an expert of its department."""
+    require_role(principal, Role.EXPERT)
+    if principal.department != department:
+        raise Forbidden("this reading request is for another department")
+
+
+def require_department_head(principal: Principal, department: str, head: str) -> None:
+    """Reassigning a department's requests: its head (Directory.set_department_head)."""
+    if not head or principal.username != head or principal.department != department:
+        raise Forbidden("only the head of this department may reassign its reading requests")
+
+
+def may_cancel_work_item(principal: Principal, clinic: str, requester: str, department: str,
+                         head: str) -> None:
+    """The requesting clinic's doctors withdraw a request; the department's head declines one."""
+    if principal.role is Role.DOCTOR and principal.clinic == clinic:
+        return
+    if head and principal.username == head and principal.department == department:
+        return
+    raise Forbidden("only the requesting clinic or the department's head may cancel this")
+
+
+# Critical-value alerts -------------------------------------------------------------------------
+
+
+def alert_scope(principal: Principal) -> tuple[str, str]:
+    """Which alerts a principal lists (the register): a doctor their clinic's, an expert their
+    department's, a coordinator every one."""
+    if principal.role is Role.DOCTOR:
+        assert principal.clinic is not None
+        return "clinic", principal.clinic
+    if principal.role is Role.EXPERT:
+        assert principal.department is not None
+        return "department", principal.department
+    if principal.role is Role.COORDINATOR:
+        return "all", ""
+    raise Forbidden(f"a {principal.role.value} account sees no alerts")
+
+
+def check_alert(principal: Principal, clinic: str, department: str, told: Sequence[str] = ()
+                ) -> None:
+    """An alert is seen by its clinic's doctors, the raising department's experts, the
+    coordinators, and whoever its escalation told; to anyone else it does not exist."""
+    require_patient_reader(principal)
+    if principal.role is Role.DOCTOR and principal.clinic == clinic:
+        return
+    if principal.role is Role.EXPERT and principal.department == department:
+        return
+    if principal.role is Role.COORDINATOR or principal.username in told:
+        return
+    raise NotFound("no such alert")
+
+
+def require_alert_receiver(principal: Principal, clinic: str) -> None:
+    """Acknowledging (with a read-back) and recording the action: a doctor of the clinic."""
+    require_role(principal, Role.DOCTOR)
+    if principal.clinic != clinic:
+        raise NotFound("no such alert")
+
+
+def require_alert_raiser(principal: Principal, responsible: Sequence[str]) -> None:
+    """Raising an alert on a report or consult: an expert responsible for it (the report's
+    author or the request's claimer; the consult's accepting expert or a joined expert)."""
+    require_role(principal, Role.EXPERT)
+    if principal.username not in responsible:
+        raise Forbidden("only the expert reading this case may raise a critical alert on it")

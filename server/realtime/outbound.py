@@ -59,8 +59,11 @@ class ConsultCreated(Out):
 
 
 class ConsultRinging(Out):
+    OMIT_IF_NONE = frozenset({"escalation"})
     type: Literal["consult.ringing"] = "consult.ringing"
     consult: Json
+    # Rung again by the escalation of an unanswered consult (server/clinical/alerts.py): 1, 2.
+    escalation: int | None = None
 
 
 class ConsultRequested(Out):
@@ -244,6 +247,49 @@ class ChatSent(Out):
     type: Literal["chat.sent"] = "chat.sent"
     room_id: str
     event_id: str
+
+
+# reading worklist, critical alerts, consult escalation (server/clinical/) ---------------------
+class WorklistItem(Out):
+    type: Literal["worklist.item"] = "worklist.item"
+    action: str
+    by: str
+    item: Json
+
+
+class AlertsOpen(Out):
+    type: Literal["alerts.open"] = "alerts.open"
+    alerts: list[Json]
+
+
+class AlertRaised(Out):
+    type: Literal["alert.raised"] = "alert.raised"
+    alert: Json
+    step: Json
+
+
+class AlertEscalated(AlertRaised):
+    type: Literal["alert.escalated"] = "alert.escalated"  # type: ignore[assignment]
+
+
+class AlertAcknowledged(AlertRaised):
+    type: Literal["alert.acknowledged"] = "alert.acknowledged"  # type: ignore[assignment]
+
+
+class AlertHandled(AlertRaised):
+    type: Literal["alert.handled"] = "alert.handled"  # type: ignore[assignment]
+
+
+class ConsultEscalated(Out):
+    type: Literal["consult.escalated"] = "consult.escalated"
+    consult_id: str
+    level: int
+    to: str
+
+
+ALERT_MESSAGES: dict[str, type[AlertRaised]] = {
+    c.model_fields["type"].default: c
+    for c in (AlertRaised, AlertEscalated, AlertAcknowledged, AlertHandled)}
 
 
 def _catalogue() -> dict[str, type[Out]]:

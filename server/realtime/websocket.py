@@ -25,6 +25,8 @@ from server.realtime import messages as m
 from server.realtime import outbound as out
 from server.realtime.hub import Connection
 from server.realtime.services import Realtime
+from server.store import keys
+from server.store.directory import Role
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +133,21 @@ async def _serve(
 ) -> web.WebSocketResponse:
     conn = Connection(ws, principal, request.remote)
     conn.start()
-    # `ready` once subscribed, before what the page must know at once (ringing consults,
-    # departments online, its own waiting consult): docs/signaling.md.
-    await services.consults.on_connect(
-        conn, out.Ready(user=principal.username, role=principal.role.value))
+    try:
+        if principal.role is Role.DOCTOR and principal.clinic:
+            # Every page of the clinic's doctors: critical alerts and its reading requests.
+            await services.hub.subscribe(conn, keys.channel_clinic(principal.clinic))
+        # `ready` once subscribed, before what the page must know at once (ringing consults,
+        # departments online, its own waiting consult): docs/signaling.md.
+        await services.consults.on_connect(
+            conn, out.Ready(user=principal.username, role=principal.role.value))
+    except BaseException:
+        await services.hub.drop(conn)
+        await conn.stop()
+        raise
     unread, last_id = await services.notifier.store.notifications.unread(principal.username)
     conn.send(out.NotificationsUnread(count=unread, last_id=last_id))
+    await request.app[appkeys.ALERTS].on_connect(conn)  # open critical alerts ring at once
     event(log, "ws_connected", user=principal.username, remote=request.remote)
     budget = MessageBudget()
     # A presenter's view.update (at most one per animation frame) and pointer moves have a

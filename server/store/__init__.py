@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from server.store import keys
+from server.store.alerts import Alerts, ConsultEscalations
 from server.store.audit import AuditLog
 from server.store.consults import Consult, Consults
 from server.store.directory import Directory
@@ -18,6 +19,7 @@ from server.store.room_views import RoomViews
 from server.store.rooms import Rooms
 from server.store.sessions import Sessions
 from server.store.study_index import InstanceRecord, StudyIndex
+from server.store.worklist import Worklist
 
 
 class Store:
@@ -36,6 +38,9 @@ class Store:
         self.grants = Grants(redis)
         self.notifications = Inboxes(redis)
         self.mdt = MdtStore(redis)
+        self.worklist = Worklist(redis)
+        self.alerts = Alerts(redis)
+        self.consult_escalations = ConsultEscalations(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

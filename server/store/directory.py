@@ -35,6 +35,7 @@ class Clinic:
 class Department:
     id: str
     name: str
+    head: str = ""  # the head of department's username (reassigns its reading requests)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ class User:
             "clinic": self.clinic,
             "department": self.department,
         }
+
+
+@dataclass(frozen=True)
+class UserBrief:
+    """Who a user is, without their secrets (Directory.find)."""
+
+    username: str
+    display_name: str
+    role: Role
+    clinic: str | None
+    department: str | None
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,78 @@ class Directory:
 
     async def get_department(self, department_id: str) -> Department | None:
         data = await self._r.hgetall(keys.department(department_id))
-        return Department(department_id, data["name"]) if data else None
+        return Department(department_id, data["name"], data.get("head", "")) if data else None
+
+    async def set_department_head(self, department_id: str, username: str) -> Department:
+        """The head of a department: one of its experts ("" clears it)."""
+        dept = await self.get_department(department_id)
+        if dept is None:
+            raise NotFound(f"department {department_id!r} does not exist")
+        if username:
+            user = await self.get_user(username)
+            if user is None:
+                raise NotFound(f"user {username!r} does not exist")
+            if user.role is not Role.EXPERT or user.department != department_id:
+                raise InvalidParameter(
+                    f"the head of {department_id} is one of its experts, not {username!r}")
+        await self._r.hset(keys.department(department_id), "head", username)
+        return Department(dept.id, dept.name, username)
+
+    async def set_clinic_contacts(self, clinic_id: str, usernames: list[str]) -> list[str]:
+        """Who a clinic wants told when a critical alert goes unacknowledged (its doctors)."""
+        if await self.get_clinic(clinic_id) is None:
+            raise NotFound(f"clinic {clinic_id!r} does not exist")
+        for name in usernames:
+            user = await self.get_user(name)
+            if user is None or user.role is not Role.DOCTOR or user.clinic != clinic_id:
+                raise InvalidParameter(f"{name!r} is not a doctor of {clinic_id}")
+        await self._r.hset(keys.clinic(clinic_id), "escalation_contacts", ",".join(usernames))
+        return usernames
+
+    async def clinic_contacts(self, clinic_id: str) -> list[str]:
+        raw = await self._r.hget(keys.clinic(clinic_id), "escalation_contacts") or ""
+        return [n for n in raw.split(",") if n]
+
+    async def set_on_duty(self, usernames: list[str]) -> list[str]:
+        """The coordinators on duty (the last step of an alert's escalation); none: all."""
+        for name in usernames:
+            user = await self.get_user(name)
+            if user is None or user.role is not Role.COORDINATOR:
+                raise InvalidParameter(f"{name!r} is not a coordinator")
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.ON_DUTY_COORDINATORS)
+            if usernames:
+                pipe.sadd(keys.ON_DUTY_COORDINATORS, *usernames)
+            await pipe.execute()
+        return usernames
+
+    async def on_duty(self) -> list[str]:
+        """The coordinators on duty, or every enabled coordinator when none is set."""
+        named = sorted(await self._r.smembers(keys.ON_DUTY_COORDINATORS))
+        if named:
+            return named
+        return sorted(await self.members(roles=[Role.COORDINATOR.value]))
+
+    async def find(self, *, role: Role | None = None, clinic: str | None = None,
+                   department: str | None = None) -> list[UserBrief]:
+        names = sorted(await self._r.smembers(keys.USERS))
+        async with self._r.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.hmget(keys.user(n), "role", "clinic", "department", "disabled",
+                           "display_name")
+            rows = await pipe.execute()
+        out: list[UserBrief] = []
+        for name, (r, c, d, disabled, display) in zip(names, rows, strict=True):
+            if r is None or disabled == "1":
+                continue
+            if role is not None and r != role.value:
+                continue
+            if clinic is not None and c != clinic:
+                continue
+            if department is not None and d != department:
+                continue
+            out.append(UserBrief(name, display or name, Role(r), c or None, d or None))
+        return out
 
     async def departments(self) -> list[Department]:
         ids = sorted(await self._r.smembers(keys.DEPARTMENTS))

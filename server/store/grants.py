@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from server.store import keys
 
 CONSULT = "consult"
+READING = "reading"  # a reading request (work item) for its department's experts
 BREAK_GLASS = "break-glass"
 DEMO = "demo"
 MDT = "mdt"  # ref = the MDT session id; each invitee x each case study (server/mdt/)

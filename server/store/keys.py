@@ -278,3 +278,71 @@ def calendar_token(token_digest: str) -> str:
 def user_calendar(username: str) -> str:
     """The user's current calendar feed token (shown to them; rotating replaces it)."""
     return f"{PREFIX}:user:{username}:calendar"
+
+
+def channel_clinic(clinic_id: str) -> str:
+    """Every page of a clinic's doctors (kiosks included): critical alerts, its worklist items."""
+    return f"{PREFIX}:ch:clinic:{clinic_id}"
+
+
+# Reading requests (work items, DICOM UPS-like): server/store/worklist.py.
+def work_item(item_id: str) -> str:
+    return f"{PREFIX}:work:{item_id}"
+
+
+def department_worklist(department_id: str) -> str:
+    """Open items (scheduled, in progress) of a department, scored priority first, then age."""
+    return f"{PREFIX}:department:{department_id}:worklist"
+
+
+def department_worklist_done(department_id: str) -> str:
+    """Completed and cancelled items of a department, by when they ended."""
+    return f"{PREFIX}:department:{department_id}:worklist:done"
+
+
+def clinic_worklist(clinic_id: str) -> str:
+    """Every reading request a clinic sent, by when it was sent."""
+    return f"{PREFIX}:clinic:{clinic_id}:worklist"
+
+
+# Claims by lease expiry: the sweeper of any node returns unattended ones to the list.
+WORKLIST_LEASES = f"{PREFIX}:worklist:leases"
+
+
+# Critical-value alerts: server/store/alerts.py.
+def alert(alert_id: str) -> str:
+    return f"{PREFIX}:alert:{alert_id}"
+
+
+def alert_timeline(alert_id: str) -> str:
+    return f"{PREFIX}:alert:{alert_id}:timeline"
+
+
+ALERTS = f"{PREFIX}:alerts"  # every alert by when it was raised (the register)
+
+
+def clinic_alerts(clinic_id: str) -> str:
+    return f"{PREFIX}:clinic:{clinic_id}:alerts"
+
+
+def department_alerts(department_id: str) -> str:
+    return f"{PREFIX}:department:{department_id}:alerts"
+
+
+def clinic_alerts_open(clinic_id: str) -> str:
+    """A clinic's alerts not yet acknowledged (the banner of every page)."""
+    return f"{PREFIX}:clinic:{clinic_id}:alerts:open"
+
+
+def report_alerts(report_id: str) -> str:
+    return f"{PREFIX}:report:{report_id}:alerts"
+
+
+# Escalation: the next step of each unacknowledged alert by its due time, and of each ringing
+# consult; one node at a time sweeps (ESCALATION_LOCK).
+ALERTS_DUE = f"{PREFIX}:alerts:due"
+ESCALATION_LOCK = f"{PREFIX}:escalation:lock"
+# Steps committed but whose delivery a node may not have finished (member alert:level).
+ESCALATION_OUTBOX = f"{PREFIX}:escalation:outbox"
+
+ON_DUTY_COORDINATORS = f"{PREFIX}:coordinators:on-duty"
