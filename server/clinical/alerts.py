@@ -360,7 +360,12 @@ class AlertService:
         """For the report (H5): each alert raised on it — who was told, when, the read-back —
         to print with the report. The caller has already checked the viewer may see it."""
         out = []
-        for alert in await self.store.alerts.of_report(report_id):
+        report = await self.store.reports.get(report_id)
+        subject = report.subject if report is not None else None
+        alerts = await self.store.alerts.of_report(
+            report_id, subject.reading_request_id if subject else "",
+            subject.consult_id if subject else "")
+        for alert in alerts:
             timeline = await self.store.alerts.timeline(alert.id)
             out.append({
                 "alert_id": alert.id, "tier": alert.tier.value, "state": alert.state.value,

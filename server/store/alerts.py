@@ -200,8 +200,10 @@ class Alerts:
             pipe.zadd(keys.clinic_alerts(alert.clinic), {alert.id: alert.created_at})
             pipe.zadd(keys.department_alerts(alert.department), {alert.id: alert.created_at})
             pipe.zadd(keys.clinic_alerts_open(alert.clinic), {alert.id: alert.created_at})
-            if alert.report_id:
-                pipe.zadd(keys.report_alerts(alert.report_id), {alert.id: alert.created_at})
+            for ref in (alert.report_id, alert.item_id and f"item:{alert.item_id}",
+                        alert.consult_id and f"consult:{alert.consult_id}"):
+                if ref:
+                    pipe.zadd(keys.report_alerts(ref), {alert.id: alert.created_at})
             pipe.zadd(keys.ALERTS_DUE, {alert.id: first_due})
             await pipe.execute()
         return await self.require(alert.id)
@@ -251,9 +253,16 @@ class Alerts:
                                              since, start=0, num=limit)
         return await self.many(list(ids))
 
-    async def of_report(self, report_id: str) -> list[Alert]:
-        ids = await self._r.zrange(keys.report_alerts(report_id), 0, -1)
-        return await self.many(list(ids))
+    async def of_report(self, report_id: str, item_id: str = "", consult_id: str = ""
+                        ) -> list[Alert]:
+        """Alerts raised on a report, or on the reading request or consult it is for."""
+        refs = [report_id, item_id and f"item:{item_id}", consult_id and f"consult:{consult_id}"]
+        found: dict[str, float] = {}
+        for ref in refs:
+            if ref:
+                found.update(await self._r.zrange(keys.report_alerts(ref), 0, -1,
+                                                  withscores=True))
+        return await self.many(sorted(found, key=found.__getitem__))
 
     async def acknowledge(self, alert: Alert, user: str, name: str, read_back: str,
                           entry: dict[str, Any]) -> Alert:
