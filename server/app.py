@@ -44,6 +44,7 @@ from server.mdt.service import MdtService
 from server.realtime import websocket
 from server.realtime.services import Realtime
 from server.store import Store
+from server.store.rooms import Room
 from server.transport import cors, headers
 from server.transport.cors import cors_middleware
 from server.transport.proxies import forwarded_middleware
@@ -105,6 +106,14 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     async def on_startup(app: web.Application) -> None:
         app[appkeys.REALTIME] = await Realtime.start(settings, store)
         realtime = app[appkeys.REALTIME]
+        mdt_service = app[appkeys.MDT]
+
+        async def mdt_room_joined(room: Room, username: str) -> None:
+            # A coordinator standing in reads the cases too; someone in the room: it is live.
+            await mdt_service.grant_joiner(room.ref, username)
+            await mdt_service.mark_live(room.ref)
+
+        realtime.rooms.on_joined["mdt"] = mdt_room_joined
         # Reading reports are signed by the holder of the worklist claim (server/clinical/
         # worklist.py); opinions need only the consults.
         worklist_key = getattr(appkeys, "WORKLIST", None)

@@ -31,7 +31,7 @@ from server.log import event
 from server.realtime import outbound as out
 from server.realtime.hub import Connection, Hub, spawn
 from server.realtime.messages import RoomInvite, RtcAnswer, RtcCandidate
-from server.realtime.room_policy import MDT_MAX_PARTICIPANTS, RoomPolicy, mdt_of_room, policy
+from server.realtime.room_policy import RoomPolicy, mdt_of_room, policy
 from server.realtime.router import RoomRouter
 from server.store import Store, keys
 from server.store.directory import Role
@@ -56,6 +56,8 @@ class RoomService:
         self.state_extras: dict[str, StateExtra] = {}
         # Called when a member has left a room (the MDT's control is released): kind -> callback.
         self.on_left: dict[str, LeftHook] = {}
+        # Called when a member joined (the MDT's domain: grants, open -> live): kind -> callback.
+        self.on_joined: dict[str, LeftHook] = {}
         # Which connection of this node carries each participant: (room, user) -> connection.
         self._attached: dict[tuple[str, str], Connection] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -88,17 +90,9 @@ class RoomService:
         return servers
 
     async def room(self, room_id: str) -> tuple[Room, RoomPolicy]:
-        """The open room and its kind's policy. An MDT's room (`mdt-<session id>`) opens on
-        its first join while the session exists and is not over."""
+        """The open room and its kind's policy (an MDT's room is opened by the MDT's domain
+        when the session opens, server/mdt/)."""
         room = await self.store.rooms.get(room_id)
-        if room is None and (mdt_id := mdt_of_room(room_id)) is not None:
-            mdt = policy("mdt")
-            sessions = getattr(self.store, "mdt", None)
-            session = await sessions.get(mdt_id) if sessions is not None else None
-            if session is not None and session.state not in ("concluded", "cancelled"):
-                room = await self.store.rooms.ensure(
-                    kind=mdt.kind, ref=mdt_id, room_id=room_id,
-                    max_participants=MDT_MAX_PARTICIPANTS)
         if room is None or not room.open:
             raise NotFound("no such open room")
         return room, policy(room.kind)
@@ -190,6 +184,9 @@ class RoomService:
             elif state == "failed":
                 await self._media_failed(room_id, who.username, "ice_failed")
 
+        joined = self.on_joined.get(room.kind)
+        if joined is not None:
+            await joined(room, who.username)
         self._watch_media(room_id, who.username)
         await self.router.join(room_id, who.username, send_offer, on_state)
         await self.store.audit.record(

@@ -89,16 +89,6 @@ return 1
 """
 
 
-_ENSURE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('SADD', KEYS[2], ARGV[1])
-return 1
-"""
-
-
 _UPDATE_MEMBER = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
@@ -115,7 +105,6 @@ class Rooms:
         self._r = redis
         self._add_member = redis.register_script(_ADD_MEMBER)
         self._update_member = redis.register_script(_UPDATE_MEMBER)
-        self._ensure = redis.register_script(_ENSURE)
 
     @staticmethod
     def new_id() -> str:
@@ -133,19 +122,6 @@ class Rooms:
             pipe.sadd(keys.OPEN_ROOMS, room.id)
             await pipe.execute()
         return room
-
-    async def ensure(
-        self, *, kind: str, ref: str, room_id: str, max_participants: int | None = None
-    ) -> Room:
-        """The room `room_id`, created open if it never existed (a closed one stays closed):
-        rooms with a deterministic id (`mdt-<session>`) open on their first join."""
-        room = Room(room_id, kind, ref, time.time(), True, max_participants or MAX_PARTICIPANTS)
-        fields = _room_fields(room)
-        await self._ensure(keys=[keys.room(room_id), keys.OPEN_ROOMS],
-                           args=[room_id, *(x for kv in fields.items() for x in kv)])
-        found = await self.get(room_id)
-        assert found is not None
-        return found
 
     async def get(self, room_id: str) -> Room | None:
         data = await self._r.hgetall(keys.room(room_id))

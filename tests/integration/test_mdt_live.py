@@ -49,8 +49,8 @@ async def joined(room, page_sockets):
     return socks
 
 
-async def _take(sock, ref="take"):
-    await sock.send(type="control.take", room_id=ROOM, id=ref)
+async def _take(sock, ref="take", room_id=ROOM):
+    await sock.send(type="control.take", room_id=room_id, id=ref)
     return await sock.expect("control.changed", ref=ref)
 
 
@@ -242,3 +242,47 @@ async def test_a_consult_room_has_no_shared_view(client, store, page_sockets):
     assert "view" not in state
     await zhang.send(type="control.take", room_id=created.id, id="t")
     assert (await zhang.expect("error", ref="t"))["code"] == "forbidden"
+
+
+async def test_with_a_scheduled_session_only_invitees_present_and_conclude_closes(
+        client, auth, more_people, page_sockets, store):
+    """A real MDT session (server/mdt/): its invitees join; the session's coordinator takes
+    control; the agenda only takes the session's cases; concluding closes the room."""
+    import time
+
+    coord_h = await auth("coord.liu")
+    resp = await client.post("/api/mdt", headers=coord_h, json={
+        "title": "Thoracic MDT", "starts_at": int(time.time()) + 300, "duration_min": 60,
+        "departments": ["radiology"], "experts": ["exp.zhang"], "clinics": ["hetang"],
+        "lead_expert": "exp.zhang", "cases": []})
+    body = await resp.json()
+    assert resp.status == 201, body
+    mdt = body["mdt"]
+    assert mdt["state"] == "open"
+    room_id = mdt["room_id"]
+    socks = {}
+    for user in ("coord.liu", "exp.zhang", "dr.wang"):
+        socks[user] = await page_sockets(user)
+        await socks[user].send(type="room.join", room_id=room_id)
+        state = await socks[user].expect("room.state", timeout=15)
+        assert state["mdt"]["id"] == mdt["id"] and state["view"]["version"] == 0
+    assert (await store.mdt.get(mdt["id"])).state == "live"  # someone is in the room
+    for user in ("exp.li", "dr.li"):  # not invited
+        sock = await page_sockets(user)
+        await sock.send(type="room.join", room_id=room_id, id="j")
+        assert (await sock.expect("error", ref="j"))["code"] == "not_found"
+    await socks["exp.zhang"].send(type="control.take", room_id=room_id, id="t")
+    await socks["exp.zhang"].expect("control.changed", ref="t")
+    took = await _take(socks["coord.liu"], room_id=room_id)  # a coordinator can always take
+    assert took["presenter"] == "coord.liu"
+    await socks["coord.liu"].send(type="view.update", room_id=room_id,
+                                  base_version=took["version"], state=view(3))
+    got = await socks["dr.wang"].expect("view.state", version=took["version"] + 1)
+    assert got["state"] == view(3)
+    await socks["coord.liu"].send(type="agenda.current", room_id=room_id, case_id="nope",
+                                  id="a")
+    assert (await socks["coord.liu"].expect("error", ref="a"))["code"] == "not_found"
+    resp = await client.post(f"/api/mdt/{mdt['id']}/conclude", headers=coord_h)
+    assert resp.status == 200, await resp.text()
+    for sock in socks.values():
+        assert (await sock.expect("room.closed", timeout=10))["reason"] == "concluded"
