@@ -14,6 +14,7 @@ from server import appkeys
 from server.api import (
     admin_routes,
     alerts,
+    annotations,
     auth_routes,
     consults,
     departments,
@@ -97,6 +98,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     uploads.setup(app)
     studies.setup(app)
     mdt.setup(app)
+    annotations.setup(app)
     dicomweb_routes.setup(app)
     websocket.setup(app)
     static.setup(app)

@@ -43,6 +43,8 @@ const ERRORS = {
   "claim_conflict": { en: "Another expert claimed this request first, or it is no longer waiting.", zh: "其他专家已先认领该阅片请求，或它已不在等待中。" },
   "not_claim_holder": { en: "You no longer hold this request: it was released, lapsed or reassigned.", zh: "您已不再持有该阅片请求：它已被释放、超时退回或改派。" },
   "read_back_mismatch": { en: "The read-back does not repeat the finding. Read the finding again and type it back.", zh: "复读内容与危急值不符，请重新阅读并复述。" },
+  "too_many_marks": { en: "This image or study already holds as many annotations or key images as allowed. Remove some first.", zh: "此图像或检查的标注或关键图像已达上限，请先删除一些。" },
+  "nothing_to_export": { en: "There is nothing to export yet: add measurements or key images first.", zh: "还没有可导出的内容：请先添加测量或关键图像。" },
   // --- images and uploads
   "invalid_dicom": { en: "Not a medical image file (DICOM) that can be read.", zh: "不是可读取的医学影像文件（DICOM）。" },
   "unsupported_transfer_syntax": { en: "The image is compressed in a way the server cannot read.", zh: "图像的压缩格式服务器无法读取。" },

@@ -285,6 +285,16 @@ class Renderer:
             ("frame", key), self._in_executor(self._read_stored_bytes, key, model)
         )
 
+    async def decoded_frame(self, path: str | os.PathLike[str], frame: int
+                            ) -> tuple[ImageModel, DecodedFrame]:
+        """The model and the decoded `frame` (the cache every render uses): measurements read
+        the stored values a room has already decoded instead of decoding them again."""
+        key_path = os.fspath(path)
+        model = await self.image_model(key_path)
+        check_frame(model, frame)
+        self._check_size(model)
+        return model, await self._decoded(key_path, model, frame)
+
     def stats(self) -> dict[str, int]:
         with self._counts_lock:
             out: dict[str, int] = dict(self._counts)

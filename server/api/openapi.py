@@ -26,6 +26,7 @@ from server.api.admin_routes import (
     UserCreate,
 )
 from server.api.alerts import AlertAcknowledge, AlertHandled, AlertRaise
+from server.api.annotations import AnnotationCreate, ExportRequest, KeyImageCreate
 from server.api.auth_routes import LoginRequest, PasswordChange
 from server.api.notifications import MarkRead
 from server.api.reports import Amend, CreateReport, Retract, SaveDraft, SignDraft
@@ -691,6 +692,56 @@ _REPORT_PATHS: dict[str, dict[str, Operation]] = {
 PATHS.update(_REPORT_PATHS)
 
 
+def _marks_op(summary: str, schema: str | None = None, status: str = "200",
+              params: list[dict[str, Any]] | None = None) -> Operation:
+    op: Operation = {
+        "summary": summary, "tags": ["annotations"], "parameters": params or [STUDY],
+        "responses": {status: {"description": "OK", "content": {"application/json": {
+            "schema": {"type": "object"}}}}, **_ERRORS},
+    }
+    if schema:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    return op
+
+
+def _mark_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "maxLength": 16}, "description": "the mark's id"}
+
+
+# Annotations, measurements and key images (server/api/annotations.py): everyone who may see the
+# study sees them; only the author removes one. Every read and write audited.
+_MARKS_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/studies/{study}/annotations": {
+        "get": _marks_op("the study's annotations with their measurements (one image with "
+                         "?instance=UID)",
+                         params=[STUDY, _query("instance", "SOPInstanceUID")]),
+        "post": _marks_op("add an annotation; the server measures it from the stored pixels "
+                          "(mm from Pixel/Imager Pixel Spacing, ROI area and mean/SD/min/max in "
+                          "modality units)", "AnnotationCreate", "201"),
+    },
+    "/api/studies/{study}/annotations/{annotation_id}": {"delete": _marks_op(
+        "remove one's own annotation (undo)", params=[STUDY, _mark_id("annotation_id")])},
+    "/api/studies/{study}/key-images": {
+        "get": _marks_op("the study's key images (of one room with ?room_id=)",
+                         params=[STUDY, _query("room_id", "a room's id")]),
+        "post": _marks_op("mark a key image (201; 200 when that frame is already marked in "
+                          "that room)", "KeyImageCreate", "201"),
+    },
+    "/api/studies/{study}/key-images/{key_image_id}": {"delete": _marks_op(
+        "remove one's own key image", params=[STUDY, _mark_id("key_image_id")])},
+    "/api/studies/{study}/measurement-report": {"post": _marks_op(
+        "store the study's annotations (or one room's) into the study as a DICOM SR "
+        "Measurement Report (TID 1500, tracking identifiers OHIF reads)", "ExportRequest",
+        "201")},
+    "/api/studies/{study}/key-object-selection": {"post": _marks_op(
+        "store the study's key images (or one room's) into the study as a DICOM Key Object "
+        "Selection document (For Conference)", "ExportRequest", "201")},
+}
+PATHS.update(_MARKS_PATHS)
+
+
 def _component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
     """JSON schemas of request models, their nested models lifted beside them (a `$ref` in a
     component resolves from the document's root, not from a `$defs` inside it)."""
@@ -734,6 +785,7 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                     CreateReport, SaveDraft, SignDraft, Amend, Retract)},
                 **_component_schemas(MdtCreate, MdtChange, ConflictQuery, CancelRequest,
                                      ConclusionIn, ProposalCreate),
+                **_component_schemas(AnnotationCreate, KeyImageCreate, ExportRequest),
             },
             "responses": {"Error": {"description": "an error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},

@@ -13,7 +13,7 @@ doctor's own clinic's first; otherwise the study of the caller's most recent liv
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from server.auth.principal import Principal
@@ -484,3 +484,22 @@ def require_alert_raiser(principal: Principal, responsible: Sequence[str]) -> No
     require_role(principal, Role.EXPERT)
     if principal.username not in responsible:
         raise Forbidden("only the expert reading this case may raise a critical alert on it")
+def require_author(principal: Principal, author: str, what: str = "annotation") -> None:
+    """Undo: only its author removes an annotation or a key image (everyone who may see the
+    study sees it; nobody edits another person's mark)."""
+    if principal.username != author:
+        raise Forbidden(f"only its author may remove this {what}")
+
+
+def require_room_share(
+    principal: Principal, *, is_member: bool, room_open: bool, room_studies: Collection[str],
+    study_uid: str,
+) -> None:
+    """A mark shared with a room is sent to every participant: only a participant of the open
+    room shares, and only on a study of the room (its consult's, its MDT cases'), which every
+    participant was granted; never a study the others may not see."""
+    require_patient_reader(principal)
+    if not (is_member and room_open):
+        raise NotFound("no such open room")
+    if study_uid not in room_studies:
+        raise Forbidden("this study is not one of the room's studies")

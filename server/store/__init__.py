@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 
 from server.store import keys
 from server.store.alerts import Alerts, ConsultEscalations
+from server.store.annotations import Annotations, KeyImages
 from server.store.audit import AuditLog
 from server.store.consults import Consult, Consults
 from server.store.directory import Directory
@@ -41,6 +42,8 @@ class Store:
         self.worklist = Worklist(redis)
         self.alerts = Alerts(redis)
         self.consult_escalations = ConsultEscalations(redis)
+        self.annotations = Annotations(redis)
+        self.key_images = KeyImages(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

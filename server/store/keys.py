@@ -346,3 +346,23 @@ ESCALATION_LOCK = f"{PREFIX}:escalation:lock"
 ESCALATION_OUTBOX = f"{PREFIX}:escalation:outbox"
 
 ON_DUTY_COORDINATORS = f"{PREFIX}:coordinators:on-duty"
+# Annotations and key images [marks]: under the study's hash tag (a study is a clinic's, so a
+# clinic's marks never share a key with another clinic's study of the same UID).
+def study_annotations(clinic_id: str, study_uid: str) -> str:
+    """hash: annotation id -> JSON annotation."""
+    return f"{_study_tag(clinic_id, study_uid)}:annotations"
+
+
+def study_annotation_counts(clinic_id: str, study_uid: str) -> str:
+    """hash: SOPInstanceUID -> how many annotations it has (the per-image cap)."""
+    return f"{_study_tag(clinic_id, study_uid)}:annotation-counts"
+
+
+def study_key_images(clinic_id: str, study_uid: str) -> str:
+    """hash: key image id -> JSON key image."""
+    return f"{_study_tag(clinic_id, study_uid)}:key-images"
+
+
+def room_key_images(room_id: str) -> str:
+    """hash: key image id -> JSON key image (a copy, for the room's minutes)."""
+    return f"{PREFIX}:{{room:{room_id}}}:key-images"

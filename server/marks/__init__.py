@@ -1,0 +1,1 @@
+"""Annotations, measurements and key images on stored images (domain services, no HTTP)."""
