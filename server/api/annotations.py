@@ -192,10 +192,8 @@ async def export_key_object_selection(request: web.Request) -> web.Response:
 
 def _emitter(app: web.Application) -> service.Emit:
     async def emit(room_id: str, event_type: str, **fields: Any) -> Any:
-        rooms = app[appkeys.REALTIME].rooms
-        if hasattr(rooms, "emit"):  # the kind-neutral room seam (rooms.emit)
-            return await rooms.emit(room_id, event_type, **fields)
-        return None
+        # Looked up per call: the realtime plane starts with the application.
+        return await app[appkeys.REALTIME].rooms.emit(room_id, event_type, **fields)
 
     return emit
 

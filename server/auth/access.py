@@ -492,14 +492,22 @@ def require_author(principal: Principal, author: str, what: str = "annotation") 
 
 
 def require_room_share(
-    principal: Principal, *, is_member: bool, room_open: bool, room_studies: Collection[str],
-    study_uid: str,
+    principal: Principal, *, is_member: bool, room_open: bool,
+    room_studies: Collection[tuple[str, str]], study: tuple[str, str],
 ) -> None:
     """A mark shared with a room is sent to every participant: only a participant of the open
-    room shares, and only on a study of the room (its consult's, its MDT cases'), which every
-    participant was granted; never a study the others may not see."""
+    room shares, and only on a study of the room (its consult's, its MDT cases': (clinic, UID)),
+    which every participant was granted; never a study the others may not see."""
     require_patient_reader(principal)
     if not (is_member and room_open):
         raise NotFound("no such open room")
-    if study_uid not in room_studies:
+    if study not in room_studies:
         raise Forbidden("this study is not one of the room's studies")
+
+
+def require_key_image_marker(principal: Principal, *, kind: str, presenter: str | None,
+                             coordinator: bool) -> None:
+    """Key images of an MDT room go into its minutes: the presenter marks them (or the
+    coordinator); in a consult room any participant may."""
+    if kind == "mdt" and not coordinator and presenter != principal.username:
+        raise Forbidden("only the presenter (or the coordinator) marks key images here")

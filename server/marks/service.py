@@ -32,6 +32,7 @@ from server.auth import access
 from server.auth.principal import Principal
 from server.errors import Conflict, InvalidParameter, NotFound
 from server.log import event
+from server.realtime.room_policy import policy
 from server.store import Store
 from server.store.annotations import KINDS, Annotation, KeyImage, TooMany, new_id, now
 from server.store.rooms import MemberState, Room
@@ -149,21 +150,20 @@ class Marks:
 
     # --- rooms ---------------------------------------------------------------------------------
 
-    async def room_studies(self, room: Room) -> set[str]:
-        """The StudyInstanceUIDs a room is about: its consult's, or its MDT cases'."""
+    async def room_studies(self, room: Room) -> set[tuple[str, str]]:
+        """The studies (clinic, StudyInstanceUID) a room is about: its consult's, or its MDT
+        cases'."""
         if room.kind == "consult" and room.consult_id:
             consult = await self.store.consults.get(room.consult_id)
-            return {consult.study_uid} if consult and consult.study_uid else set()
-        mdt = getattr(self.store, "mdt", None)
-        if room.kind == "mdt" and mdt is not None:
-            ref = getattr(room, "ref", "") or room.id.removeprefix("mdt-")
-            session = await mdt.get(ref)
+            return {(consult.clinic, consult.study_uid)} if consult and consult.study_uid else set()
+        if room.kind == "mdt":
+            session = await self.store.mdt.get(room.ref)
             if session is None:
                 return set()
-            return {uid for case in session.cases for uid in getattr(case, "study_uids", ())}
+            return {(case.clinic, uid) for case in session.cases for uid in case.study_uids}
         return set()
 
-    async def check_room(self, who: Principal, room_id: str, study_uid: str) -> None:
+    async def check_room(self, who: Principal, room_id: str, study: tuple[str, str]) -> Room:
         """A mark may carry a room only if the author is in that open room and the study is
         the room's (access.require_room_share decides)."""
         room = await self.store.rooms.get(room_id)
@@ -171,7 +171,9 @@ class Marks:
         studies = await self.room_studies(room) if room else set()
         access.require_room_share(
             who, is_member=member is not None and member.state is not MemberState.LEFT,
-            room_open=bool(room and room.open), room_studies=studies, study_uid=study_uid)
+            room_open=bool(room and room.open), room_studies=studies, study=study)
+        assert room is not None
+        return room
 
     async def _emit(self, room_id: str, event_type: str, **fields: Any) -> None:
         if room_id and self.emit is not None:
@@ -220,7 +222,7 @@ class Marks:
         if new.kind == "text" and not text:
             raise InvalidParameter("a text annotation needs its text")
         if new.room_id:
-            await self.check_room(who, new.room_id, record.study_uid)
+            await self.check_room(who, new.room_id, (clinic, record.study_uid))
         measurement = await self.measure(
             self.dicom_dir / record.path, new.frame, new.kind, new.points)
         user = await self.store.directory.get_user(who.username)
@@ -260,7 +262,11 @@ class Marks:
     async def add_key_image(self, who: Principal, clinic: str, record: InstanceRecord,
                             new: NewKeyImage) -> tuple[KeyImage, bool]:
         if new.room_id:
-            await self.check_room(who, new.room_id, record.study_uid)
+            room = await self.check_room(who, new.room_id, (clinic, record.study_uid))
+            view = await self.store.room_views.get(room.id)
+            access.require_key_image_marker(
+                who, kind=room.kind, presenter=view.presenter,
+                coordinator=await policy(room.kind).is_coordinator(self.store, room, who))
         model = await self.renderer.image_model(self.dicom_dir / record.path)
         if not model.has_pixels or not 1 <= new.frame <= model.frames:
             raise NotFound(f"frame {new.frame} does not exist in this instance")

@@ -233,3 +233,90 @@ async def test_measurement_report_and_kos_stored_into_the_study(client, auth, ct
     wang = await auth("dr.wang")
     assert (await client.post(_url(ct, "key-object-selection"), json={},
                               headers=wang)).status == 404
+
+
+@pytest.fixture
+async def mdt_room(client, auth, ct, store, more_people):
+    """A live MDT on the phantom study (Qingshui) with exp.zhang invited; the room open."""
+    import time
+
+    from server.realtime.room_policy import MDT_MAX_PARTICIPANTS
+    from server.store.mdt import MdtCase, MdtSession
+
+    now = int(time.time())
+    await store.mdt.create(MdtSession(
+        id="mk1", title="Tumour board", coordinator="coord.liu", state="live",
+        starts_at=now - 60, duration_min=60, departments=["radiology"],
+        experts=["exp.zhang", "exp.li"], clinics=["qingshui"],
+        cases=[MdtCase("case1", "qingshui", "Demo", "HZ-MARKS", [ct.StudyInstanceUID])],
+        room_id="mdt-mk1"))
+    for user in ("exp.zhang", "exp.li", "coord.liu"):
+        await store.grants.grant(user, "qingshui", ct.StudyInstanceUID, kind="mdt", ref="mk1",
+                                 ttl_s=3600)
+    await store.rooms.create(kind="mdt", ref="mk1", room_id="mdt-mk1",
+                             max_participants=MDT_MAX_PARTICIPANTS)
+    return "mdt-mk1"
+
+
+async def _in_room(page_sockets, user: str, room: str):
+    sock = await page_sockets(user)
+    await sock.send(type="room.join", room_id=room)
+    await sock.expect("room.state", timeout=15)
+    return sock
+
+
+async def _event(sock, kind: str) -> dict:
+    while True:
+        msg = await sock.expect("room.event", timeout=10)
+        if msg["event"]["type"] == kind:
+            return msg["event"]
+
+
+async def test_marks_in_an_mdt_room_reach_every_participant(
+        client, auth, ct, store, mdt_room, page_sockets) -> None:
+    zhang_ws = await _in_room(page_sockets, "exp.zhang", mdt_room)
+    li_ws = await _in_room(page_sockets, "dr.li", mdt_room)
+    zhang = await auth("exp.zhang")
+    resp = await client.post(_url(ct), json=_body(ct, "length", [[10, 20], [50, 20]],
+                                                  room_id=mdt_room), headers=zhang)
+    assert resp.status == 201, await resp.text()
+    made = await resp.json()
+    for sock in (zhang_ws, li_ws):
+        ev = await _event(sock, "annotation.added")
+        assert ev["annotation"]["id"] == made["id"]
+        assert ev["annotation"]["measurement"]["length_mm"] == made["measurement"]["length_mm"]
+
+    # Key images of an MDT room: the presenter (or the coordinator) marks them.
+    body = {"series_uid": ct.SeriesInstanceUID, "sop_instance_uid": ct.SOPInstanceUID,
+            "room_id": mdt_room, "case_id": "case1"}
+    refused = await client.post(_url(ct, "key-images"), json=body, headers=zhang)
+    assert refused.status == 403
+    await zhang_ws.send(type="control.take", room_id=mdt_room, id="t")
+    await zhang_ws.expect("control.changed", ref="t")
+    resp = await client.post(_url(ct, "key-images"), json=body, headers=zhang)
+    assert resp.status == 201, await resp.text()
+    key = await resp.json()
+    ev = await _event(li_ws, "key_image.added")
+    assert ev["key_image"]["id"] == key["id"] and ev["key_image"]["case_id"] == "case1"
+    assert [k.id for k in await store.key_images.list(mdt_room)] == [key["id"]]
+
+    # Undo reaches the room; the room's minutes (its log) keep both events.
+    assert (await client.delete(f"{_url(ct)}/{made['id']}", headers=zhang)).status == 200
+    ev = await _event(li_ws, "annotation.removed")
+    assert ev["annotation_id"] == made["id"]
+    assert (await client.delete(f"{_url(ct, 'key-images')}/{key['id']}",
+                                headers=zhang)).status == 200
+    assert (await _event(li_ws, "key_image.removed"))["key_image_id"] == key["id"]
+    assert await store.key_images.list(mdt_room) == []
+
+    # A study that is not the room's is never shared into it; nor by a non-participant.
+    other = list(ct_phantom_series(slices=1, size=32, patient_id="HZ-OTHER", seed=3))[0]
+    li = await auth("dr.li")
+    await _upload(client, li, [other])
+    resp = await client.post(_url(other), json=_body(other, "arrow", [[1, 1], [5, 5]],
+                                                     room_id=mdt_room), headers=li)
+    assert resp.status == 403
+    exp_li = await auth("exp.li")  # invited, granted, but not in the room
+    resp = await client.post(_url(ct), json=_body(ct, "arrow", [[1, 1], [5, 5]],
+                                                  room_id=mdt_room), headers=exp_li)
+    assert resp.status == 404
