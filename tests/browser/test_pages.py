@@ -81,20 +81,25 @@ def test_expert_lands_on_the_expert_workstation(probe, live_server):
     assert probe.console_errors() == []
 
 
-def test_coordinator_is_told_what_comes_next(new_probe, live_server):
+def test_coordinator_lands_on_the_coordination_page(new_probe, live_server):
     p = new_probe(locale="zh-CN")
     page = p.page
     sign_in(page, "coord.liu", live_server.password)
+    page.wait_for_url(re.compile(r"/ui/coordinator\.html"))  # lands on the MDT page
+    tid(page, "coordinator-page").wait_for()
+    page.goto("/ui/")  # the study list's address: the panel links back to it
     home = tid(page, "role-home")
     home.wait_for()
     assert home.get_attribute("data-role") == "coordinator"
     assert "多学科会诊（MDT）" in tid(page, "role-home-text").inner_text()
+    assert tid(page, "role-home-coordinator").is_visible()
     wait_text(page, "study-count", "个检查", absent="加载")
     assert tid(page, "studies-error").is_hidden()
     screenshot(page, "coordinator-home-zh")
     tid(page, "lang-toggle").click()
     assert "MDT" in tid(page, "role-home-text").inner_text()
-    assert "later version" in tid(page, "role-home-text").inner_text()
+    tid(page, "role-home-coordinator").click()
+    page.wait_for_url(re.compile(r"/ui/coordinator\.html"))
     assert p.console_errors() == []
 
 

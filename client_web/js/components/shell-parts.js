@@ -4,4 +4,7 @@
 // (`shell.connect()`, shared with the page) and `shell.session`. Add yours with one import and
 // one line below; keep the others'.
 
+import { mdtInvitationsPart } from "./mdt-invitations.js";
+
 export const SHELL_PARTS = [];
+SHELL_PARTS.push(mdtInvitationsPart);

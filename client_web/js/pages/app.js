@@ -5,12 +5,13 @@ import { TAG, apiJson, first, formatDate, getSession, num, personName, uploadFil
 import { show, testIds } from "../lib/dom.js";
 import { errorText, failureReasonText, hasErrorText } from "../messages.js";
 import { mountShell } from "../components/shell.js";
+import { proposeForMdt } from "../components/mdt-propose.js";
 import "../i18n/studies.js";
 
 const PAGE_SIZE = 50;
 // Where a role goes after signing in here. Doctors stay on the study list (with the kiosk link);
 // a role missing here gets the role-home panel instead of a list it cannot use.
-const ROLE_PAGE = { expert: "expert.html" };
+const ROLE_PAGE = { expert: "expert.html", coordinator: "coordinator.html" };
 // The administrators' page: an admin lands there after signing in; the panel here links to it.
 const ADMIN_PAGE = "admin.html";
 const $ = testIds();
@@ -22,6 +23,7 @@ const state = {
   more: false,
   loadSeq: 0,
   lastUpload: null, // last /api/uploads body (re-rendered on language change)
+  mayPropose: false, // doctors and experts propose studies for an MDT
 };
 
 let shell = null;
@@ -44,6 +46,7 @@ function renderHome(role) {
   $("role-home-text").textContent = t(`home.${role}.text`);
   show($("role-home-cli"), role === "admin");
   show($("role-home-admin"), role === "admin" && Boolean(ADMIN_PAGE));
+  show($("role-home-coordinator"), role === "coordinator");
 }
 
 /** After a sign-in on this page: the page that fits the role (`fromSignIn`: not on a reload). */
@@ -60,6 +63,7 @@ function startStudies(session, { fromSignIn = false } = {}) {
   show(document.getElementById("studies-view"), role !== "admin");
   if (role === "admin") return;
   const isDoctor = session.user && session.user.role === "doctor";
+  state.mayPropose = isDoctor || role === "expert";
   show($("upload-open"), isDoctor);
   // the tele-consultation pages: doctors call from the kiosk, experts answer at the workstation
   show($("nav-kiosk"), isDoctor);
@@ -184,6 +188,18 @@ function renderStudies() {
       openStudy(uid);
     });
     td.append(btn);
+    if (state.mayPropose) {
+      // a doctor's clinic study, or a study shared with an expert: a case for an MDT
+      const propose = document.createElement("button");
+      propose.type = "button";
+      propose.textContent = t("mdtprop.open");
+      propose.setAttribute("data-testid", "study-propose-mdt");
+      propose.addEventListener("click", (ev) => {
+        ev.stopPropagation();
+        proposeForMdt([uid], [name, first(study, TAG.PatientID, "")].filter(Boolean).join(" · "));
+      });
+      td.append(" ", propose);
+    }
     tr.append(td);
     tr.addEventListener("click", () => openStudy(uid));
     body.append(tr);

@@ -1,6 +1,7 @@
 // expert.html: the county expert's workstation. Ringing consult requests and invitations; in a
 // consult, the video beside the attached study in the imaging viewer; invite a colleague.
 
+import { proposeForMdt } from "../components/mdt-propose.js";
 import { applyI18n, t } from "../lib/i18n.js";
 import { testIds } from "../lib/dom.js";
 import { getSession } from "../lib/api.js";
@@ -273,6 +274,10 @@ function isMismatch(c) {
 
 function openStudy(studyUid) {
   const pane = $("study-pane");
+  // the consult's study may go to an MDT: the expert proposes it (js/components/mdt-propose.js)
+  const propose = $("expert-propose-mdt");
+  propose.hidden = !studyUid;
+  propose.onclick = () => proposeForMdt([studyUid], $("consult-patient").textContent);
   if (state.viewer && state.viewer.studyUid === studyUid) return;
   closeStudy();
   if (!studyUid) {
