@@ -51,6 +51,7 @@ export class ReportEditor {
     this.dirty = false;
     this.timer = null;
     this.status = null; // [key, params, kind]
+    this.keyImages = [...((report.draft && report.draft.content.key_images) || [])];
     this.render();
   }
 
@@ -64,7 +65,7 @@ export class ReportEditor {
   }
 
   content() {
-    const out = { ...(this.draft ? this.draft.content : {}) };
+    const out = { ...(this.draft ? this.draft.content : {}), key_images: this.keyImages };
     for (const f of TEXT_FIELDS[this.report.kind]) {
       const input = this.root.querySelector(`[data-testid="report-field-${f}"]`);
       if (input) out[f] = input.value;
@@ -134,8 +135,42 @@ export class ReportEditor {
 
   async reload() {
     this.report = await apiJson(`/api/reports/${this.report.id}`);
+    this.keyImages = [...((this.report.draft && this.report.draft.content.key_images) || [])];
     this.dirty = false;
     this.render();
+  }
+
+  /** Add the image a viewer shows (its ViewState, CONTRACTS §2) to the key images (max 8). */
+  addKeyImage(view) {
+    if (!view || !view.sop_instance_uid || !this.draft || this.keyImages.length >= 8) return false;
+    const w = view.window || {};
+    const round = (x) => (Number.isFinite(Number(x)) ? Math.round(Number(x)) : null);
+    const center = round(w.center);
+    const width = round(w.width);
+    this.keyImages.push({
+      series_uid: view.series_uid, sop_uid: view.sop_instance_uid, frame: Math.max(1, view.frame || 1),
+      center: center !== null && width ? center : null, width: center !== null && width ? Math.max(1, width) : null,
+      caption: `${t("editor.keyImage")} ${this.keyImages.length + 1}`,
+    });
+    this.renderKeyImages();
+    this.changed();
+    return true;
+  }
+
+  renderKeyImages() {
+    const list = this.root.querySelector("[data-testid=report-key-images]");
+    if (!list) return;
+    list.textContent = "";
+    this.keyImages.forEach((k, i) => {
+      list.append(el("li", { testid: "report-key-image", dataset: { sop: k.sop_uid } },
+        el("span", {}, `${k.caption} · #${k.frame}${k.center !== null ? ` · W ${k.width} / L ${k.center}` : ""}`), " ",
+        el("button", { type: "button", testid: "report-key-image-remove", onclick: () => {
+          this.keyImages.splice(i, 1);
+          this.renderKeyImages();
+          this.changed();
+        } }, "×")));
+    });
+    list.hidden = !this.keyImages.length;
   }
 
   async sign(button) {
@@ -246,6 +281,7 @@ export class ReportEditor {
         form.append(el("label", { className: "report-flag" }, box2, el("span", {}, t(`editor.${f}`))));
       }
       box.append(form);
+      box.append(el("ul", { className: "report-key-images", testid: "report-key-images", hidden: true }));
       const actions = el("div", { className: "report-actions" });
       const sign = el("button", { type: "button", className: "primary", testid: "report-sign" }, t("editor.sign"));
       sign.addEventListener("click", () => this.sign(sign));
@@ -273,6 +309,7 @@ export class ReportEditor {
     }
     box.append(el("p", { className: "report-status", testid: "report-save-status", role: "status" }));
     this.root.append(box);
+    this.renderKeyImages();
     if (this.status) this.setStatus(...this.status);
   }
 }
