@@ -118,9 +118,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         realtime.rooms.on_joined["mdt"] = mdt_room_joined
         # Reading reports are signed by the holder of the worklist claim (server/clinical/
         # worklist.py); opinions need only the consults.
-        worklist_key = getattr(appkeys, "WORKLIST", None)
-        report_service.start(app.get(worklist_key) if worklist_key else None,
-                             lambda: getattr(realtime, "notifier", None),
+        report_service.start(app[appkeys.WORKLIST], lambda: getattr(realtime, "notifier", None),
                              app[appkeys.INGESTOR])
         try:
             # Users written before the clinic/department/role sets existed (notifications'

@@ -187,9 +187,12 @@ async def _document(request: web.Request, action: str) -> Document:
     department = await request.app[appkeys.STORE].directory.get_department(
         version.subject.department)
     images = await _key_images(request, version)
+    # Who was told of a critical value raised on it, when, the read-back (server/clinical/
+    # alerts.py): printed with the report, as the critical-value rules ask.
+    communication = await request.app[appkeys.ALERTS].communication(viewed.report.id)
     doc = document(viewed.report, version, lang=lang, institution=settings.institution,
                    department_name=department.name if department else version.subject.department,
-                   images=images, public_url=settings.public_url)
+                   images=images, public_url=settings.public_url, communication=communication)
     await _audit_view(request, action, viewed, version.version)
     return doc
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from server.clinical.report_model import KEY_IMAGES, Kind, Report, Status, Version
+from server.clinical.report_model import KEY_IMAGES, Kind, Report, Status, Version, iso_time
 from server.documents import DocImage, Document, Section, Verification
 
 TITLES = {
@@ -25,7 +25,13 @@ FIELD_LABELS = {
            "supersedes": "Supersedes", "reason": "Reason", "signature": "Signature (SHA-256)",
            "yes": "YES", "no": "no", "withdrawn": "WITHDRAWN (entered in error)",
            "superseded": "SUPERSEDED by version {n}: do not use this version",
-           "page_note": "Signed electronically in Huizhen; check it at the verification URL."},
+           "page_note": "Signed electronically in Huizhen; check it at the verification URL.",
+           "communication": "Critical value communication",
+           "comm_row": "{tier} raised {raised_at} by {raised_by}: {finding}",
+           "comm_ack": "acknowledged {at} by {by}, read back: “{read_back}”",
+           "comm_unack": "not acknowledged yet ({state})",
+           "comm_action": "action taken: {action}",
+           "tier.critical": "Critical value", "tier.significant": "Significant finding"},
     "zh": {"findings": "检查所见", "impression": "诊断意见", "recommendation": "建议",
            "advice": "会诊意见", "follow_up": "随访", "critical": "危急值",
            "refer": "建议转诊", "patient": "患者", "patient_id": "患者编号", "clinic": "申请机构",
@@ -34,7 +40,13 @@ FIELD_LABELS = {
            "supersedes": "取代版本", "reason": "原因", "signature": "签名 (SHA-256)",
            "yes": "是", "no": "否", "withdrawn": "已撤回（录入错误）",
            "superseded": "已被第 {n} 版取代：请勿使用此版本",
-           "page_note": "本报告经惠诊电子签名，可通过验证网址核验。"},
+           "page_note": "本报告经惠诊电子签名，可通过验证网址核验。",
+           "communication": "危急值通报记录",
+           "comm_row": "{tier}：{raised_at} 由 {raised_by} 报告：{finding}",
+           "comm_ack": "{at} 由 {by} 确认，复读：“{read_back}”",
+           "comm_unack": "尚未确认（{state}）",
+           "comm_action": "处理措施：{action}",
+           "tier.critical": "危急值", "tier.significant": "重大阳性"},
 }
 STATUS_TEXT = {
     "en": {Status.FINAL: "final", Status.AMENDED: "amended", Status.CORRECTED: "corrected",
@@ -48,9 +60,41 @@ def verification_url(public_url: str | None, code: str) -> str:
     return f"{public_url or ''}/verify/{code}"
 
 
+def _utc(t: object) -> str:
+    try:
+        return iso_time(float(t)).replace("T", " ")[:16] + " UTC"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+
+
+def communication_section(lang: str, entries: list[dict[str, Any]]) -> Section | None:
+    """The critical-value alerts raised on the report (H6's AlertService.communication):
+    who was told, when, the read-back, the action — printed with the report."""
+    if not entries:
+        return None
+    t = FIELD_LABELS[lang]
+    paragraphs = []
+    for e in entries:
+        line = t["comm_row"].format(tier=t.get(f"tier.{e.get('tier')}", e.get("tier", "")),
+                                    raised_at=_utc(e.get("raised_at")),
+                                    raised_by=e.get("raised_by", ""),
+                                    finding=e.get("finding", ""))
+        if e.get("acknowledged_at"):
+            line += "; " + t["comm_ack"].format(at=_utc(e["acknowledged_at"]),
+                                               by=e.get("acknowledged_by", ""),
+                                               read_back=e.get("read_back", ""))
+        else:
+            line += "; " + t["comm_unack"].format(state=e.get("state", ""))
+        if e.get("action_taken"):
+            line += "; " + t["comm_action"].format(action=e["action_taken"])
+        paragraphs.append(line)
+    return Section(t["communication"], tuple(paragraphs))
+
+
 def document(report: Report, version: Version, *, lang: str, institution: str,
              department_name: str, images: list[tuple[bytes, str]],
-             public_url: str | None) -> Document:
+             public_url: str | None,
+             communication: list[dict[str, Any]] | None = None) -> Document:
     t = FIELD_LABELS[lang]
     s = version.subject
     c = version.content
@@ -80,6 +124,9 @@ def document(report: Report, version: Version, *, lang: str, institution: str,
         sections.append(Section(t["refer"], (t["yes"] if c.get("refer") else t["no"],)))
         if str(c.get("follow_up", "")).strip():
             sections.append(Section(t["follow_up"], _paragraphs(c["follow_up"])))
+    comm = communication_section(lang, communication or [])
+    if comm is not None:
+        sections.append(comm)
     later = report.superseded_by(version.version)
     current = report.current
     watermark = ""

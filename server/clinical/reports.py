@@ -229,10 +229,14 @@ class ReportService:
         access.require_role(who, Role.EXPERT)
         if kind is Kind.READING:
             subject, editor = await self._reading_subject(ref)
+            # Who may not see the request is told it does not exist (404, not 403).
+            access.check_work_item(who, subject.clinic, subject.department)
             existing = await self.store.reports.for_request(ref)
         else:
             subject, editor = await self._consult_subject(ref)
             existing = await self.store.reports.for_consult(ref)
+            if existing is None and who.username != editor:
+                raise NotFound("no such consult")
         if existing is None:
             access.require_report_editor(who, editor)
             draft = Version(report_id=new_id(), kind=kind, version=1, status=Status.PRELIMINARY,
