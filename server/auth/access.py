@@ -297,6 +297,12 @@ def may_join_mdt(principal: Principal, session: MdtSession) -> bool:
     return session.state in ("open", "live") and _invited(principal, session)
 
 
+def mdt_join_needs_grant(principal: Principal, session: MdtSession) -> bool:
+    """A coordinator who joins an MDT room they do not coordinate reads its cases as the
+    session's own coordinator does (a grant on joining); doctors never get one."""
+    return principal.role is Role.COORDINATOR and principal.username != session.coordinator
+
+
 def may_view_mdt(principal: Principal, session: MdtSession) -> bool:
     """The session's page, calendar entry and (once concluded) summary: the same people, in
     any state."""

@@ -96,6 +96,19 @@ def _window(value: Any) -> Window | None:
         return None
 
 
+async def grant_session(store: Store, s: MdtSession, users: list[str], now: float,
+                        studies: list[tuple[str, str]] | None = None) -> None:
+    """The session's case studies for `users` (kind "mdt"): until the session's end plus the
+    grant period, or — concluded — the grant period from now; a cancelled one grants none.
+    Also called by the room policy when a coordinator who is not the session's own joins."""
+    if s.state == CANCELLED:
+        return
+    period = store.grants.ttl_s
+    ttl = period if s.state == CONCLUDED else max(s.ends_at - now, 0) + period
+    await store.grants.for_mdt(s.id, s.studies() if studies is None else studies, users,
+                               ttl_s=ttl, by=s.coordinator)
+
+
 class _Unchanged(Exception):
     """A conditional change found the session already past the state it wanted to leave."""
 
@@ -431,7 +444,11 @@ class MdtService:
                            sequence=s.sequence + 1)
 
         before, after = await self.mdts.update(mdt_id, change)
-        await self.store.grants.revoke_mdt(mdt_id, after.studies(), self._grantees(after))
+        # the invitees, and coordinators who stood in and were granted on joining the room
+        stand_ins = [m.id for m in await self.store.rooms.members(after.room_id)
+                     if m.role == Role.COORDINATOR.value] if after.room_id else []
+        await self.store.grants.revoke_mdt(
+            mdt_id, after.studies(), list(dict.fromkeys([*self._grantees(after), *stand_ins])))
         for c in after.cases:
             if c.proposal_id:
                 await self.mdts.set_proposal(c.proposal_id, state=PROPOSED)
@@ -583,7 +600,8 @@ class MdtService:
         for k in (await key_images.list(session.room_id))[:MAX_SUMMARY_IMAGES]:
             found = by_case.get(_field(k, "case_id") or "") or by_study.get(
                 _field(k, "study_uid") or "")
-            if found is None or _field(k, "study_uid") not in found[1].study_uids:
+            if (found is None or _field(k, "study_uid") not in found[1].study_uids
+                    or _field(k, "clinic") not in (None, found[1].clinic)):
                 continue  # a case the viewer may not see, or an image of no agenda study
             number, case = found
             record = await self.store.studies.instance(case.clinic, _field(k, "study_uid"),
@@ -775,18 +793,7 @@ class MdtService:
 
     async def _grant(self, s: MdtSession, studies: list[tuple[str, str]], users: list[str],
                      now: float) -> None:
-        if s.state == CANCELLED:
-            return
-        period = self.store.grants.ttl_s
-        ttl = period if s.state == CONCLUDED else max(s.ends_at - now, 0) + period
-        await self.store.grants.for_mdt(s.id, studies, users, ttl_s=ttl, by=s.coordinator)
-
-    async def grant_joiner(self, mdt_id: str, username: str) -> None:
-        """A coordinator of the team who joins the room without being its coordinator reads its
-        cases too (the room policy calls this on join)."""
-        s = await self.mdts.get(mdt_id)
-        if s is not None and s.active:
-            await self._grant(s, s.studies(), [username], time.time())
+        await grant_session(self.store, s, users, now, studies)
 
     async def _create_room(self, s: MdtSession) -> None:
         await self.store.rooms.create(kind="mdt", ref=s.id, room_id=s.room_id,

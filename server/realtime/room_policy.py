@@ -11,6 +11,7 @@ whoever joins and ends the consult when the last one leaves; an MDT room stays o
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -154,7 +155,13 @@ class MdtPolicy:
                 else {"id": room.ref}}
 
     async def joined(self, store: Store, room: Room, who: Principal, *, first: bool) -> None:
-        return None  # the session's invitees hold their grants from the MDT's scheduling
+        # The session's coordinator and experts hold their grants from the MDT's scheduling; a
+        # coordinator standing in for another gets the same on joining (server/mdt/service.py).
+        session = await self.session(store, room)
+        if session is not None and access.mdt_join_needs_grant(who, session):
+            from server.mdt.service import grant_session
+
+            await grant_session(store, session, [who.username], time.time())
 
     async def left(self, store: Store, room: Room, username: str) -> None:
         return None

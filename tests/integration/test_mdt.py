@@ -485,3 +485,51 @@ async def test_summary_document_and_pdf_per_viewer(client, world):
         assert resp.status == 200 and resp.content_type == "application/pdf"
         assert (await resp.read()).startswith(b"%PDF")
     assert (await client.get(f"{url}/summary?lang=fr", headers=h["dr.wang"])).status == 400
+
+
+async def test_a_stand_in_coordinator_reads_the_cases_once_in_the_room(
+        client, world, store, page_sockets, password_hash):
+    from server.store.directory import Role
+
+    await store.directory.add_user("coord.wu", role=Role.COORDINATOR, password_hash=password_hash)
+    wu_headers = await client.post("/api/auth/login", json={
+        "username": "coord.wu", "password": "correct-horse-battery"})
+    wu = {"Authorization": f"Bearer {(await wu_headers.json())['token']}"}
+    mdt = (await _create(client, world, starts_at=int(time.time()) + 300))["mdt"]
+    assert await _meta_status(client, wu, world["li"]) == 404  # not the session's coordinator
+    sock = await page_sockets("coord.wu", wu)
+    await sock.send(type="room.join", room_id=mdt["room_id"])
+    await sock.expect("room.state", timeout=10)
+
+    async def granted():
+        return await _meta_status(client, wu, world["li"]) == 200
+    await _wait_for(granted, "stand-in coordinator granted on joining")
+    await _json(await client.post(f"/api/mdt/{mdt['id']}/cancel", headers=world["h"]["coord.liu"],
+                                  json={}))
+
+    async def revoked():
+        return await _meta_status(client, wu, world["li"]) == 404
+    await _wait_for(revoked, "stand-in's grant ends with the cancel")
+
+
+async def test_summary_carries_the_rooms_key_images_of_the_viewers_cases(client, world, store):
+    from server.store.annotations import KeyImage
+
+    h = world["h"]
+    mdt = (await _create(client, world, starts_at=int(time.time()) + 60))["mdt"]
+    for ds, clinic, case in ((world["li"], "qingshui", mdt["cases"][0]),
+                             (world["wang"], "hetang", mdt["cases"][1])):
+        await store.key_images.add(KeyImage(
+            id=f"k-{clinic}", clinic=clinic, study_uid=ds.StudyInstanceUID,
+            series_uid=ds.SeriesInstanceUID, sop_instance_uid=ds.SOPInstanceUID, frame=1,
+            by="exp.zhang", by_name="Zhang", at=time.time(), room_id=mdt["room_id"],
+            case_id=case["case_id"], window={"center": 40, "width": 400}), per_study=50)
+    await _json(await client.post(f"/api/mdt/{mdt['id']}/conclude", headers=h["coord.liu"]))
+    full = await _json(await client.get(f"/api/mdt/{mdt['id']}/summary", headers=h["coord.liu"]))
+    assert len(full["images"]) == 2
+    assert all(i["src"].startswith("data:image/png;base64,") for i in full["images"])
+    theirs = await _json(await client.get(f"/api/mdt/{mdt['id']}/summary",
+                                          headers=h["dr.wang"]))
+    assert [i["caption"] for i in theirs["images"]] == ["Case 2 · frame 1"]
+    pdf = await client.get(f"/api/mdt/{mdt['id']}/summary.pdf", headers=h["dr.wang"])
+    assert pdf.status == 200 and (await pdf.read()).startswith(b"%PDF")
