@@ -15,6 +15,7 @@ from server.api import (
     admin_routes,
     alerts,
     annotations,
+    audit_routes,
     auth_routes,
     consults,
     departments,
@@ -23,6 +24,7 @@ from server.api import (
     notifications,
     openapi,
     presets,
+    referrals,
     reports,
     static,
     studies,
@@ -34,6 +36,7 @@ from server.auth.middleware import auth_middleware
 from server.auth.sessions import SessionGuard
 from server.auth.tokens import TokenService
 from server.clinical.alerts import AlertService
+from server.clinical.referrals import ReferralService
 from server.clinical.reports import ReportService
 from server.clinical.worklist import WorklistService
 from server.config import Settings
@@ -83,6 +86,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
                                   app[appkeys.RENDERER])
     app[appkeys.WORKLIST] = WorklistService(settings, store)
     app[appkeys.ALERTS] = AlertService(settings, store, executor)
+    app[appkeys.REFERRALS] = ReferralService(store, journal_dir=settings.referrals_dir,
+                                             executor=executor)
 
     health.setup(app)
     openapi.setup(app)
@@ -95,6 +100,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     reports.setup(app, report_service)
     worklist.setup(app)
     alerts.setup(app)
+    referrals.setup(app)
+    audit_routes.setup(app)
     uploads.setup(app)
     studies.setup(app)
     mdt.setup(app)
@@ -116,6 +123,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
             await mdt_service.mark_live(room.ref)
 
         realtime.rooms.on_joined["mdt"] = mdt_room_joined
+        # Referral steps are told to both sides (server/notifications.py).
+        app[appkeys.REFERRALS].notifier = realtime.notifier
         # Reading reports are signed by the holder of the worklist claim (server/clinical/
         # worklist.py); opinions need only the consults.
         report_service.start(app[appkeys.WORKLIST], lambda: getattr(realtime, "notifier", None),

@@ -9,6 +9,7 @@ from aiohttp import web
 from media.imaging.renderer import Renderer
 from server.auth.middleware import SESSIONS_KEY, TOKENS_KEY
 from server.clinical.alerts import AlertService
+from server.clinical.referrals import ReferralService
 from server.clinical.worklist import WorklistService
 from server.config import Settings
 from server.ingest import Ingestor
@@ -25,10 +26,11 @@ REALTIME: web.AppKey[Realtime] = web.AppKey("realtime", Realtime)
 MDT: web.AppKey[MdtService] = web.AppKey("mdt", MdtService)
 ALERTS: web.AppKey[AlertService] = web.AppKey("alerts", AlertService)
 WORKLIST: web.AppKey[WorklistService] = web.AppKey("worklist", WorklistService)
+REFERRALS: web.AppKey[ReferralService] = web.AppKey("referrals", ReferralService)
 TOKENS = TOKENS_KEY
 SESSIONS = SESSIONS_KEY
 
 __all__ = [
-    "ALERTS", "EXECUTOR", "INGESTOR", "MDT", "REALTIME", "RENDERER", "SESSIONS", "SETTINGS",
-    "STORE", "TOKENS", "WORKLIST",
+    "ALERTS", "EXECUTOR", "INGESTOR", "MDT", "REALTIME", "REFERRALS", "RENDERER", "SESSIONS",
+    "SETTINGS", "STORE", "TOKENS", "WORKLIST",
 ]

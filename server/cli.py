@@ -95,14 +95,18 @@ async def cmd_demo(settings: Settings, store: Store, args: argparse.Namespace) -
 async def cmd_reindex(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from server.clinical.referrals import ReferralService
     from server.clinical.reports import ReportService
     from server.ingest import Ingestor
 
     with ThreadPoolExecutor(settings.render_threads) as pool:
         indexed, bad = await Ingestor(settings, store, pool).reindex()
         reports, bad_reports = await ReportService(settings, store, pool).reindex()
+        referrals = await ReferralService(store, journal_dir=settings.referrals_dir,
+                                          executor=pool).reindex()
     _out(f"Reindexed {indexed} instances from {settings.dicom_dir}; {bad} unreadable or misplaced.")
     _out(f"Reindexed {reports} reports and opinions; {bad_reports} unreadable.")
+    _out(f"Restored {referrals} referrals from {settings.referrals_dir}.")
     return 0 if bad == 0 and bad_reports == 0 else 1
 
 
@@ -273,6 +277,82 @@ async def cmd_audit_tail(settings: Settings, store: Store, args: argparse.Namesp
     return 0
 
 
+async def cmd_audit_search(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    """The audit page's search from the command line; --csv writes every match (paged)."""
+    from server import audit_search as search
+
+    query = search.parse_query({
+        "user": args.user or "", "patient": args.patient or "", "clinic": args.clinic or "",
+        "action": args.action or "", "since": args.since or "", "until": args.until or "",
+        "break_glass": "1" if args.break_glass else "",
+    })
+    query = await search.resolve(store, query)
+    out = None
+    if args.csv:
+        out = sys.stdout if args.csv == "-" else open(  # noqa: ASYNC230, SIM115
+            args.csv, "w", encoding="utf-8", newline="")
+        out.write(search.csv_header())
+    written, before = 0, None
+    try:
+        while written < args.limit:
+            page = await search.search(store, query, before=before,
+                                       limit=min(1000, args.limit - written))
+            for ev in page.events:
+                if out is None:
+                    view = search.event_view(ev)
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(view["ts"])))
+                    glass = " BREAK-GLASS" if view["break_glass"] else ""
+                    details = " ".join(f"{k}={v}" for k, v in view["details"].items())
+                    _out(f"{ev.id} {when}Z {view['action']} {view['user']}{glass} {details}")
+            if out is not None and page.events:
+                out.write(search.csv_rows(page.events))
+            written += len(page.events)
+            if page.next is None:
+                break
+            before = page.next
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+    await _audit_operator(store, "audit.export" if args.csv else "audit.search",
+                          query=" ".join(f"{k}={v}" for k, v in query.public().items() if v),
+                          returned=written)
+    if args.csv and args.csv != "-":
+        _out(f"{written} events written to {args.csv}")
+    return 0
+
+
+async def cmd_referral_routes(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    _out("direction\tfrom\tto")
+    for r in await store.referrals.routes():
+        src, dst = (r.clinic, r.department) if r.direction.value == "up" else \
+            (r.department, r.clinic)
+        _out(f"{r.direction.value}\t{src}\t{dst}")
+    return 0
+
+
+async def cmd_referral_route(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    from server.store.referrals import Direction
+
+    if await store.directory.get_clinic(args.clinic) is None:
+        raise HuizhenError(f"clinic {args.clinic!r} does not exist")
+    if await store.directory.get_department(args.department) is None:
+        raise HuizhenError(f"department {args.department!r} does not exist")
+    allow = args.action == "allow"
+    directions = [Direction.UP, Direction.DOWN] if args.direction == "both" else \
+        [Direction(args.direction)]
+    for d in directions:
+        if allow:
+            await store.referrals.allow(d, args.clinic, args.department)
+        else:
+            await store.referrals.deny(d, args.clinic, args.department)
+        await _audit_operator(store, f"admin.referral_route.{'allow' if allow else 'deny'}",
+                              direction=d.value, target_clinic=args.clinic,
+                              department=args.department)
+    what = "may now refer" if allow else "may no longer refer"
+    _out(f"{args.clinic} and {args.department} {what} ({args.direction})")
+    return 0
+
+
 StoreCommand = Callable[[Settings, Store, argparse.Namespace], Awaitable[int]]
 
 
@@ -383,6 +463,33 @@ def build_parser() -> argparse.ArgumentParser:
     tail = audit.add_parser("tail", help="the latest audit events")
     tail.add_argument("-n", "--count", type=int, default=50)
     tail.set_defaults(func=_with_store(cmd_audit_tail))
+    a_search = audit.add_parser(
+        "search", help="search the audit stream (newest first); --csv exports the matches")
+    a_search.add_argument("--user", help="the acting account")
+    a_search.add_argument("--patient", help="a PatientID (events naming it or its studies)")
+    a_search.add_argument("--clinic", help="actor's, study's, kiosk's or referral's clinic")
+    a_search.add_argument("--action", help="exact or prefix* (comma-separated)")
+    a_search.add_argument("--since", help="unix seconds, ISO 8601 (UTC) or -15m/-2h/-7d")
+    a_search.add_argument("--until", help="unix seconds, ISO 8601 (UTC) or -15m/-2h/-7d")
+    a_search.add_argument("--break-glass", action="store_true",
+                          help="only views under emergency access")
+    a_search.add_argument("-n", "--limit", type=int, default=1000,
+                          help="at most this many events (default 1000)")
+    a_search.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-': stdout)")
+    a_search.set_defaults(func=_with_store(cmd_audit_search))
+
+    referral = sub.add_parser(
+        "referral", help="which clinics and departments may refer to each other"
+    ).add_subparsers(dest="action", required=True)
+    referral.add_parser("routes", help="the configured referral routes").set_defaults(
+        func=_with_store(cmd_referral_routes))
+    for action, text in (("allow", "let a clinic and a department refer (up, down or both)"),
+                         ("deny", "remove a referral route (existing referrals go on)")):
+        r_route = referral.add_parser(action, help=text)
+        r_route.add_argument("--clinic", required=True)
+        r_route.add_argument("--department", required=True)
+        r_route.add_argument("--direction", choices=["up", "down", "both"], default="both")
+        r_route.set_defaults(func=_with_store(cmd_referral_route))
     return parser
 
 

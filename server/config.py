@@ -120,6 +120,11 @@ class Settings:
         return self.data_dir / "redis"
 
     @property
+    def referrals_dir(self) -> Path:
+        """Referral versions, one fsync'd JSON-lines file per referral (the clinical record)."""
+        return self.data_dir / "referrals"
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 2**20
 

@@ -45,6 +45,9 @@ const ERRORS = {
   "read_back_mismatch": { en: "The read-back does not repeat the finding. Read the finding again and type it back.", zh: "复读内容与危急值不符，请重新阅读并复述。" },
   "too_many_marks": { en: "This image or study already holds as many annotations or key images as allowed. Remove some first.", zh: "此图像或检查的标注或关键图像已达上限，请先删除一些。" },
   "nothing_to_export": { en: "There is nothing to export yet: add measurements or key images first.", zh: "还没有可导出的内容：请先添加测量或关键图像。" },
+  "invalid_transition": { en: "This referral has moved on meanwhile: this step is no longer possible.", zh: "该转诊的状态已变化，此操作已不可用。" },
+  "stale_referral": { en: "Someone changed this referral meanwhile. Reload it and try again.", zh: "该转诊刚被他人修改，请刷新后重试。" },
+  "referral_route_closed": { en: "No referral agreement is configured between these institutions.", zh: "这两家机构之间尚未配置转诊关系。" },
   // --- images and uploads
   "invalid_dicom": { en: "Not a medical image file (DICOM) that can be read.", zh: "不是可读取的医学影像文件（DICOM）。" },
   "unsupported_transfer_syntax": { en: "The image is compressed in a way the server cannot read.", zh: "图像的压缩格式服务器无法读取。" },

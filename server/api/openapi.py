@@ -29,6 +29,7 @@ from server.api.alerts import AlertAcknowledge, AlertHandled, AlertRaise
 from server.api.annotations import AnnotationCreate, ExportRequest, KeyImageCreate
 from server.api.auth_routes import LoginRequest, PasswordChange
 from server.api.notifications import MarkRead
+from server.api.referrals import ReferralAction, ReferralCreate, ReferralRouteChange
 from server.api.reports import Amend, CreateReport, Retract, SaveDraft, SignDraft
 from server.api.studies import BreakGlassRequest
 from server.api.worklist import (
@@ -424,6 +425,88 @@ _ALERT_PATHS: dict[str, dict[str, Operation]] = {
         "AlertHandled", params=[_ALERT_ID], required=["alert"])},
 }
 
+def _json_op(summary: str, tag: str, *, schema: str | None = None, status: str = "200",
+             params: list[dict[str, Any]] | None = None, answer: str = "object",
+             body_required: bool = True) -> Operation:
+    op: Operation = {
+        "summary": summary, "tags": [tag], "parameters": params or [],
+        "responses": {status: {"description": "OK", "content": {"application/json": {
+            "schema": {"type": answer}}}}, **_ERRORS},
+    }
+    if schema:
+        op["requestBody"] = {"required": body_required, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    return op
+
+
+_REFERRAL_ID = {"name": "referral_id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                "description": "the referral"}
+_PAGE = [
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "string", "pattern": "^[0-9]{1,3}$"}, "description": "1 to 100"},
+    {"name": "offset", "in": "query", "required": False,
+     "schema": {"type": "string", "pattern": "^[0-9]{1,6}$"}, "description": "0 to 100000"},
+]
+_REFERRAL_STEPS = {
+    "accept": "the receiving side accepts a requested referral",
+    "decline": "the receiving side declines a requested referral (note: the reason, required)",
+    "arrive": "the receiving side records the patient's arrival",
+    "complete": "the receiving side completes the referral (grants run out after the TTL)",
+    "cancel": "the referring side cancels a requested or accepted referral",
+}
+# Referrals (双向转诊): the two sides only (a clinic's doctors, a department's experts).
+_REFERRAL_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/referrals": {
+        "get": _json_op("the caller's side's referrals, newest first", "referrals", params=[
+            *_PAGE,
+            _query("state", "a state, or open / closed"),
+            _query("direction", "up or down"),
+        ]),
+        "post": _json_op("refer a patient up (doctor) or down (expert) along a configured route",
+                         "referrals", schema="ReferralCreate", status="201"),
+    },
+    "/api/referrals/routes": {"get": _json_op(
+        "where the caller may refer to (configured routes from their clinic/department)",
+        "referrals")},
+    "/api/referrals/{referral_id}": {"get": _json_op(
+        "one referral with its history and the caller's possible actions", "referrals",
+        params=[_REFERRAL_ID])},
+    **{f"/api/referrals/{{referral_id}}/{action}": {"post": _json_op(
+        text, "referrals", schema="ReferralAction", params=[_REFERRAL_ID],
+        body_required=False)} for action, text in _REFERRAL_STEPS.items()},
+    "/api/admin/referral-routes": {
+        "get": _admin_op("the configured referral routes"),
+        "post": _admin_op("allow a route (up: clinic to department; down: department to "
+                          "clinic)", "ReferralRouteChange"),
+    },
+    "/api/admin/referral-routes/remove": {"post": _admin_op(
+        "remove a route (existing referrals go on)", "ReferralRouteChange")},
+}
+_AUDIT_QUERY = [
+    _query("user", "the acting account, exact"),
+    _query("patient", "a PatientID (events naming it or one of its studies)"),
+    _query("clinic", "actor's, study's, kiosk's or referral's clinic"),
+    _query("action", "exact or prefix* (comma-separated)"),
+    _query("since", "unix seconds, ISO 8601, or -15m / -2h / -7d"),
+    _query("until", "unix seconds, ISO 8601, or -15m / -2h / -7d"),
+    _query("break_glass", "1: only break-glass views"),
+    _query("before", "continue before this event id (the previous page's next)",
+           {"type": "string", "maxLength": 41}),
+]
+_AUDIT_PATHS: dict[str, dict[str, Operation]] = {
+    "/api/audit": {"get": _json_op(
+        "search the audit trail (auditors): newest first, one page, with the next cursor",
+        "audit", params=[*_AUDIT_QUERY, _query("limit", "1 to 500 (default 100)")])},
+    "/api/audit.csv": {"get": {
+        "summary": "the matching audit events as CSV (auditors; at most 100000 rows)",
+        "tags": ["audit"],
+        "parameters": [*_AUDIT_QUERY, _query("limit", "1 to 100000")],
+        "responses": {"200": {"description": "CSV", "content": {"text/csv": {
+            "schema": {"type": "string"}}}}, **_ERRORS},
+    }},
+}
+
 # Every route the application registers (method in lower case), except UNDOCUMENTED.
 # Adding a route? Add its entry here (tests/unit/test_openapi.py fails until you do).
 PATHS: dict[str, dict[str, Operation]] = {
@@ -470,6 +553,8 @@ PATHS: dict[str, dict[str, Operation]] = {
         },
     }},
     **_ADMIN_PATHS,
+    **_REFERRAL_PATHS,
+    **_AUDIT_PATHS,
     **_WORKLIST_PATHS,
     **_ALERT_PATHS,
     **_MDT_PATHS,
@@ -780,6 +865,8 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                     ReadingRequestBody, ClaimTokenBody, CompleteBody, ReassignBody,
                     CancelBody, AlertRaise, AlertAcknowledge, AlertHandled)},
                 "BreakGlassRequest": BreakGlassRequest.model_json_schema(),
+                **{m.__name__: m.model_json_schema() for m in (
+                    ReferralCreate, ReferralAction, ReferralRouteChange)},
                 "MarkRead": MarkRead.model_json_schema(),
                 **{m.__name__: m.model_json_schema() for m in (
                     CreateReport, SaveDraft, SignDraft, Amend, Retract)},

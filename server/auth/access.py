@@ -21,6 +21,7 @@ from server.errors import Forbidden, InvalidParameter, NotFound
 from server.store.directory import Role
 from server.store.grants import BREAK_GLASS, Grant
 from server.store.mdt import MdtCase, MdtSession, Proposal
+from server.store.referrals import Direction, Referral
 
 _READERS = {Role.DOCTOR, Role.EXPERT, Role.COORDINATOR}
 MAX_REASON_CHARS = 500
@@ -156,7 +157,8 @@ def require_admin(principal: Principal) -> None:
 def require_directory_reader(principal: Principal) -> None:
     """Departments and their online counts carry no patient data: every signed-in role
     (doctors choose whom to call, experts whom to invite, admins manage them)."""
-    if principal.role not in (Role.DOCTOR, Role.EXPERT, Role.COORDINATOR, Role.ADMIN):
+    if principal.role not in (Role.DOCTOR, Role.EXPERT, Role.COORDINATOR, Role.ADMIN,
+                              Role.AUDITOR):
         raise Forbidden("this account may not list departments")
 
 
@@ -517,3 +519,82 @@ def require_key_image_marker(principal: Principal, *, kind: str, presenter: str 
     coordinator); in a consult room any participant may."""
     if kind == "mdt" and not coordinator and presenter != principal.username:
         raise Forbidden("only the presenter (or the coordinator) marks key images here")
+# -- the audit trail ----------------------------------------------------------------------------
+
+
+def require_auditor(principal: Principal) -> None:
+    """The audit trail (audit page, /api/audit) is for auditor accounts: they read who did what
+    to which patient's data; they edit nothing clinical and open no images (not a reader)."""
+    require_role(principal, Role.AUDITOR)
+
+
+# -- referrals (双向转诊) -------------------------------------------------------------------------
+#
+# A referral has two sides: the township clinic (its doctors) and the county department (its
+# experts). Up-referrals are sent by the clinic and received by the department, down-referrals
+# the other way round. Nobody else sees a referral: not another clinic, not another department,
+# not coordinators, admins or auditors (the audit shows auditors what happened, by id).
+
+SENDER = "sender"
+RECEIVER = "receiver"
+
+#: Which side may take each step (the state machine itself is in server/clinical/referrals.py).
+REFERRAL_ACTIONS: dict[str, str] = {
+    "accept": RECEIVER, "decline": RECEIVER, "arrive": RECEIVER, "complete": RECEIVER,
+    "cancel": SENDER,
+}
+
+
+def referral_side(principal: Principal, referral: Referral) -> str | None:
+    """`sender`, `receiver`, or None: not a party to this referral."""
+    clinic_side = (principal.role is Role.DOCTOR and principal.clinic == referral.clinic)
+    department_side = (principal.role is Role.EXPERT
+                       and principal.department == referral.department)
+    if clinic_side:
+        return SENDER if referral.direction is Direction.UP else RECEIVER
+    if department_side:
+        return RECEIVER if referral.direction is Direction.UP else SENDER
+    return None
+
+
+def check_referral(principal: Principal, referral: Referral | None) -> str:
+    """The caller's side of a referral they may see; 404 otherwise (its existence names a
+    patient)."""
+    side = referral_side(principal, referral) if referral is not None else None
+    if side is None:
+        raise NotFound("no such referral")
+    return side
+
+
+def check_referral_action(principal: Principal, referral: Referral | None, action: str) -> str:
+    side = check_referral(principal, referral)
+    needed = REFERRAL_ACTIONS.get(action)
+    if needed is None:
+        raise InvalidParameter(f"unknown referral action {action!r}")
+    if side != needed:
+        who = "the receiving side" if needed == RECEIVER else "the referring side"
+        raise Forbidden(f"only {who} may {action} a referral")
+    return side
+
+
+def referral_scope(principal: Principal) -> tuple[str, str]:
+    """Whose referrals a principal lists: a doctor their clinic's, an expert their
+    department's."""
+    if principal.role is Role.DOCTOR and principal.clinic:
+        return "clinic", principal.clinic
+    if principal.role is Role.EXPERT and principal.department:
+        return "department", principal.department
+    raise Forbidden(f"a {principal.role.value} account has no referrals")
+
+
+def referral_origin(principal: Principal, direction: Direction) -> str:
+    """Who may start a referral: up from a clinic doctor (their clinic), down from an expert
+    (their department). Whether that clinic may refer to that department is the configured
+    routes' say (checked by the referral service against the directory)."""
+    if direction is Direction.UP:
+        require_role(principal, Role.DOCTOR)
+        assert principal.clinic is not None
+        return principal.clinic
+    require_role(principal, Role.EXPERT)
+    assert principal.department is not None
+    return principal.department

@@ -32,6 +32,7 @@ from server.mdt.service import MdtService
 from server.store import Store
 from server.store.directory import Role
 from server.store.grants import DEMO
+from server.store.referrals import Direction
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,13 @@ USERS = (
     DemoUser("exp.chen", "陈主任 Prof. Chen", Role.EXPERT, department="neurology"),
     DemoUser("coord.liu", "刘协调员 Coordinator Liu", Role.COORDINATOR),
     DemoUser("admin", "管理员 Administrator", Role.ADMIN),
+    DemoUser("audit.zhou", "周审计员 Auditor Zhou", Role.AUDITOR),
+)
+#: Referral agreements (双向转诊) between the township clinics and the county departments:
+#: (clinic, department), both directions. Hetang refers to neurology only.
+REFERRAL_ROUTES = (
+    ("qingshui", "radiology"), ("qingshui", "neurology"), ("qingshui", "respiratory"),
+    ("hetang", "neurology"),
 )
 DEMO_CT_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.1"
 DEMO_CR_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.2"
@@ -194,6 +202,9 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
                                 ("hetang", DEMO_HETANG_CR_STUDY_UID)):
                 await store.grants.grant(u.username, clinic, uid, kind=DEMO, ref="seed",
                                          ttl_s=DEMO_GRANT_TTL_S)
+    for clinic, dept in REFERRAL_ROUTES:
+        for direction in Direction:
+            await store.referrals.allow(direction, clinic, dept)
     mdt = await _demo_mdt(settings, store)
     event(log, "demo_seeded", stored=stored, mdt=mdt)
     return {"password": password, "stored": stored, "accounts_added": accounts_added}

@@ -15,6 +15,7 @@ from server.store.login_limits import LoginLimits
 from server.store.mdt import MdtStore
 from server.store.notifications import Inboxes
 from server.store.presence import ExpertPresence
+from server.store.referrals import Referrals
 from server.store.reports import Reports
 from server.store.room_views import RoomViews
 from server.store.rooms import Rooms
@@ -44,6 +45,7 @@ class Store:
         self.consult_escalations = ConsultEscalations(redis)
         self.annotations = Annotations(redis)
         self.key_images = KeyImages(redis)
+        self.referrals = Referrals(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,21 @@ def _fields(action: str, user: str, role: str, clinic: str | None, remote: str |
     }
     fields.update({k: str(v) for k, v in resource.items() if v is not None})
     return fields
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page of a search, newest first. `next`: the id to continue before (None: the range
+    is exhausted); `scanned`: how many events were looked at for this page."""
+
+    events: list[AuditEvent]
+    next: str | None
+    scanned: int
+
+
+#: A search looks at no more than this many events per call (then says where to go on).
+MAX_SCAN = 50_000
+_CHUNK = 1000
 
 
 class AuditLog:
@@ -147,3 +163,32 @@ class AuditLog:
         rows = await self._r.xrange(keys.AUDIT, min=f"({last_id}" if last_id != "0" else "-",
                                     count=count)
         return [AuditEvent(id=i, fields=f) for i, f in rows]
+
+    async def search(
+        self, match: Callable[[dict[str, str]], bool], *, before: str | None = None,
+        since_ms: int | None = None, until_ms: int | None = None, limit: int = 100,
+        scan_limit: int | None = None,
+    ) -> AuditPage:
+        """Events for which `match(fields)` holds, newest first, between since_ms and
+        until_ms (stream ids are milliseconds: the range is an XREVRANGE, not a scan of the
+        whole stream) and before the id `before` (exclusive: the previous page's `next`).
+        Bounded: at most `limit` events, at most `scan_limit` looked at."""
+        await self.flush()
+        scan_limit = MAX_SCAN if scan_limit is None else scan_limit
+        high = f"({before}" if before else (str(until_ms) if until_ms is not None else "+")
+        low = str(since_ms) if since_ms is not None else "-"
+        found: list[AuditEvent] = []
+        scanned = 0
+        while scanned < scan_limit:
+            rows = await self._r.xrevrange(keys.AUDIT, max=high, min=low,
+                                           count=min(_CHUNK, scan_limit - scanned))
+            if not rows:
+                return AuditPage(found, None, scanned)
+            for event_id, fields in rows:
+                scanned += 1
+                if match(fields):
+                    found.append(AuditEvent(event_id, fields))
+                    if len(found) >= limit:
+                        return AuditPage(found, event_id, scanned)
+            high = f"({rows[-1][0]}"
+        return AuditPage(found, high[1:], scanned)

@@ -23,6 +23,8 @@ class Role(StrEnum):
     EXPERT = "expert"
     COORDINATOR = "coordinator"
     ADMIN = "admin"
+    # Reads the audit trail (audit page, `huizhen audit search`); no patient data, no editing.
+    AUDITOR = "auditor"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ READING = "reading"  # a reading request (work item) for its department's expert
 BREAK_GLASS = "break-glass"
 DEMO = "demo"
 MDT = "mdt"  # ref = the MDT session id; each invitee x each case study (server/mdt/)
+REFERRAL = "referral"  # a referral's studies for its receiving side (ref: referral id)
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 DEFAULT_BREAK_GLASS_TTL_S = 3600

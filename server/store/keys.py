@@ -366,3 +366,17 @@ def study_key_images(clinic_id: str, study_uid: str) -> str:
 def room_key_images(room_id: str) -> str:
     """hash: key image id -> JSON key image (a copy, for the room's minutes)."""
     return f"{PREFIX}:{{room:{room_id}}}:key-images"
+# Referrals (server/store/referrals.py): the document, each side's index, the allowed routes.
+def referral(referral_id: str) -> str:
+    return f"{PREFIX}:referral:{referral_id}"
+
+
+def clinic_referrals(clinic_id: str) -> str:
+    return f"{PREFIX}:clinic:{clinic_id}:referrals"
+
+
+def department_referrals(department_id: str) -> str:
+    return f"{PREFIX}:department:{department_id}:referrals"
+
+
+REFERRAL_ROUTES = f"{PREFIX}:referral-routes"

@@ -180,6 +180,30 @@ class StudyIndex:
             )
         return records
 
+    async def studies_of_patient(self, patient_id: str, clinics: list[str],
+                                 limit: int = 100_000) -> set[str]:
+        """StudyInstanceUIDs whose PatientID is `patient_id` in these clinics (the audit's
+        patient filter). A scan of at most `limit` studies, 500 per round trip."""
+        found: set[str] = set()
+        seen = 0
+        for clinic in clinics:
+            start = 0
+            while seen < limit:
+                uids = await self._r.zrange(keys.clinic_studies(clinic), start, start + 499)
+                if not uids:
+                    break
+                start += len(uids)
+                seen += len(uids)
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for uid in uids:
+                        pipe.hget(keys.study(clinic, uid), "attrs")
+                    attrs = await pipe.execute()
+                for uid, raw in zip(uids, attrs, strict=True):
+                    if raw and patient_id in (json.loads(raw).get("00100020", {})
+                                              .get("Value") or []):
+                        found.add(uid)
+        return found
+
     async def study(self, clinic: str, study_uid: str) -> StudyRecord | None:
         found = await self.studies([(clinic, study_uid)])
         return found[0] if found else None
