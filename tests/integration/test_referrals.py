@@ -274,3 +274,33 @@ async def test_admin_configures_routes(client, auth, store) -> None:
     assert [e["action"] for e in changes] == ["admin.referral_route.deny",
                                               "admin.referral_route.allow"]
     assert changes[0]["target_clinic"] == "hetang" and changes[0]["user"] == "admin"
+
+
+async def test_both_sides_see_each_step_live_and_nobody_else(
+        client, auth, li_study, page_sockets) -> None:
+    li_page = await page_sockets("dr.li")
+    zhang_page, exp_li_page = await page_sockets("exp.zhang"), await page_sockets("exp.li")
+    outsiders = [await page_sockets("dr.wang"), await page_sockets("exp.chen")]
+    li, zhang = await auth("dr.li"), await auth("exp.zhang")
+    r = await _refer_up(client, li, li_study)
+    for page in (zhang_page, exp_li_page):
+        msg = await page.expect("notification")
+        n = msg["notification"]
+        assert n["kind"] == "referral.changed" and msg["unread"] >= 1
+        assert n["data"]["referral_id"] == r["id"] and n["data"]["state"] == "requested"
+        assert n["data"]["patient_name"] == r["patient_name"]
+    await _act(client, zhang, r["id"], "accept")
+    for page in (li_page, exp_li_page):
+        msg = await page.expect("notification")
+        assert msg["notification"]["data"]["state"] == "accepted"
+        assert msg["notification"]["data"]["by"] == "exp.zhang"
+    # the one who acted is not notified of their own step; outsiders hear nothing at all
+    for page in (zhang_page, *outsiders):
+        await page.send(type="ping")
+        await page.expect("pong")
+        assert not [m for m in page.backlog if m.get("type") == "notification"]
+    # a page that was away asks for what it missed
+    fresh = await page_sockets("dr.li")
+    await fresh.send(type="notifications.since", after="0")
+    items = (await fresh.expect("notifications"))["items"]
+    assert [i["data"]["state"] for i in items if i["kind"] == "referral.changed"] == ["accepted"]
