@@ -135,8 +135,9 @@ export function savedRoom() {
  * (detail: reason: "left", "closed", "replaced", "alone").
  */
 export class RoomCall extends EventTarget {
-  constructor(signal, { localStream, relay = false, joinFields = null }) {
+  constructor(signal, { localStream, relay = false, joinFields = null, remember = true }) {
     super();
+    this.remember = remember; // keep the room in sessionStorage (a reload of a call page rejoins)
     this.signal = signal;
     this.joinFields = joinFields; // () => extra room.join fields (an MDT room: last_event_id)
     this.localStream = localStream;
@@ -171,7 +172,7 @@ export class RoomCall extends EventTarget {
   /** Joins (or, after a reload, rejoins) `roomId`; kept in sessionStorage until hang-up. */
   join(roomId) {
     this.roomId = roomId;
-    sessionStorage.setItem(ROOM_KEY, roomId);
+    if (this.remember) sessionStorage.setItem(ROOM_KEY, roomId);
     if (this.signal.status === "open") this.sendJoin();
   }
 
@@ -217,7 +218,7 @@ export class RoomCall extends EventTarget {
   end(reason) {
     if (!this.roomId && !this.pc) return;
     this.roomId = null;
-    sessionStorage.removeItem(ROOM_KEY);
+    if (this.remember) sessionStorage.removeItem(ROOM_KEY);
     this.closePc();
     this.signal.removeEventListener("message", this.onSignalMessage);
     this.signal.removeEventListener("ready", this.onSignalReady);

@@ -89,6 +89,13 @@ export class ViewSync extends EventTarget {
     if (this.mode === "following") this.applyShared();
   }
 
+  /** `control.changed` {presenter, version}: a control change bumps the view's version. */
+  onControlChanged(msg) {
+    const version = Number(msg.version);
+    if (Number.isFinite(version) && version > this.version) this.version = version;
+    this.onControl(msg.presenter || null);
+  }
+
   /** control.changed / room.state: who presents now. */
   onControl(presenter) {
     const was = this.isPresenter;

@@ -70,6 +70,11 @@ function nameOf(id) {
   return (p && p.display_name) || (state.names.users && state.names.users[id]) || id;
 }
 
+/** A DICOM person name ("Zhou^Ping") as people write it. */
+function pn(name) {
+  return String(name || "").replace(/\^+/g, " ").trim();
+}
+
 function isCoordinator() {
   return state.role === "coordinator" || Boolean(state.mdt && state.mdt.coordinator === state.me);
 }
@@ -251,8 +256,8 @@ function renderPeople() {
   for (const p of people) {
     const li = el("li", { testid: "mdt-participant", dataset: { participant: p.id, state: p.state || "connected", presenting: String(p.id === presenter) } },
       el("span", { className: "name", textContent: p.id === state.me ? `${nameOf(p.id)} (${t("call.you")})` : nameOf(p.id) }));
-    if (p.id === presenter) li.append(el("span", { className: "badge presenting", testid: "mdt-presenter-badge", textContent: t("mdt.presenterBadge") }));
-    if (p.id === coordinator) li.append(el("span", { className: "badge", textContent: t("mdt.coordinatorBadge") }));
+    if (p.id === presenter) li.append(el("span", { className: "mdt-badge presenting", testid: "mdt-presenter-badge", textContent: t("mdt.presenterBadge") }));
+    if (p.id === coordinator) li.append(el("span", { className: "mdt-badge", textContent: t("mdt.coordinatorBadge") }));
     list.append(li);
   }
 }
@@ -266,11 +271,11 @@ function renderAgenda() {
     const current = c.case_id === state.currentCase;
     const li = el("li", { className: "mdt-case", testid: "mdt-case", dataset: { caseId: c.case_id, current: String(current) } });
     const label = c.hidden ? t("mdt.case.hidden")
-      : [c.patient_name, c.patient_id].filter(Boolean).join(" · ") || c.case_id;
+      : [pn(c.patient_name), c.patient_id].filter(Boolean).join(" · ") || c.case_id;
     li.append(el("span", { className: "num", textContent: `${i + 1}.` }),
       el("span", { className: "who", testid: "mdt-case-label", textContent: label }));
-    if (current) li.append(el("span", { className: "badge now", testid: "mdt-case-current-badge", textContent: t("mdt.case.current") }));
-    if (c.conclusion) li.append(el("span", { className: "badge", textContent: t("mdt.case.concluded") }));
+    if (current) li.append(el("span", { className: "mdt-badge now", testid: "mdt-case-current-badge", textContent: t("mdt.case.current") }));
+    if (c.conclusion) li.append(el("span", { className: "mdt-badge", textContent: t("mdt.case.concluded") }));
     if (!c.hidden && c.question) li.append(el("div", { className: "question", textContent: c.question }));
     const actions = el("div", { className: "actions" });
     if (!c.hidden && (c.study_uids || []).length) {
@@ -316,9 +321,14 @@ function renderAll() {
 // ---- actions ------------------------------------------------------------------------------------
 
 async function control(msg) {
+  if (msg.type === "control.request") {
+    // no answer on success (the presenter and the coordinator are told); a refusal is an error
+    state.signal.send({ ...msg, room_id: state.roomId });
+    notice("mdt.requested");
+    return;
+  }
   try {
     await state.signal.request({ ...msg, room_id: state.roomId });
-    if (msg.type === "control.request") notice("mdt.requested");
     if (msg.type === "control.handover") {
       state.requests.delete(msg.to);
       renderRequests();
@@ -338,12 +348,9 @@ function openCase(c) {
   ensureViewer(uid);
 }
 
-async function setCurrentCase(c) {
-  try {
-    await state.signal.request({ type: "agenda.current", room_id: state.roomId, case_id: c.case_id });
-  } catch (err) {
-    notice("mdt.controlFailed", "error", { message: err });
-  }
+function setCurrentCase(c) {
+  // no answer: the case.current event reaches everyone (this page too)
+  state.signal.send({ type: "agenda.current", room_id: state.roomId, case_id: c.case_id });
 }
 
 async function sendChat(ev) {
@@ -373,7 +380,8 @@ function onEvent(e) {
       setCurrent(e.case_id);
       break;
     case "control.changed":
-      // live control changes also come as control.changed; the log entry keeps the order
+      // the log replays old ones on a resume: only one at least as new as the view counts
+      if (Number(e.version) >= state.sync.version) onControlChanged(e);
       break;
     case "conclusion.recorded":
     case "mdt.concluded":
@@ -394,6 +402,13 @@ function setCurrent(caseId) {
     const uid = (c.study_uids || [])[0];
     if (uid) ensureViewer(uid);
   }
+}
+
+function onControlChanged(msg) {
+  state.sync.onControlChanged(msg);
+  state.requests.delete(msg.presenter);
+  renderPresenter();
+  renderAgenda();
 }
 
 function onRoomState(msg) {
@@ -417,12 +432,8 @@ function onMessage(msg) {
     case "view.state":
       state.sync.onViewState(msg);
       break;
-    case "control.changed":
-      if (msg.version !== undefined && Number(msg.version) > state.sync.version) state.sync.version = Number(msg.version);
-      state.sync.onControl(msg.presenter || null);
-      state.requests.delete(msg.presenter);
-      renderPresenter();
-      renderAgenda();
+    case "control.changed": // the answer to our control.* (everyone else: a room.event)
+      onControlChanged(msg);
       break;
     case "control.requested":
       if (msg.by && msg.by !== state.me) state.requests.add(msg.by);
@@ -465,6 +476,7 @@ async function join() {
   const call = new RoomCall(state.signal, {
     localStream: state.stream,
     relay: opts.relay,
+    remember: false, // the room is in the address; the consult pages' saved room stays theirs
     // a rejoin resumes the log after the newest event we hold ("0-0": all of it)
     joinFields: () => ({ last_event_id: state.lastEventId || "0-0" }),
   });
