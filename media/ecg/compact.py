@@ -4,17 +4,19 @@
     bytes 4-7   uint32 LE: n, the length of the JSON header (UTF-8, space-padded so that the
                 samples start at an even offset)
     bytes 8..   the header: {"version": 1, "encoding": "delta-int16-le", "groups": [{label,
-                rate_hz, samples, time_offset_ms, dtype, channels: [{lead, scale, baseline,
-                unit, uv_per_unit}]}], "summary": {...}, "screening": {...}}
+                rate_hz, samples, time_offset_ms, dtype, channels: [{lead, sensitivity,
+                correction, baseline, unit, uv_per_unit}]}], "summary": {...},
+                "screening": {...}}
     then        per group, per channel (channel-major), `samples` int16 LE: the first sample,
                 then the differences of consecutive samples modulo 2**16.
 
 The client restores a channel by a running sum in an Int16Array (the same wrap-around, so the
 stored values come back exactly, also when a difference overflows 16 bits) and then applies
-`value = raw * scale + baseline` (in `unit`; x `uv_per_unit` for microvolts) once: pydicom's
-waveform_array arithmetic. Deltas of an ECG are small numbers, so the body compresses well
-with gzip (served with Content-Encoding: gzip: about 52 KB for 10 s of 12 leads at 500 Hz with
-its median beats, against 134 KB raw).
+`value = raw * sensitivity * correction + baseline` (in `unit`; x `uv_per_unit` for
+microvolts) once: pydicom's waveform_array arithmetic, in its order, so the values are equal.
+Deltas of an ECG are small numbers, so the body compresses well with gzip (served with
+Content-Encoding: gzip: about 52 KB for 10 s of 12 leads at 500 Hz with its median beats,
+against 134 KB raw).
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def encode(groups: list[Group], extra: dict[str, Any] | None = None) -> bytes:
                 "time_offset_ms": g.time_offset_ms,
                 "dtype": str(g.raw.dtype),
                 "channels": [
-                    {"lead": c.lead, "scale": c.scale, "baseline": c.baseline, "unit": c.unit,
-                     "uv_per_unit": c.uv_per_unit}
+                    {"lead": c.lead, "sensitivity": c.sensitivity, "correction": c.correction,
+                     "baseline": c.baseline, "unit": c.unit, "uv_per_unit": c.uv_per_unit}
                     for c in g.channels
                 ],
             }

@@ -165,8 +165,10 @@ def _given(item: Dataset, keyword: str, default: float) -> Any:
     return default if value is None or value == "" else value
 
 
-def _channel_scale(channel: Dataset, where: str) -> tuple[float, float, str]:
-    """(scale, baseline, unit) of one channel: value = raw * scale + baseline, in `unit`."""
+def _channel_scale(channel: Dataset, where: str) -> tuple[float, float, float, str]:
+    """(sensitivity, correction, baseline, unit) of one channel:
+    value = raw * sensitivity * correction + baseline, in `unit` (pydicom's order of operations,
+    so the viewer's floating-point values equal waveform_array's)."""
     sensitivity = _number(_given(channel, "ChannelSensitivity", 1.0),
                           f"{where}: Channel Sensitivity")
     correction = _number(_given(channel, "ChannelSensitivityCorrectionFactor", 1.0),
@@ -178,7 +180,7 @@ def _channel_scale(channel: Dataset, where: str) -> tuple[float, float, str]:
     unit = _code_value(channel, "ChannelSensitivityUnitsSequence") or "uV"
     if unit not in _UV_PER_UNIT:
         raise InvalidDicomError(f"{where}: sensitivity unit {unit[:10]!r} is not a voltage")
-    return scale, baseline, unit
+    return sensitivity, correction, baseline, unit
 
 
 def _lead_name(channel: Dataset) -> str:
@@ -191,9 +193,14 @@ def _lead_name(channel: Dataset) -> str:
 @dataclass(frozen=True)
 class Channel:
     lead: str
-    scale: float
+    sensitivity: float
+    correction: float
     baseline: float
     unit: str
+
+    @property
+    def scale(self) -> float:
+        return self.sensitivity * self.correction
 
     @property
     def uv_per_unit(self) -> float:
@@ -216,7 +223,8 @@ class Group:
 
     def microvolts(self, index: int) -> np.ndarray:
         ch = self.channels[index]
-        return (self.raw[:, index].astype(np.float64) * ch.scale + ch.baseline) * ch.uv_per_unit
+        values = self.raw[:, index].astype(np.float64) * ch.sensitivity * ch.correction
+        return (values + ch.baseline) * ch.uv_per_unit
 
     def lead(self, name: str) -> int | None:
         for i, ch in enumerate(self.channels):
@@ -237,8 +245,8 @@ def decode(ds: Dataset) -> list[Group]:
                             count=channels_n * samples).reshape(samples, channels_n)
         channels = []
         for number, channel in enumerate(item.ChannelDefinitionSequence, start=1):
-            scale, baseline, unit = _channel_scale(channel, f"channel {number}")
-            channels.append(Channel(_lead_name(channel), scale, baseline, unit))
+            sensitivity, correction, baseline, unit = _channel_scale(channel, f"channel {number}")
+            channels.append(Channel(_lead_name(channel), sensitivity, correction, baseline, unit))
         out.append(Group(
             label=str(item.get("MultiplexGroupLabel") or "").strip(),
             rate=float(item.SamplingFrequency),

@@ -7,6 +7,7 @@ really added (nothing, the second time).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from media.ecg.synthetic import Spec, ecg_dataset
 from server.auth.passwords import hash_password
 from server.auth.principal import Principal
 from server.config import Settings
@@ -79,6 +81,8 @@ REFERRAL_ROUTES = (
 DEMO_CT_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.1"
 DEMO_CR_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.2"
 DEMO_HETANG_CR_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.3"
+DEMO_ECG_STEMI_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.4"
+DEMO_ECG_NSR_STUDY_UID = "1.2.826.0.1.3680043.8.498.20261120.5"
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,9 @@ class DemoPatient:
 CT_PATIENT = DemoPatient("QS-2024-0815", "Wang^Xiaoming=王^小明", "M", "19620314")
 CR_PATIENT = DemoPatient("QS-2024-0816", "Li^Xiuying=李^秀英", "F", "19580702")
 HETANG_PATIENT = DemoPatient("HT-2023-0321", "Zhao^Guilan=赵^桂兰", "F", "19700911")
+# Resting 12-lead ECGs (media/ecg/synthetic.py): an acute anterior STEMI and a normal one.
+ECG_STEMI_PATIENT = DemoPatient("QS-2025-0107", "Zhou^Jianguo=周^建国", "M", "19580312")
+ECG_NSR_PATIENT = DemoPatient("QS-2025-0108", "Sun^Meili=孙^美丽", "F", "19750620")
 # Files that ship inside pydicom: other modalities, colour, multi-frame and every compressed
 # transfer syntax we decode. Several share UIDs (or lack them), so each demo copy gets UIDs of its
 # own, derived from its name so that re-running the demo stays idempotent.
@@ -189,6 +196,13 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
                 study_date="20261118", seed=1, **asdict(HETANG_PATIENT),
             )
             stored += await _ingest_datasets(ingestor, "hetang", [cr])
+        for uid, patient, condition, when in (
+            (DEMO_ECG_STEMI_STUDY_UID, ECG_STEMI_PATIENT, "stemi", (2026, 11, 15, 8, 40)),
+            (DEMO_ECG_NSR_STUDY_UID, ECG_NSR_PATIENT, "nsr", (2026, 11, 14, 9, 5)),
+        ):
+            if await store.studies.study_owner("qingshui", uid) is None:
+                stored += await _ingest_datasets(
+                    ingestor, "qingshui", [_demo_ecg(uid, patient, condition, when)])
         samples = [
             ds for ds in (_sample(i, name) for i, name in enumerate(PYDICOM_FILES, 1))
             if ds is not None
@@ -199,7 +213,9 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
     for u in USERS:
         if u.role in (Role.EXPERT, Role.COORDINATOR):
             for clinic, uid in (("qingshui", DEMO_CT_STUDY_UID), ("qingshui", DEMO_CR_STUDY_UID),
-                                ("hetang", DEMO_HETANG_CR_STUDY_UID)):
+                                ("hetang", DEMO_HETANG_CR_STUDY_UID),
+                                ("qingshui", DEMO_ECG_STEMI_STUDY_UID),
+                                ("qingshui", DEMO_ECG_NSR_STUDY_UID)):
                 await store.grants.grant(u.username, clinic, uid, kind=DEMO, ref="seed",
                                          ttl_s=DEMO_GRANT_TTL_S)
     for clinic, dept in REFERRAL_ROUTES:
@@ -244,6 +260,22 @@ async def _demo_mdt(settings: Settings, store: Store) -> str:
         cases=[CaseRef(proposal_id=ct.id), CaseRef(proposal_id=hetang.id)]),
         mdt_id=DEMO_MDT_ID)
     return DEMO_MDT_ID
+
+
+def _demo_ecg(study_uid: str, patient: DemoPatient, condition: str,
+              when: tuple[int, ...]) -> pydicom.Dataset:
+    """A synthetic 12-lead ECG with UIDs derived from its study (a re-run finds it again)."""
+    ds = ecg_dataset(Spec(condition, rate=84 if condition == "stemi" else 68, seed=7),
+                     patient_id=patient.patient_id, patient_name=patient.patient_name,
+                     study_uid=study_uid, when=dt.datetime(*when))
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[study_uid, "series"])
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[study_uid, "sop"])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientSex = patient.patient_sex
+    ds.PatientBirthDate = patient.birth_date
+    ds.AccessionNumber = f"QE{study_uid[-1]}"
+    return ds
 
 
 def _sample(index: int, name: str) -> pydicom.Dataset | None:

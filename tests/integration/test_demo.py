@@ -58,7 +58,7 @@ async def test_demo_rerun_reports_what_it_added_and_looks_like_a_county(tmp_path
     async with TestClient(TestServer(app)) as client:
         qingshui = await _studies(client, "dr.li")
         ids = {s[PID]["Value"][0] for s in qingshui}
-        assert ids == {"QS-2024-0815", "QS-2024-0816"}
+        assert ids == {"QS-2024-0815", "QS-2024-0816", "QS-2025-0107", "QS-2025-0108"}
         ct = next(s for s in qingshui if s[PID]["Value"][0] == "QS-2024-0815")
         # a Chinese PN as a Chinese modality stores it: alphabetic and ideographic groups
         assert ct[PN]["Value"][0] == {"Alphabetic": "Wang^Xiaoming", "Ideographic": "王^小明"}

@@ -60,7 +60,7 @@ async def test_stow_index_screening_and_viewer_samples(client, auth, store):
         header, arrays = compact.decode(gzip.decompress(wire))
         assert header["screening"]["suspected_critical"] is (ds is stemi)
         for index, (g, arr) in enumerate(zip(header["groups"], arrays, strict=True)):
-            values = np.stack([arr[:, k] * c["scale"] + c["baseline"]
+            values = np.stack([arr[:, k] * c["sensitivity"] * c["correction"] + c["baseline"]
                                for k, c in enumerate(g["channels"])], axis=1)
             np.testing.assert_array_equal(values, ds.waveform_array(index))
     plain = await client.get(_base(stemi) + "/ecg", headers={**h, "Accept-Encoding": "identity"})

@@ -54,7 +54,8 @@ def test_decode_equals_waveform_array(fixture_ds):
     for index, group in enumerate(waveform.decode(fixture_ds)):
         expected = fixture_ds.waveform_array(index)
         for k, channel in enumerate(group.channels):
-            mine = group.raw[:, k].astype(np.float64) * channel.scale + channel.baseline
+            mine = (group.raw[:, k].astype(np.float64) * channel.sensitivity * channel.correction
+                    + channel.baseline)
             np.testing.assert_array_equal(mine, expected[:, k])
 
 
@@ -63,7 +64,7 @@ def test_compact_round_trip_equals_waveform_array(fixture_ds):
     header, arrays = compact.decode(compact.encode(groups, {"summary": {"x": 1}}))
     assert header["encoding"] == "delta-int16-le" and header["summary"] == {"x": 1}
     for index, (g, arr) in enumerate(zip(header["groups"], arrays, strict=True)):
-        values = np.stack([arr[:, k] * c["scale"] + c["baseline"]
+        values = np.stack([arr[:, k] * c["sensitivity"] * c["correction"] + c["baseline"]
                            for k, c in enumerate(g["channels"])], axis=1)
         np.testing.assert_array_equal(values, fixture_ds.waveform_array(index))
 

@@ -155,8 +155,11 @@ function cell(tr, text, cls) {
   return td;
 }
 
-function openStudy(uid) {
-  window.location.assign(`viewer.html?study=${encodeURIComponent(uid)}`);
+/** An ECG-only study opens in the ECG viewer (ecg.html), anything else in the image viewer. */
+function openStudy(uid, modalities = []) {
+  const ecgOnly = modalities.length > 0 && modalities.every((m) => m === "ECG");
+  const page = ecgOnly ? "ecg.html" : "viewer.html";
+  window.location.assign(`${page}?study=${encodeURIComponent(uid)}`);
 }
 
 function renderStudies() {
@@ -172,7 +175,8 @@ function renderStudies() {
     cell(tr, name || "—", "patient").dataset.testid = "study-patient";
     cell(tr, first(study, TAG.PatientID, ""), "nowrap");
     cell(tr, formatDate(first(study, TAG.StudyDate, "")), "nowrap");
-    cell(tr, values(study, TAG.ModalitiesInStudy).join(", "), "nowrap");
+    const modalities = values(study, TAG.ModalitiesInStudy);
+    cell(tr, modalities.join(", "), "nowrap");
     cell(tr, first(study, TAG.StudyDescription, "")).dataset.testid = "study-description";
     cell(tr, String(num(study, TAG.NumberOfStudyRelatedSeries, "")), "num");
     cell(tr, String(num(study, TAG.NumberOfStudyRelatedInstances, "")), "num");
@@ -185,7 +189,7 @@ function renderStudies() {
     btn.setAttribute("data-testid", "study-open");
     btn.addEventListener("click", (ev) => {
       ev.stopPropagation();
-      openStudy(uid);
+      openStudy(uid, modalities);
     });
     td.append(btn);
     if (state.mayPropose) {
@@ -200,8 +204,20 @@ function renderStudies() {
       });
       td.append(" ", propose);
     }
+    if (modalities.includes("ECG") && !modalities.every((m) => m === "ECG")) {
+      // a study with images and an ECG: the ECG viewer one click away
+      const ecg = document.createElement("button");
+      ecg.type = "button";
+      ecg.textContent = t("studies.ecg");
+      ecg.setAttribute("data-testid", "study-ecg");
+      ecg.addEventListener("click", (ev) => {
+        ev.stopPropagation();
+        window.location.assign(`ecg.html?study=${encodeURIComponent(uid)}`);
+      });
+      td.append(" ", ecg);
+    }
     tr.append(td);
-    tr.addEventListener("click", () => openStudy(uid));
+    tr.addEventListener("click", () => openStudy(uid, modalities));
     body.append(tr);
   }
   const n = state.studies.length;
