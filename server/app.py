@@ -41,6 +41,7 @@ from server.clinical.reports import ReportService
 from server.clinical.worklist import WorklistService
 from server.config import Settings
 from server.dicomweb import routes as dicomweb_routes
+from server.dicomweb.prefetch import ViewPrefetcher
 from server.errors import error_middleware
 from server.ingest import Ingestor
 from server.log import event
@@ -125,6 +126,9 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         realtime.rooms.on_joined["mdt"] = mdt_room_joined
         # Referral steps are told to both sides (server/notifications.py).
         app[appkeys.REFERRALS].notifier = realtime.notifier
+        # A slice at a window is rendered once for the whole room, ahead of its followers.
+        realtime.live.view_changed = ViewPrefetcher(
+            store, app[appkeys.RENDERER], settings).view_changed
         # Reading reports are signed by the holder of the worklist claim (server/clinical/
         # worklist.py); opinions need only the consults.
         report_service.start(app[appkeys.WORKLIST], lambda: getattr(realtime, "notifier", None),

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.auth import access
+from server.auth.principal import Principal
 from server.errors import Conflict, Forbidden, InvalidParameter, NotFound, StaleView
 from server.log import event
 from server.realtime import messages as m
 from server.realtime import outbound as out
-from server.realtime.hub import Connection, Hub
+from server.realtime.hub import Connection, Hub, spawn
 from server.realtime.room_policy import RoomPolicy
 from server.realtime.rooms import RoomService
 from server.store import Store, keys
@@ -56,6 +58,9 @@ class LiveRooms:
         self.rooms = rooms
         self._pointer_budget: dict[int, _Bucket] = {}
         self.pointers_dropped = 0
+        # Set by the app: warm the shared image cache for a new view (server/dicomweb/prefetch.py).
+        self.view_changed: Callable[[str, Principal, dict[str, Any]], Awaitable[None]] | None \
+            = None
         rooms.state_extras["mdt"] = self.state_extra
         rooms.on_left["mdt"] = self.member_left
 
@@ -86,10 +91,13 @@ class LiveRooms:
             raise StaleView(
                 f"the view is at version {result.version}, not {msg.base_version}",
                 version=result.version, state=result.state, presenter=result.presenter)
+        state = msg.state.model_dump()
+        if self.view_changed is not None:
+            spawn(self.view_changed(msg.room_id, conn.principal, state))
         # The presenter's own answer; the same view.state reaches everyone (and, once more,
         # this page: its outbox drops a version it already has) through the room channel.
         return out.ViewStateMsg(room_id=msg.room_id, version=result.version, presenter=who,
-                                state=msg.state.model_dump(), at=at)
+                                state=state, at=at)
 
     # control -------------------------------------------------------------------------------
     async def control(
