@@ -119,8 +119,8 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         mdt_service = app[appkeys.MDT]
 
         async def mdt_room_joined(room: Room, username: str) -> None:
-            # A coordinator standing in reads the cases too; someone in the room: it is live.
-            await mdt_service.grant_joiner(room.ref, username)
+            # Someone is in the room: the session is live (a stand-in coordinator's grant is
+            # MdtPolicy.joined's).
             await mdt_service.mark_live(room.ref)
 
         realtime.rooms.on_joined["mdt"] = mdt_room_joined
