@@ -9,6 +9,7 @@ import { el, show, testIds } from "../lib/dom.js";
 import { RoomCall, getLocalMedia, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
+import { mountAnnotations } from "../components/viewer/annotations.js";
 import { ViewSync } from "../components/view-sync.js";
 import { mountShell } from "../components/shell.js";
 import "../i18n/call.js";
@@ -116,12 +117,19 @@ function ensureViewer(studyUid) {
   viewer.addEventListener("viewchange", () => renderViewTools(root, viewer));
   viewer.addLayer(drawPointer);
   bindPointer(viewer);
+  // shared annotations and measurements; key images by the presenter or the coordinator
+  state.annotations = mountAnnotations(viewer, {
+    roomId: state.roomId, username: state.me, caseId: () => state.currentCase,
+    canMarkKey: () => isCoordinator() || Boolean(state.sync && state.sync.isPresenter),
+  });
   state.sync.attach(viewer);
   viewer.start().catch((err) => viewer.status(t("viewer.error", { message: err.message }), true));
   return viewer;
 }
 
 function closeViewer() {
+  if (state.annotations) state.annotations.destroy();
+  state.annotations = null;
   if (state.viewer) state.viewer.destroy();
   state.viewer = null;
   $("mdt-viewer-pane").textContent = "";
@@ -375,6 +383,7 @@ function onEvent(e) {
   if (!e || !e.id || state.events.has(e.id)) return false; // a resume page and a live event: once
   state.events.set(e.id, e);
   if (newerId(e.id, state.lastEventId)) state.lastEventId = e.id;
+  if (state.annotations) state.annotations.onRoomEvent(e);
   switch (e.type) {
     case "case.current":
       setCurrent(e.case_id);
@@ -407,6 +416,7 @@ function setCurrent(caseId) {
 function onControlChanged(msg) {
   state.sync.onControlChanged(msg);
   state.requests.delete(msg.presenter);
+  if (state.annotations) state.annotations.renderKeyButton();
   renderPresenter();
   renderAgenda();
 }

@@ -3,6 +3,7 @@
 
 import { t } from "../lib/i18n.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
+import { mountAnnotations } from "../components/viewer/annotations.js";
 import { showBreakGlass } from "../components/break-glass.js";
 import { mountShell } from "../components/shell.js";
 
@@ -27,6 +28,10 @@ function main() {
       const study = new URLSearchParams(window.location.search).get("study");
       const viewer = new Viewer(root, study);
       window.huizhenViewer = viewer; // for debugging from the console and for tests
+      // annotations and measurements, shared with everyone who may see the study
+      window.huizhenAnnotations = mountAnnotations(viewer, {
+        username: (session.user && session.user.username) || "",
+      });
       if (session.user && session.user.role === "expert") {
         viewer.onNoAccess = () => {
           viewer.status("");
