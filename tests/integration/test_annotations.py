@@ -310,7 +310,7 @@ async def test_marks_in_an_mdt_room_reach_every_participant(
     assert await store.key_images.list(mdt_room) == []
 
     # A study that is not the room's is never shared into it; nor by a non-participant.
-    other = list(ct_phantom_series(slices=1, size=32, patient_id="HZ-OTHER", seed=3))[0]
+    other = next(iter(ct_phantom_series(slices=1, size=32, patient_id="HZ-OTHER", seed=3)))
     li = await auth("dr.li")
     await _upload(client, li, [other])
     resp = await client.post(_url(other), json=_body(other, "arrow", [[1, 1], [5, 5]],
