@@ -408,6 +408,11 @@ export class Annotations {
       this.changed();
       return true;
     }
+    if (event.type === "control.changed") {
+      // the page updates who presents after this event: show/hide "key image" after it
+      setTimeout(() => this.renderKeyButton(), 0);
+      return false;
+    }
     if (event.type === "annotation.removed") {
       this.items.delete(event.annotation_id);
       this.changed();
