@@ -147,3 +147,82 @@ def test_doctor_proposes_a_study_for_an_mdt(new_probe, live_server):
     found = _api(live_server, "coord.liu", "/api/mdt/proposals?q=%E7%BB%93%E8%8A%82")
     assert [x["patient_id"] for x in found["proposals"]] == ["QS-2024-0815"]
     assert p.console_errors() == []
+
+
+def _post(live_server, username: str, path: str, body: dict, method: str = "POST") -> dict:
+    login = urllib.request.Request(
+        f"{live_server.url}/api/auth/login", method="POST",
+        data=json.dumps({"username": username, "password": live_server.password}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(login) as r:
+        token = json.load(r)["token"]
+    req = urllib.request.Request(f"{live_server.url}{path}", method=method,
+                                 data=json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+
+
+def test_lead_expert_records_in_the_room_coordinator_concludes_clinic_gets_summary(
+        new_probe, live_server):
+    import time
+
+    # a session starting in 5 minutes (open at once) with the Hetang chest film on its agenda
+    hetang = _post(live_server, "dr.wang", "/api/mdt/proposals", {
+        "study_uids": ["1.2.826.0.1.3680043.8.498.20261120.3"], "reason": "Mediastinum"},
+    )["proposal"]
+    mdt = _post(live_server, "coord.liu", "/api/mdt", {
+        "title": "Short board", "starts_at": int(time.time()) + 300, "duration_min": 15,
+        "experts": ["exp.zhang"], "lead_expert": "exp.zhang",
+        "cases": [{"proposal_id": hetang["id"]}]})["mdt"]
+    assert mdt["state"] == "open"
+
+    lead = new_probe()
+    page = lead.page
+    page.set_default_timeout(20_000)
+    sign_in(page, "exp.zhang", live_server.password)
+    page.wait_for_url(re.compile(r"/ui/expert\.html"))
+    invitation = page.locator(f'[data-testid="mdt-invitation"][data-mdt-id="{mdt["id"]}"]')
+    invitation.locator('[data-testid="mdt-invitation-join"]').click()
+    page.wait_for_url(re.compile(r"/ui/mdt\.html\?id="))
+    tid(page, "mdt-case-conclude").first.click()
+    tid(page, "mdt-conclusion-dialog").wait_for()
+    tid(page, "mdt-conclusion-diagnosis").fill("Thymoma, stage I")
+    tid(page, "mdt-conclusion-plan").fill("Thymectomy")
+    tid(page, "mdt-conclusion-department").select_option("radiology")
+    tid(page, "mdt-conclusion-save").click()
+    page.wait_for_function("""() => !document.querySelector(
+        '[data-testid="mdt-conclusion-dialog"]').open""")
+    seen = _api(live_server, "coord.liu", f"/api/mdt/{mdt['id']}")["mdt"]
+    assert seen["cases"][0]["conclusion"]["diagnosis"] == "Thymoma, stage I"
+    assert seen["cases"][0]["conclusion"]["by"] == "exp.zhang"
+
+    coord = new_probe()
+    cp = coord.page
+    cp.set_default_timeout(20_000)
+    sign_in(cp, "coord.liu", live_server.password)
+    cp.wait_for_url(re.compile(r"/ui/coordinator\.html"))
+    row = cp.locator(f'[data-testid="mdt-row"][data-mdt-id="{mdt["id"]}"]')
+    row.locator('[data-testid="mdt-conclusions-open"]').click()
+    form = cp.locator('[data-testid="mdt-conclusion-form"]')
+    assert form.get_attribute("data-recorded") == "1"
+    assert form.locator('[data-testid="mdt-conclusion-diagnosis"]').input_value() == \
+        "Thymoma, stage I"
+    tid(cp, "mdt-conclude").click()
+    wait_text(cp, "mdt-notice", "concluded")
+    cp.locator(f'[data-testid="mdt-past"] [data-mdt-id="{mdt["id"]}"] '
+               '[data-testid="mdt-summary"]').wait_for()
+
+    # Hetang's doctor: the summary on their page (print page link and PDF)
+    doctor = new_probe()
+    dp = doctor.page
+    sign_in(dp, "dr.wang", live_server.password)
+    item = dp.locator(f'[data-testid="mdt-invitation"][data-mdt-id="{mdt["id"]}"]')
+    item.locator('[data-testid="mdt-invitation-summary"]').wait_for()
+    href = item.locator('[data-testid="mdt-invitation-summary"]').get_attribute("href")
+    assert href.startswith("print.html?src=")
+    summary = _api(live_server, "dr.wang", f"/api/mdt/{mdt['id']}/summary")
+    assert "Thymoma, stage I" in str(summary)
+    for probe in (lead, coord, doctor):
+        assert probe.console_errors(allow=("404", "Failed to load resource")) == []

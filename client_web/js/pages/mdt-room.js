@@ -3,6 +3,7 @@
 // (js/components/view-sync.js): the presenter's view is everyone's, a follower may browse
 // privately and re-sync. Protocol: docs/signaling.md "MDT rooms".
 
+import { recordConclusion } from "../components/mdt-conclusion.js";
 import { applyI18n, t } from "../lib/i18n.js";
 import { apiJson } from "../lib/api.js";
 import { el, show, testIds } from "../lib/dom.js";
@@ -28,6 +29,7 @@ const state = {
   mdtId: "",
   roomId: "",
   mdt: null, // MdtSession.public() as this user may see it
+  may: {}, // what this user may do (GET /api/mdt/<id> "may"): record conclusions
   names: {}, // {users: {username: display name}}
   stream: null,
   call: null,
@@ -292,6 +294,18 @@ function renderAgenda() {
     if (mayDrive && !current) {
       actions.append(el("button", { type: "button", testid: "mdt-case-set-current", textContent: t("mdt.case.setCurrent"), onclick: () => setCurrentCase(c) }));
     }
+    if (!c.hidden && state.may && state.may.record_conclusions) {
+      // the coordinator or the lead expert (js/components/mdt-conclusion.js)
+      actions.append(el("button", { type: "button", testid: "mdt-case-conclude", textContent: t("mdtcon.open"),
+        onclick: async () => {
+          const answer = await recordConclusion(state.mdtId, c, label);
+          if (answer) {
+            state.mdt = answer.mdt;
+            state.may = answer.may;
+            renderAgenda();
+          }
+        } }));
+    }
     if (actions.childElementCount) li.append(actions);
     list.append(li);
   });
@@ -392,7 +406,16 @@ function onEvent(e) {
       // the log replays old ones on a resume: only one at least as new as the view counts
       if (Number(e.version) >= state.sync.version) onControlChanged(e);
       break;
-    case "conclusion.recorded":
+    case "conclusion.recorded": {
+      // the minutes say a case is concluded; a case hidden from this viewer stays hidden
+      const c = ((state.mdt && state.mdt.cases) || []).find((x) => x.case_id === e.case_id);
+      if (c && !c.hidden && !c.conclusion) {
+        c.conclusion = { diagnosis: e.diagnosis, plan: e.plan, by: e.by,
+          responsible_department: e.responsible_department, follow_up_date: e.follow_up_date };
+        renderAgenda();
+      }
+      break;
+    }
     case "mdt.concluded":
       if (e.mdt) state.mdt = e.mdt;
       break;
@@ -553,6 +576,7 @@ async function start(shell) {
     const body = await apiJson(`/api/mdt/${encodeURIComponent(state.mdtId)}`);
     state.mdt = body.mdt || null;
     state.names = body.names || {};
+    state.may = body.may || {};
   } catch (err) {
     showView("mdt-view");
     notice("mdt.loadFailed", "error", { message: err });
