@@ -85,3 +85,52 @@ def test_length_drawn_on_the_phantom_shows_the_servers_mm(probe, live_server):
     after = {a["id"] for a in page.evaluate(SERVER_MARKS, DEMO_CT_STUDY_UID)}
     assert after == before
     assert probe.console_errors() == []
+
+
+def test_marks_in_the_mdt_room_reach_the_other_participants(new_probe, live_server):
+    """The presenter measures in the MDT room: a follower's page shows the same value at once
+    (room event), only the presenter may mark the key image, which the room's minutes hold."""
+    from tests.browser.test_mdt_sync import _api, _token, enter_room, make_mdt, wait_same
+
+    mdt_id = make_mdt(live_server)
+    coord = enter_room(new_probe, live_server, "coord.liu", mdt_id)
+    zhang = enter_room(new_probe, live_server, "exp.zhang", mdt_id, size=(1024, 768))
+    cp, zp = coord.page, zhang.page
+    for page in (cp, zp):
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=mdt-participant]').length === 2",
+            timeout=30_000)
+    tid(cp, "mdt-take").click()
+    zp.wait_for_function(
+        "() => document.querySelector('[data-testid=mdt-presenter-banner]')"
+        ".dataset.presenter === 'coord.liu'", timeout=20_000)
+    cp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
+    wait_same(zp, cp.evaluate("() => window.huizhenViewer.getViewState()"))
+    assert tid(cp, "ann-key-image").is_visible()
+    assert not tid(zp, "ann-key-image").is_visible()  # a follower: not the presenter
+
+    tid(cp, "ann-tool-length").click()
+    box = tid(cp, "viewport").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    _drag(cp, (cx - 100, cy - 20), (cx + 60, cy + 40))
+    tid(cp, "ann-value").first.wait_for(timeout=20_000)
+    mine = tid(cp, "ann-value").first.inner_text()
+    assert re.fullmatch(r"\d+\.\d mm", mine), mine
+    tid(zp, "ann-value").first.wait_for(timeout=20_000)
+    assert tid(zp, "ann-value").first.inner_text() == mine
+    assert tid(zp, "ann-remove").count() == 0  # not theirs to undo
+
+    tid(cp, "ann-key-image").click()
+    wait_status = "() => document.querySelector('[data-testid=ann-status]').textContent"
+    cp.wait_for_function(f"{wait_status} === 'Key image marked.'", timeout=20_000)
+    study = cp.evaluate("() => window.huizhenViewer.studyUid")
+    keys = _api(live_server, "GET", f"/api/studies/{study}/key-images?room_id=mdt-{mdt_id}",
+                _token(live_server, "coord.liu"))["key_images"]
+    assert len(keys) == 1 and keys[0]["by"] == "coord.liu"
+
+    # undo by the presenter disappears from the follower too
+    tid(cp, "ann-undo").click()
+    zp.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=ann-item]').length === 0",
+        timeout=20_000)
+    assert coord.console_errors() == [] and zhang.console_errors() == []
