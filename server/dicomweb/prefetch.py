@@ -30,6 +30,7 @@ MEDIA_TYPE = "image/jpeg"
 QUALITY = 90
 AHEAD = 2  # slices ahead of the presenter, in the direction they scroll
 STACK_TTL_S = 30.0
+ACCESS_TTL_S = 2.0  # a revoked grant stops prefetching within this (showing is never prefetch's)
 MAX_IN_FLIGHT = 8  # prefetches of the room's neighbours waiting or rendering at once
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ViewPrefetcher:
     _stacks: dict[tuple[str, str, str], tuple[float, list[InstanceRecord]]] = field(
         default_factory=dict)
     _rooms: dict[str, _Room] = field(default_factory=dict)
+    _access: dict[tuple[str, str], tuple[float, str | None]] = field(default_factory=dict)
     _in_flight: int = 0
     prefetched: int = 0
     skipped: int = 0
@@ -103,13 +105,25 @@ class ViewPrefetcher:
             self._in_flight -= 1
 
     async def _readable_clinic(self, who: Principal, study_uid: str) -> str | None:
-        """Which clinic's study of this UID the presenter may read, if any."""
+        """Which clinic's study of this UID the presenter may read, if any (the answer is
+        kept ACCESS_TTL_S: a presenter scrolls one study many times a second)."""
+        key = (who.username, study_uid)
+        now = time.monotonic()
+        hit = self._access.get(key)
+        if hit is not None and now - hit[0] < ACCESS_TTL_S:
+            return hit[1]
+        found: str | None = None
         clinic = access.own_clinic(who)
         if clinic is not None and await self.store.studies.study_owner(clinic, study_uid):
-            return clinic
-        grants = await self.store.grants.of_user(who.username, study_uid=study_uid)
-        granted = access.by_grant(who, study_uid, grants)
-        return granted.clinic if granted is not None else None
+            found = clinic
+        else:
+            grants = await self.store.grants.of_user(who.username, study_uid=study_uid)
+            granted = access.by_grant(who, study_uid, grants)
+            found = granted.clinic if granted is not None else None
+        if len(self._access) > 1024:
+            self._access.clear()
+        self._access[key] = (now, found)
+        return found
 
     async def _stack(self, clinic: str, study: str, series: str) -> list[InstanceRecord]:
         key = (clinic, study, series)

@@ -72,8 +72,7 @@ class LiveRooms:
                 "last_event_id": await self.store.rooms.last_event_id(room.id)}
 
     async def _live_room(self, conn: Connection, room_id: str) -> tuple[Room, RoomPolicy]:
-        self.rooms.attached(conn, room_id)
-        room, rules = await self.rooms.room(room_id)
+        room, rules = self.rooms.attached(conn, room_id)
         await rules.may_present(self.store, room, conn.principal)
         return room, rules
 

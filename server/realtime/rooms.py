@@ -60,6 +60,9 @@ class RoomService:
         self.on_joined: dict[str, LeftHook] = {}
         # Which connection of this node carries each participant: (room, user) -> connection.
         self._attached: dict[tuple[str, str], Connection] = {}
+        # Rooms this node's connections are in, as read at their last join (kind and ref never
+        # change; a room closed here is dropped): the hot path of a live room reads no Redis.
+        self._joined_rooms: dict[str, Room] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
         self._media_timers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -154,6 +157,7 @@ class RoomService:
                 clinic=who.clinic, remote=conn.remote, device=who.device, room=room_id,
                 replaced_remote=older.remote)
         self._attached[(room_id, who.username)] = conn
+        self._joined_rooms[room_id] = room
         conn.rooms.add(room_id)
         await self.hub.subscribe(conn, keys.channel_room(room_id))
         await self._announce(room, member, "rejoined" if rejoined else "joined")
@@ -235,6 +239,7 @@ class RoomService:
 
     async def _close(self, room: Room, reason: str) -> None:
         await self.store.rooms.close(room.id)
+        self._joined_rooms.pop(room.id, None)
         await self.router.close_room(room.id)
         for m in await self.store.rooms.members(room.id):
             if m.state is not MemberState.LEFT:  # still in when it was closed for them
@@ -255,9 +260,14 @@ class RoomService:
         await self.hub.publish(keys.channel_room(room.id), closed)
         event(log, "room_closed", room=room.id, reason=reason)
 
-    def attached(self, conn: Connection, room_id: str) -> None:
-        """Raises unless this connection holds its user's place in the room."""
+    def attached(self, conn: Connection, room_id: str) -> tuple[Room, RoomPolicy]:
+        """The room and its policy; raises unless this connection holds its user's place in
+        it. No Redis read: the room as this node saw it at the join."""
         self._require_attached(conn, room_id)
+        room = self._joined_rooms.get(room_id)
+        if room is None:
+            raise NotFound("no such open room")
+        return room, policy(room.kind)
 
     def local_connection(self, room_id: str, username: str) -> Connection | None:
         return self._attached.get((room_id, username))
