@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -217,14 +217,20 @@ class Ellipse:
         vertical = [(self.cx, self.cy - self.b), (self.cx, self.cy + self.b)]
         return horizontal + vertical if self.a >= self.b else vertical + horizontal
 
+    def bbox(self, rows: int, columns: int) -> tuple[slice, slice]:
+        return _bbox(self.cx - self.a, self.cx + self.a, self.cy - self.b, self.cy + self.b,
+                     rows, columns)
+
+    def mask_rows(self, r0: int, r1: int, cs: slice) -> np.ndarray:
+        """Mask of rows r0..r1 (image rows) over the columns `cs`: centres inside."""
+        yy = (np.arange(r0, r1, dtype=np.float64) + 0.5)[:, None]
+        xx = (np.arange(cs.start, cs.stop, dtype=np.float64) + 0.5)[None, :]
+        return ((xx - self.cx) / self.a) ** 2 + ((yy - self.cy) / self.b) ** 2 <= 1.0
+
     def mask(self, rows: int, columns: int) -> tuple[slice, slice, np.ndarray]:
         """(row slice, column slice, mask) of the pixels whose centres are inside."""
-        rs, cs = _bbox(self.cx - self.a, self.cx + self.a, self.cy - self.b, self.cy + self.b,
-                       rows, columns)
-        yy = (np.arange(rs.start, rs.stop, dtype=np.float64) + 0.5)[:, None]
-        xx = (np.arange(cs.start, cs.stop, dtype=np.float64) + 0.5)[None, :]
-        inside = ((xx - self.cx) / self.a) ** 2 + ((yy - self.cy) / self.b) ** 2 <= 1.0
-        return rs, cs, inside
+        rs, cs = self.bbox(rows, columns)
+        return rs, cs, self.mask_rows(rs.start, rs.stop, cs)
 
 
 def _bbox(x0: float, x1: float, y0: float, y1: float, rows: int, columns: int
@@ -243,33 +249,46 @@ def polygon_area_px(points: Sequence[Sequence[float]]) -> float:
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
+class Polygon:
+    """A closed polygon (the last point joins the first); masks by the even-odd rule."""
+
+    def __init__(self, points: Sequence[Sequence[float]]) -> None:
+        arr = _points(points, 3)
+        self.x0, self.y0 = arr[:, 0], arr[:, 1]
+        self.x1, self.y1 = np.roll(self.x0, -1), np.roll(self.y0, -1)
+
+    def bbox(self, rows: int, columns: int) -> tuple[slice, slice]:
+        return _bbox(self.x0.min(), self.x0.max(), self.y0.min(), self.y0.max(), rows, columns)
+
+    def mask_rows(self, r0: int, r1: int, cs: slice) -> np.ndarray:
+        """Mask of rows r0..r1 over the columns `cs`, by scanlines: the cost is rows × edges
+        (+ rows × columns to fill), never rows × columns × edges."""
+        out = np.zeros((max(0, r1 - r0), max(0, cs.stop - cs.start)), dtype=bool)
+        if out.size == 0:
+            return out
+        ys = np.arange(r0, r1, dtype=np.float64) + 0.5
+        x0, y0, x1, y1 = self.x0, self.y0, self.x1, self.y1
+        # An edge crosses the scanline when exactly one endpoint is below it (half-open rule).
+        crosses = (y0[None, :] > ys[:, None]) != (y1[None, :] > ys[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (ys[:, None] - y0[None, :]) / (y1 - y0)[None, :]
+            xs = x0[None, :] + t * (x1 - x0)[None, :]
+        xs = np.where(crosses, xs, np.inf)
+        xs.sort(axis=1)
+        centres = np.arange(cs.start, cs.stop, dtype=np.float64) + 0.5
+        for i in range(out.shape[0]):
+            row = xs[i][np.isfinite(xs[i])]
+            # The number of crossings left of each pixel centre: odd -> inside.
+            out[i] = (np.searchsorted(row, centres, side="right") % 2) == 1
+        return out
+
+
 def polygon_mask(points: Sequence[Sequence[float]], rows: int, columns: int
                  ) -> tuple[slice, slice, np.ndarray]:
-    """Pixels whose centres are inside the polygon (even-odd rule), by scanlines: the cost is
-    rows × edges, never rows × columns × edges."""
-    arr = _points(points, 3)
-    rs, cs = _bbox(arr[:, 0].min(), arr[:, 0].max(), arr[:, 1].min(), arr[:, 1].max(),
-                   rows, columns)
-    out = np.zeros((rs.stop - rs.start, cs.stop - cs.start), dtype=bool)
-    if out.size == 0:
-        return rs, cs, out
-    x0, y0 = arr[:, 0], arr[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    ys = np.arange(rs.start, rs.stop, dtype=np.float64) + 0.5
-    # Edge crosses the scanline when exactly one endpoint is above it (half-open rule).
-    crosses = (y0[None, :] > ys[:, None]) != (y1[None, :] > ys[:, None])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (ys[:, None] - y0[None, :]) / (y1 - y0)[None, :]
-        xs = x0[None, :] + t * (x1 - x0)[None, :]
-    xs = np.where(crosses, xs, np.inf)
-    xs.sort(axis=1)
-    centres = np.arange(cs.start, cs.stop, dtype=np.float64) + 0.5
-    for i in range(out.shape[0]):
-        row = xs[i][np.isfinite(xs[i])]
-        # Number of crossings left of each pixel centre: odd -> inside.
-        counts = np.searchsorted(row, centres, side="right")
-        out[i] = (counts % 2) == 1
-    return rs, cs, out
+    """(row slice, column slice, mask) of the pixels whose centres are inside the polygon."""
+    shape = Polygon(points)
+    rs, cs = shape.bbox(rows, columns)
+    return rs, cs, shape.mask_rows(rs.start, rs.stop, cs)
 
 
 # --- statistics ----------------------------------------------------------------------------
@@ -284,21 +303,49 @@ class RoiStats:
     max: float | None
 
 
-def roi_stats(stored: np.ndarray, rs: slice, cs: slice, mask: np.ndarray,
-              transform: FrameTransform | None) -> RoiStats:
-    """Mean / population SD / min / max of the modality values of the masked pixels.
+#: ROI statistics run over row blocks of about this many pixels: memory stays bounded (a few
+#: MB) whatever the ROI's size on a 40-megapixel frame.
+BLOCK_PIXELS = 1 << 20
 
-    `stored` is the frame's stored values (rows, columns); only the ROI's box is converted.
+
+class Shape(Protocol):
+    def bbox(self, rows: int, columns: int) -> tuple[slice, slice]: ...
+
+    def mask_rows(self, r0: int, r1: int, cs: slice) -> np.ndarray: ...
+
+
+def roi_stats(stored: Any, shape: Shape, rows: int, columns: int,
+              transform: FrameTransform | None) -> RoiStats:
+    """Mean / population SD / min / max of the modality values of the pixels inside `shape`.
+
+    `stored`: the frame's stored values, anything indexable by (row slice, column slice) — only
+    the ROI's box is read, in row blocks, merged with Chan's parallel variance formula.
     """
-    values = stored[rs, cs][mask]
-    if values.size == 0:
+    rs, cs = shape.bbox(rows, columns)
+    width = max(1, cs.stop - cs.start)
+    step = max(1, BLOCK_PIXELS // width)
+    count, mean, m2 = 0, 0.0, 0.0
+    lo, hi = math.inf, -math.inf
+    for r0 in range(rs.start, rs.stop, step):
+        r1 = min(r0 + step, rs.stop)
+        mask = shape.mask_rows(r0, r1, cs)
+        if not mask.any():
+            continue
+        values = np.asarray(stored[r0:r1, cs])[mask]
+        values = apply_modality(values, transform) if transform is not None else \
+            values.astype(np.float64)
+        n = int(values.size)
+        block_mean = float(values.mean())
+        block_m2 = float(((values - block_mean) ** 2).sum())
+        delta = block_mean - mean
+        total = count + n
+        mean += delta * n / total
+        m2 += block_m2 + delta * delta * count * n / total
+        count = total
+        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+    if count == 0:
         return RoiStats(0, None, None, None, None)
-    if transform is not None:
-        values = apply_modality(values, transform)
-    else:
-        values = values.astype(np.float64)
-    return RoiStats(int(values.size), float(values.mean()), float(values.std()),
-                    float(values.min()), float(values.max()))
+    return RoiStats(count, mean, math.sqrt(max(m2, 0.0) / count), lo, hi)
 
 
 @dataclass(frozen=True)
@@ -336,7 +383,7 @@ class Measurement:
 
 
 def measure(kind: str, points: Sequence[Sequence[float]], spacing: Spacing, *,
-            rows: int, columns: int, stored: np.ndarray | None = None,
+            rows: int, columns: int, stored: Any = None,
             transform: FrameTransform | None = None, unit: str = "") -> Measurement | None:
     """The measurement of an annotation of `kind`; None for kinds that measure nothing.
 
@@ -351,16 +398,17 @@ def measure(kind: str, points: Sequence[Sequence[float]], spacing: Spacing, *,
     if kind == "angle":
         return Measurement(spacing, angle_deg=angle(points, spacing))
     if kind in ("ellipse", "polygon"):
+        shape: Ellipse | Polygon
         if kind == "ellipse":
             shape = Ellipse.from_points(points)
             area_px = shape.area_px()
-            rs, cs, mask = shape.mask(rows, columns)
         else:
             area_px = polygon_area_px(points)
             if area_px == 0:
                 raise MeasurementError("a polygon needs an area")
-            rs, cs, mask = polygon_mask(points, rows, columns)
+            shape = Polygon(points)
         area_mm2 = area_px * spacing.row_mm * spacing.col_mm if spacing.known else None
-        stats = roi_stats(stored, rs, cs, mask, transform) if stored is not None else None
+        stats = roi_stats(stored, shape, rows, columns, transform) \
+            if stored is not None else None
         return Measurement(spacing, area_mm2=area_mm2, area_px2=area_px, stats=stats, unit=unit)
     return None

@@ -96,16 +96,24 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
     return _read_header(key, os.stat(key).st_mtime_ns)
 
 
-def stored_values(decoded: DecodedFrame) -> np.ndarray | None:
-    """The frame's stored values (monochrome), from the renderer's cached representation."""
-    if decoded.index is not None:
-        return decoded.index.astype(np.int64) + decoded.domain_min
-    return decoded.stored
+class StoredValues:
+    """The frame's stored values (monochrome) from the renderer's cached representation, made
+    only for the block asked for (`values[r0:r1, c0:c1]`): never a copy of the whole frame."""
+
+    def __init__(self, decoded: DecodedFrame) -> None:
+        self.decoded = decoded
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        d = self.decoded
+        if d.index is not None:
+            return d.index[key].astype(np.int64) + d.domain_min
+        assert d.stored is not None
+        return d.stored[key]
 
 
 def _compute(kind: str, points: list[list[float]], header: ImageHeader, model: ImageModel,
              decoded: DecodedFrame | None, frame: int) -> dict[str, Any] | None:
-    stored = stored_values(decoded) if decoded is not None and model.is_monochrome else None
+    stored = StoredValues(decoded) if decoded is not None and model.is_monochrome else None
     transform = model.transform(frame) if model.is_monochrome and model.transforms else None
     try:
         result = m.measure(kind, points, header.spacing_of(frame), rows=model.rows,

@@ -303,3 +303,22 @@ def test_triangle_angles_sum_to_180(points) -> None:
              + m.angle([points[0], points[1], points[2]], s)
              + m.angle([points[0], points[2], points[1]], s))
     assert total == pytest.approx(180)
+
+
+def test_roi_stats_in_row_blocks_match_the_whole(tmp_path: Path, monkeypatch) -> None:
+    """Statistics streamed over tiny row blocks (merged variances) equal numpy over the ROI."""
+    ds = next(iter(ct_phantom_series(slices=1, size=64)))
+    path = _write(ds, tmp_path)
+    whole = _stats(path, "ellipse", [[5, 9], [60, 50]])
+    monkeypatch.setattr(m, "BLOCK_PIXELS", 7)
+    blocks = _stats(path, "ellipse", [[5, 9], [60, 50]])
+    assert whole.stats is not None and blocks.stats is not None
+    assert blocks.stats.count == whole.stats.count
+    assert blocks.stats.mean == pytest.approx(whole.stats.mean, rel=1e-12)
+    assert blocks.stats.sd == pytest.approx(whole.stats.sd, rel=1e-9)
+    assert (blocks.stats.min, blocks.stats.max) == (whole.stats.min, whole.stats.max)
+    reference = pydicom.dcmread(path)
+    hu = reference.pixel_array * float(reference.RescaleSlope) + float(reference.RescaleIntercept)
+    _, _, mask = m.Ellipse.from_points([[5, 9], [60, 50]]).mask(64, 64)
+    rs, cs = m.Ellipse.from_points([[5, 9], [60, 50]]).bbox(64, 64)
+    assert blocks.stats.sd == pytest.approx(hu[rs, cs][mask].std(), rel=1e-9)
