@@ -174,6 +174,16 @@ class Hub:
             data["_exclude"] = exclude
         await self._redis.publish(channel, json.dumps(data, ensure_ascii=False))
 
+    def deliver_local(self, channel: str, message: Out, skip: Connection | None = None) -> None:
+        """Hand a message to this node's subscribers of `channel` now, without the round trip
+        through Redis (its published copy follows; a view.state copy is then dropped by each
+        connection as a version it already has)."""
+        data = message.to_json()
+        text = json.dumps(data, ensure_ascii=False)
+        for conn in self.local(channel):
+            if conn is not skip:
+                conn.deliver(data, text)
+
     def local(self, channel: str) -> set[Connection]:
         return set(self._local.get(channel, ()))
 

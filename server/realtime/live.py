@@ -93,10 +93,12 @@ class LiveRooms:
         state = msg.state.model_dump()
         if self.view_changed is not None:
             spawn(self.view_changed(msg.room_id, conn.principal, state))
-        # The presenter's own answer; the same view.state reaches everyone (and, once more,
-        # this page: its outbox drops a version it already has) through the room channel.
-        return out.ViewStateMsg(room_id=msg.room_id, version=result.version, presenter=who,
-                                state=state, at=at)
+        shown = out.ViewStateMsg(room_id=msg.room_id, version=result.version, presenter=who,
+                                 state=state, at=at)
+        # This node's followers at once; other nodes through the copy the CAS script published
+        # (which this node's connections drop as a version they already have).
+        self.hub.deliver_local(keys.channel_room(msg.room_id), shown, skip=conn)
+        return shown  # the presenter's own answer (with its ref)
 
     # control -------------------------------------------------------------------------------
     async def control(
