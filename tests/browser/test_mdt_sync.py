@@ -175,6 +175,18 @@ def test_presenter_scrolls_and_windows_and_every_follower_ends_on_the_same_state
             '[data-testid=mdt-participant][data-participant="coord.liu"]'
             '[data-presenting=true]').count() == 1
 
+    # the coordinator puts the case on now: every agenda marks it
+    tid(cp, "mdt-case-set-current").click()
+    for page in pages:
+        page.locator("[data-testid=mdt-case][data-current=true]").wait_for()
+    # the presenter's pointer shows on the followers' viewers
+    box = tid(cp, "viewport").bounding_box()
+    cp.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+    cp.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55, steps=5)
+    for page in (zhang.page, li.page):
+        page.wait_for_function("() => window.huizhenMdt.pointer && window.huizhenMdt.pointer.by"
+                               " === 'coord.liu'")
+
     # the presenter scrolls, changes the window, zooms and scrolls on
     scroll(cp, 12)
     tid(cp, "preset-lung").click()

@@ -5,7 +5,7 @@
 
 import { recordConclusion } from "../components/mdt-conclusion.js";
 import { applyI18n, t } from "../lib/i18n.js";
-import { apiJson } from "../lib/api.js";
+import { ApiError, apiJson } from "../lib/api.js";
 import { el, show, testIds } from "../lib/dom.js";
 import { RoomCall, getLocalMedia, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
@@ -475,6 +475,11 @@ function onMessage(msg) {
     case "pointer":
       onPointer(msg);
       break;
+    case "error": // the room refused our join: the ended view says why
+      if (state.call && msg.ref && msg.ref === state.call.joinRef) {
+        state.joinError = new ApiError(0, msg.code, msg.message, msg.details);
+      }
+      break;
     case "room.event": {
       if (onEvent(msg.event)) renderChat();
       break;
@@ -546,11 +551,16 @@ function onEnded(reason) {
   state.call = null;
   closeViewer();
   state.ended = reason;
-  const key = reason === "closed" ? "mdt.ended.closed" : reason === "replaced" ? "mdt.ended.replaced" : "mdt.ended.left";
+  const refused = reason === "closed" ? state.joinError : null;
+  state.joinError = null;
+  const key = refused ? "mdt.ended.refused" : reason === "closed" ? "mdt.ended.closed"
+    : reason === "replaced" ? "mdt.ended.replaced" : "mdt.ended.left";
   const box = $("mdt-ended-reason");
   box.dataset.i18n = key;
+  box.i18nParams = refused ? { message: refused } : {};
   box.dataset.reason = reason || "";
-  box.textContent = t(key);
+  box.dataset.code = refused ? refused.code : "";
+  box.textContent = t(key, box.i18nParams);
   show($("mdt-rejoin"), reason !== "closed");
   showView("mdt-ended");
 }
