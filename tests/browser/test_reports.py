@@ -74,4 +74,11 @@ def test_kiosk_receives_a_signed_opinion(new_probe, live_server):
     kiosk.page.locator('[data-testid=reports-row][data-kind=opinion]').first.wait_for()
     tid(kiosk.page, "reports-close").click()
     assert _token(kiosk.page)
+    # The doctor's study list page has the same Reports dialog.
+    kiosk.page.goto("/ui/index.html")
+    tid(kiosk.page, "reports-open").click()
+    kiosk.page.locator('[data-testid=reports-row][data-kind=opinion]').first.wait_for()
+    tid(kiosk.page, "reports-close").click()
+    # The expert has no opinion left to write.
+    assert tid(zhang.page, "reports-open").get_attribute("data-pending") in ("0", None)
     no_errors(zhang, kiosk)

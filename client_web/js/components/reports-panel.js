@@ -54,6 +54,19 @@ export class ReportsPanel {
     this.$("reports-close").addEventListener("click", () => this.close());
   }
 
+  /** Show on `button` how many opinions wait for this expert ("Reports (2)", data-pending). */
+  async refreshCount(button) {
+    this.countButton = button;
+    try {
+      const reply = await apiJson("/api/reports?limit=1");
+      const n = (reply.opinions_pending || []).length;
+      button.dataset.pending = String(n);
+      button.textContent = n ? `${t("reports.open")} (${n})` : t("reports.open");
+    } catch {
+      // the button keeps its plain label
+    }
+  }
+
   /** Listen to the page WebSocket (`Signal`) for reports signed for us. */
   listen(signal) {
     signal.addEventListener("message", (ev) => {
@@ -95,6 +108,7 @@ export class ReportsPanel {
       const reply = await apiJson("/api/reports?limit=50");
       this.reports = reply.reports || [];
       this.pending = reply.opinions_pending || [];
+      if (this.countButton) this.countButton.dataset.pending = String(this.pending.length);
       this.status = this.reports.length || this.pending.length ? null : ["reports.empty", {}];
     } catch (err) {
       this.reports = [];
@@ -114,6 +128,10 @@ export class ReportsPanel {
   }
 
   render() {
+    if (this.countButton) {
+      const n = Number(this.countButton.dataset.pending || 0);
+      this.countButton.textContent = n ? `${t("reports.open")} (${n})` : t("reports.open");
+    }
     const status = this.$("reports-status");
     status.hidden = !this.status;
     status.textContent = this.status ? t(this.status[0], this.status[1]) : "";

@@ -1,11 +1,12 @@
 // index.html: sign-in, study list (QIDO-RS), search, doctor upload, sign-out.
 
-import { getLang, t } from "../lib/i18n.js";
+import { applyI18n, getLang, t } from "../lib/i18n.js";
 import { TAG, apiJson, first, formatDate, getSession, num, personName, uploadFiles, values } from "../lib/api.js";
 import { show, testIds } from "../lib/dom.js";
 import { errorText, failureReasonText, hasErrorText } from "../messages.js";
 import { mountShell } from "../components/shell.js";
 import { proposeForMdt } from "../components/mdt-propose.js";
+import { ReportsPanel } from "../components/reports-panel.js";
 import "../i18n/studies.js";
 
 const PAGE_SIZE = 50;
@@ -68,6 +69,14 @@ function startStudies(session, { fromSignIn = false } = {}) {
   // the tele-consultation pages: doctors call from the kiosk, experts answer at the workstation
   show($("nav-kiosk"), isDoctor);
   show($("nav-expert"), Boolean(session.user && session.user.role === "expert"));
+  // The clinic's signed reports and opinions, arriving live (a doctor) / the expert's own.
+  show($("reports-open"), isDoctor || role === "expert");
+  if ((isDoctor || role === "expert") && !state.reports) {
+    state.reports = new ReportsPanel(document.querySelector("[data-testid=reports-panel]"));
+    applyI18n(document.querySelector("[data-testid=reports-panel]"));
+    state.reports.listen(shell.connect());
+    state.reports.refreshCount($("reports-open"));
+  }
   loadStudies(true);
 }
 
@@ -327,6 +336,7 @@ function init() {
     title: "app.title",
     subtitle: "app.subtitle",
     userDetail: (u) => (u.role ? ` · ${t(`role.${u.role}`)}` : ""),
+    actions: `<button type="button" data-testid="reports-open" data-i18n="reports.open" hidden>Reports</button>`,
     onSignInShown: hideViews,
     onSession: (session, { fromSignIn }) => startStudies(session, { fromSignIn }),
     onLangChange: () => {
@@ -348,6 +358,7 @@ function init() {
     loadStudies(true);
   });
   $("studies-refresh").addEventListener("click", () => loadStudies(true));
+  shell.$("reports-open").addEventListener("click", () => state.reports && state.reports.open());
   $("studies-more").addEventListener("click", () => loadStudies(false));
   $("upload-open").addEventListener("click", () => toggleUpload($("upload-panel").hidden));
   $("upload-close").addEventListener("click", () => toggleUpload(false));

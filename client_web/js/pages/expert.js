@@ -413,6 +413,7 @@ function start(shell) {
   $("reports-open").hidden = false;
   const signal = shell.connect();
   state.reports.listen(signal);
+  state.reports.refreshCount($("reports-open"));
   state.signal = signal;
   signal.addEventListener("ready", () => {
     // the server sends what is ringing now on every (re)connect
