@@ -5,12 +5,12 @@
 import { getLang, t } from "../lib/i18n.js";
 import { apiJson } from "../lib/api.js";
 import { byTestId as $, el } from "../lib/dom.js";
-import { describeError } from "../messages.js";
 import { mountShell } from "../components/shell.js";
+import { PageMessages } from "../components/page-messages.js";
 import "../i18n/admin.js";
 
-const state = { users: [], devices: [], clinics: [], departments: [], me: "", notice: null,
-  error: null, passwordFor: null, confirmRevoke: null, token: null };
+const state = { users: [], devices: [], clinics: [], departments: [], me: "",
+  passwordFor: null, confirmRevoke: null, token: null };
 
 function post(path, body = {}) {
   return apiJson(path, {
@@ -22,41 +22,11 @@ function post(path, body = {}) {
 
 // ---- messages -------------------------------------------------------------------------------
 
-function showNotice(key, params = {}) {
-  state.notice = { key, params };
-  state.error = null;
-  renderMessages();
-}
-
-function showError(err) {
-  state.error = err;
-  state.notice = null;
-  renderMessages();
-}
-
-function renderMessages() {
-  const notice = $("admin-notice");
-  notice.hidden = !state.notice;
-  if (state.notice) notice.textContent = t(state.notice.key, state.notice.params);
-  const error = $("admin-error");
-  error.hidden = !state.error;
-  if (state.error) {
-    error.textContent = t("admin.failed", { message: describeError(state.error) });
-    error.dataset.code = state.error.code || "";
-  }
-}
-
-/** Run one admin action: its notice on success, the server's error code text on failure. */
-async function act(fn, button) {
-  if (button) button.disabled = true;
-  try {
-    await fn();
-  } catch (err) {
-    showError(err);
-  } finally {
-    if (button) button.disabled = false;
-  }
-}
+const messages = new PageMessages($("admin-notice"), $("admin-error"), "admin.failed");
+const showNotice = (key, params) => messages.showNotice(key, params);
+const showError = (err) => messages.showError(err);
+const renderMessages = () => messages.render();
+const act = (fn, button) => messages.act(fn, button);
 
 // ---- rendering ------------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@
 import { getLang, t } from "../lib/i18n.js";
 import { apiFetch, apiJson } from "../lib/api.js";
 import { byTestId as $, el } from "../lib/dom.js";
-import { describeError } from "../messages.js";
 import { mountShell } from "../components/shell.js";
+import { PageMessages } from "../components/page-messages.js";
 import "../i18n/coordinator.js";
 
 const state = {
@@ -18,7 +18,6 @@ const state = {
   conflicts: [],
   concluding: null,     // the session whose conclusions are open
   confirmCancel: null,
-  notice: null, error: null,
 };
 let conflictTimer = null;
 let proposalTimer = null;
@@ -30,40 +29,11 @@ function send(path, method, body = {}) {
 
 // ---- messages -------------------------------------------------------------------------------
 
-function showNotice(key, params = {}) {
-  state.notice = { key, params };
-  state.error = null;
-  renderMessages();
-}
-
-function showError(err) {
-  state.error = err;
-  state.notice = null;
-  renderMessages();
-}
-
-function renderMessages() {
-  const notice = $("mdt-notice");
-  notice.hidden = !state.notice;
-  if (state.notice) notice.textContent = t(state.notice.key, state.notice.params);
-  const error = $("mdt-error");
-  error.hidden = !state.error;
-  if (state.error) {
-    error.textContent = t("coord.failed", { message: describeError(state.error) });
-    error.dataset.code = state.error.code || "";
-  }
-}
-
-async function act(fn, button) {
-  if (button) button.disabled = true;
-  try {
-    await fn();
-  } catch (err) {
-    showError(err);
-  } finally {
-    if (button) button.disabled = false;
-  }
-}
+const messages = new PageMessages($("mdt-notice"), $("mdt-error"), "coord.failed");
+const showNotice = (key, params) => messages.showNotice(key, params);
+const showError = (err) => messages.showError(err);
+const renderMessages = () => messages.render();
+const act = (fn, button) => messages.act(fn, button);
 
 // ---- formatting -----------------------------------------------------------------------------
 
