@@ -352,6 +352,9 @@ _WORKLIST_PATHS: dict[str, dict[str, Operation]] = {
                 _query("priority", "routine, urgent or emergency",
                        {"type": "string", "enum": ["routine", "urgent", "emergency"]}),
                 _query("clinic", "only this clinic's requests", _ID_QUERY),
+                _query("modality", "only studies holding this modality (ECG: the ECG "
+                       "reading list; suspected-critical ECGs come first anyway)",
+                       {"type": "string", "pattern": "^[A-Za-z0-9]{1,16}$"}),
                 _query("mine", "1: only the caller's claims", {"type": "string",
                                                                "enum": ["0", "1"]}),
                 _query("limit", "1 to 500 (default 200)",

@@ -7,6 +7,7 @@ from aiohttp import web
 from server import appkeys
 from server.auth import access
 from server.auth.middleware import principal
+from server.dicomweb import ecg
 from server.dicomweb.resources import audit
 from server.dicomweb.stow import body_parts, check_length, part_chunks, skip_part
 from server.errors import BadRequest, UnsupportedMediaType
@@ -41,6 +42,7 @@ async def upload(request: web.Request) -> web.Response:
         result = await ingestor.ingest(clinic, files)
     await audit(request, "upload.store", stored=len(result.stored), failed=len(result.failed),
                 studies=result.study_uids())
+    await ecg.after_ingest(request, principal(request), clinic, result)
     body = {
         "stored": [
             {

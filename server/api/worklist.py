@@ -80,10 +80,14 @@ async def listing(request: web.Request) -> web.Response:
         value = q.get(name)
         if value is not None and value != "" and not _valid_id(value):
             raise InvalidParameter(f"{name} is an id of a-z, 0-9, '.', '_' or '-'")
+    modality = q.get("modality") or None
+    if modality is not None and not (modality.isascii() and modality.isalnum()
+                                     and len(modality) <= 16):
+        raise InvalidParameter("modality is a DICOM modality code such as ECG or CT")
     flt = ListFilter(
         department=q.get("department") or None, state=state,
         priority=Priority(priority) if priority else None, clinic=q.get("clinic") or None,
-        mine=q.get("mine") in ("1", "true"),
+        mine=q.get("mine") in ("1", "true"), modality=modality.upper() if modality else None,
         limit=parse_int(q.get("limit", "200"), "limit", minimum=1, maximum=MAX_LIST))
     who = principal(request)
     return web.json_response(

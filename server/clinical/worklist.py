@@ -62,6 +62,7 @@ class ListFilter:
     clinic: str | None = None
     mine: bool = False
     limit: int = 200
+    modality: str | None = None  # e.g. "ECG": only requests for studies holding it
 
 
 NotifierGetter = Callable[[], Any]
@@ -117,8 +118,10 @@ class WorklistService:
             study_uid=req.study_uid, patient_name=patient.display_name,
             patient_id=patient.patient_id,
             study_description=_attr(attrs, "StudyDescription", "00081030"),
-            modalities=_attr(attrs, "ModalitiesInStudy", "00080061"),
-            state=ItemState.SCHEDULED, created_at=time.time())
+            modalities=_attr(attrs, "ModalitiesInStudy", "00080061") or ",".join(
+                record.modalities),
+            state=ItemState.SCHEDULED, created_at=time.time(),
+            flags=await ecg_flags(self.store, clinic, req.study_uid))
         await self.store.worklist.create(item)
         readers = sorted(await self.store.directory.members(departments=[req.department]))
         for reader in readers:
@@ -261,7 +264,10 @@ class WorklistService:
             if flt.state not in ("open", "scheduled", "in_progress"):
                 pool += finished
         items = [i for i in pool if _matches(i, flt, who.username)]
-        items.sort(key=lambda i: (0 if i.open else 1, i.priority.rank if i.open else 0,
+        # Open first; among them a suspected-critical ECG first (pre-screening), then priority.
+        items.sort(key=lambda i: (0 if i.open else 1,
+                                  0 if i.open and i.suspected_critical else 1,
+                                  i.priority.rank if i.open else 0,
                                   i.created_at if i.open else -(i.completed_at or i.canceled_at)))
         shown = items[:flt.limit]
         open_items = [i for i in pool if i.open]
@@ -354,8 +360,22 @@ class WorklistService:
             "item_id": item.id, "action": action, "by": by, "priority": item.priority.value,
             "department": item.department, "clinic": item.clinic,
             "clinic_name": item.clinic_name, "state": item.state.value,
-            "patient_name": item.patient_name, "question": item.question[:200]},
+            "patient_name": item.patient_name, "question": item.question[:200],
+            "flags": item.flags},
             exclude=by)
+
+
+async def ecg_flags(store: Store, clinic: str, study_uid: str) -> str:
+    """"suspected_critical,<reason codes>" when an ECG of the study was flagged by the
+    pre-screening on ingest (the index keeps it), else ""."""
+    codes: list[str] = []
+    for record in await store.studies.instances(clinic, study_uid):
+        screening = (record.ecg or {}).get("screening") or {}
+        if screening.get("suspected_critical"):
+            codes += [str(r.get("code", "")) for r in screening.get("reasons", [])]
+    if not codes:
+        return ""
+    return ",".join(["suspected_critical", *dict.fromkeys(c for c in codes if c)])
 
 
 def _matches(item: WorkItem, flt: ListFilter, username: str) -> bool:
@@ -366,6 +386,8 @@ def _matches(item: WorkItem, flt: ListFilter, username: str) -> bool:
     if flt.priority is not None and item.priority is not flt.priority:
         return False
     if flt.clinic and item.clinic != flt.clinic:
+        return False
+    if flt.modality and flt.modality not in item.modalities.upper().split(","):
         return False
     return not (flt.mine and item.claimed_by != username)
 

@@ -19,8 +19,11 @@ from aiohttp import web
 
 from media.ecg import compact, waveform
 from server import appkeys
+from server.auth.principal import Principal
+from server.clinical import ecg_reading
 from server.dicomweb.resources import audit, authorized_instance, file_path, uid_param
 from server.errors import NotFound, PayloadTooLarge
+from server.ingest import IngestResult
 
 MEDIA_TYPE = "application/vnd.huizhen.ecg"
 _CACHE_ENTRIES = 64
@@ -91,3 +94,16 @@ async def summary(request: web.Request) -> web.Response:
         {"study_uid": record.study_uid, "series_uid": record.series_uid,
          "sop_instance_uid": record.sop_uid, **(record.ecg or {})},
         headers={"Cache-Control": "no-store"})
+
+
+async def after_ingest(request: web.Request, who: Principal, clinic: str,
+                       result: IngestResult) -> None:
+    """New ECGs of an upload onto the ECG readers' worklist (server/clinical/ecg_reading.py)."""
+    new = [(s.study_instance_uid, s.sop_instance_uid) for s in result.stored
+           if not s.duplicate and s.sop_class_uid in waveform.ECG_SOP_CLASSES]
+    if not new:
+        return
+    realtime = request.app.get(appkeys.REALTIME)
+    await ecg_reading.request_readings(
+        request.app[appkeys.STORE], request.app[appkeys.WORKLIST],
+        getattr(realtime, "notifier", None), who, clinic, new)

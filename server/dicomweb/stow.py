@@ -10,6 +10,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from server import appkeys
 from server.auth import access
 from server.auth.middleware import principal
+from server.dicomweb import ecg
 from server.dicomweb.multipart import parse_params
 from server.dicomweb.resources import audit, base_url, uid_param
 from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -165,6 +166,7 @@ async def store_instances(request: web.Request) -> web.Response:
         result = await ingestor.ingest(clinic, files, study_uid=target_study)
     await audit(request, "stow.store", stored=len(result.stored), failed=len(result.failed),
                 studies=result.study_uids())
+    await ecg.after_ingest(request, who, clinic, result)
     body = _response_body(request, result)
     if not result.stored:
         status = 409

@@ -87,6 +87,13 @@ class WorkItem:
     report_id: str = ""
     reassigned_by: str = ""
     version: int = 0
+    #: Comma-separated: "suspected_critical" and the ECG pre-screening's reason codes when the
+    #: study's ECG was flagged on ingest (media/ecg/screening.py); sorts the item first.
+    flags: str = ""
+
+    @property
+    def suspected_critical(self) -> bool:
+        return "suspected_critical" in self.flags.split(",")
 
     @property
     def open(self) -> bool:

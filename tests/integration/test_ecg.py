@@ -132,3 +132,73 @@ async def test_kiosk_upload_of_an_ecg(client, auth):
     summary = await (await client.get(_base(ds) + "/ecg/summary", headers=h)).json()
     assert summary["screening"]["suspected_critical"] is True
     assert "vt" in {r["code"] for r in summary["screening"]["reasons"]}
+
+
+async def test_ecg_reading_worklist_suspected_critical_first_alert_and_read_back(
+        client, auth, store, page_sockets, password_hash):
+    """The 'done when' of #11 through the API: a kiosk uploads a normal ECG and then an acute
+    MI; both go onto the ECG readers' list, the MI first and flagged, the on-duty reader is
+    notified; the reader claims it and raises the critical value; the clinic acknowledges it
+    with a read-back."""
+    from server.store.directory import Role
+
+    await store.directory.add_department("ECG Reading Room", "ecg")
+    await store.directory.add_user("exp.ecg", role=Role.EXPERT, password_hash=password_hash,
+                                   department="ecg")
+    reader_page = await page_sockets("exp.ecg")
+    clinic_page = await page_sockets("dr.li")
+    doctor = await auth("dr.li")
+    reader = await auth("exp.ecg")
+
+    async def upload(spec):
+        body = synthetic.ecg_bytes(spec, patient_id=f"QS-{spec.condition}")
+        form = aiohttp.FormData()
+        form.add_field("files", body, filename="ecg.dcm", content_type="application/octet-stream")
+        resp = await client.post("/api/uploads", data=form, headers=doctor)
+        assert resp.status == 200, await resp.text()
+        return pydicom.dcmread(io.BytesIO(body))
+
+    normal = await upload(synthetic.Spec("nsr", seed=11))
+    stemi = await upload(synthetic.Spec("stemi", rate=90, seed=12))
+    # The on-duty reader is told at once (live, and in the inbox).
+    live = await reader_page.expect("notification", timeout=10)
+    while live["notification"]["kind"] != "ecg.suspected_critical":
+        live = await reader_page.expect("notification", timeout=10)
+    data = live["notification"]["data"]
+    assert data["study_uid"] == stemi.StudyInstanceUID and "st_elevation" in data["reasons"]
+
+    resp = await client.get("/api/worklist", params={"modality": "ECG"}, headers=reader)
+    assert resp.status == 200, await resp.text()
+    items = (await resp.json())["items"]
+    assert [i["study_uid"] for i in items] == [stemi.StudyInstanceUID, normal.StudyInstanceUID]
+    top = items[0]
+    assert top["flags"].startswith("suspected_critical") and "st_elevation" in top["flags"]
+    assert top["priority"] == "emergency" and items[1]["priority"] == "routine"
+    assert items[1]["flags"] == "" and "SUSPECTED CRITICAL" in top["question"]
+    # Another modality's filter hides them; the clinic sees its own requests.
+    other = await client.get("/api/worklist", params={"modality": "CT"}, headers=reader)
+    assert (await other.json())["items"] == []
+    bad = await client.get("/api/worklist", params={"modality": "E C G"}, headers=reader)
+    assert bad.status == 400
+    # The reader may now read the ECG (granted by the request) and claims it.
+    assert (await client.get(_base(stemi) + "/ecg", headers=reader)).status == 200
+    resp = await client.post(f"/api/worklist/{top['id']}/claim", headers=reader)
+    assert resp.status == 200, await resp.text()
+    finding = "Acute anterior ST elevation myocardial infarction"
+    resp = await client.post("/api/alerts", headers=reader, json={
+        "finding": finding, "item_id": top["id"]})
+    assert resp.status == 201, await resp.text()
+    alert = (await resp.json())["alert"]
+    assert (await clinic_page.expect("alert.raised", timeout=10))["alert"]["id"] == alert["id"]
+    resp = await client.post(f"/api/alerts/{alert['id']}/acknowledge", headers=doctor, json={
+        "read_back": "acute anterior ST elevation myocardial infarction",
+        "receiver_name": "Dr Li"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["alert"]["state"] == "acknowledged"
+
+
+async def test_no_ecg_department_no_reading_request(client, auth):
+    h = await auth("dr.li")
+    await _stow(client, h, synthetic.ecg_bytes(synthetic.Spec("vt", rate=170)))
+    resp = await client.get("/api/worklist", headers=h)
+    assert (await resp.json())["items"] == []
