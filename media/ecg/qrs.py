@@ -16,14 +16,15 @@ import numpy as np
 
 
 def bandpass(x: np.ndarray, fs: float, low: float, high: float) -> np.ndarray:
-    """Zero-phase FFT band-pass with cosine edges (no SciPy needed; the signals are short)."""
+    """Zero-phase FFT band-pass with cosine edges (no SciPy needed; the signals are short).
+    `x` is one signal or (samples, leads): every lead in one FFT call."""
     if len(x) < 8:
         return np.zeros_like(x, dtype=np.float64)
     # Mirrored ends (half a second) so the FFT's wrap-around joins no unrelated samples.
     pad = min(len(x) - 1, int(0.5 * fs))
-    padded = np.concatenate((x[pad:0:-1], x, x[-2:-pad - 2:-1]))
+    padded = np.concatenate((x[pad:0:-1], x, x[-2:-pad - 2:-1]), axis=0).astype(np.float64)
     n = len(padded)
-    spectrum = np.fft.rfft(padded - np.mean(padded))
+    spectrum = np.fft.rfft(padded - np.mean(padded, axis=0), axis=0)
     f = np.fft.rfftfreq(n, 1.0 / fs)
     gain = np.ones_like(f)
     edge = 0.5 if low < 2 else 2.0
@@ -33,7 +34,9 @@ def bandpass(x: np.ndarray, fs: float, low: float, high: float) -> np.ndarray:
     ramp = (f > high) & (f <= high + 5.0)
     gain[ramp] = 0.5 + 0.5 * np.cos(np.pi * (f[ramp] - high) / 5.0)
     gain[f > high + 5.0] = 0.0
-    return np.fft.irfft(spectrum * gain, n)[pad:pad + len(x)]
+    if x.ndim == 2:
+        gain = gain[:, None]
+    return np.fft.irfft(spectrum * gain, n, axis=0)[pad:pad + len(x)]
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,7 @@ def detect(leads: np.ndarray, fs: float) -> Detection:
     n = leads.shape[0]
     if n < int(fs):  # under a second: nothing to say
         return Detection(np.zeros(0, dtype=np.int64), fs)
-    filtered = np.stack([bandpass(leads[:, k], fs, 5.0, 15.0) for k in range(leads.shape[1])],
-                        axis=1)
+    filtered = bandpass(leads, fs, 5.0, 15.0)
     # Five-point derivative, squared, summed over the leads (normalised so that no single lead
     # with a large QRS dominates).
     d = np.zeros_like(filtered)
@@ -73,8 +75,7 @@ def detect(leads: np.ndarray, fs: float) -> Detection:
     peaks = _thresholded(mwi, candidates, fs)
     # Fiducial: the largest deflection of the QRS in a 1-40 Hz band, summed over the leads
     # (each normalised), within 80 ms of the integrator's peak: the R wave, beat after beat.
-    wide = np.stack([bandpass(leads[:, k], fs, 1.0, 40.0) for k in range(leads.shape[1])],
-                    axis=1)
+    wide = bandpass(leads, fs, 1.0, 40.0)
     norm = np.percentile(np.abs(wide), 99, axis=0)
     norm[norm == 0] = 1.0
     deflection = np.sum(np.abs(wide / norm), axis=1)
@@ -143,7 +144,8 @@ def _thresholded(mwi: np.ndarray, candidates: np.ndarray, fs: float) -> list[int
 
 def median_beat(x: np.ndarray, peaks: np.ndarray, fs: float, before: float = 0.3,
                 after: float = 0.5) -> np.ndarray | None:
-    """The sample-wise median of the beats of one lead, aligned on the R peaks (R at `before`)."""
+    """The sample-wise median of the beats, aligned on the R peaks (R at `before`): of one lead,
+    or of every lead of a (samples, leads) array at once."""
     b, a = round(before * fs), round(after * fs)
     beats = [x[p - b:p + a] for p in peaks if p - b >= 0 and p + a <= len(x)]
     if not beats:
@@ -155,12 +157,10 @@ def qrs_width_ms(beats: list[np.ndarray], fs: float, r_index: int, rr_s: float) 
     """QRS duration from median beats of several leads: first to last point, within 120 ms before
     and min(160 ms, 0.45 RR) after the R peak, where the summed slope (each lead normalised to
     its own steepest) is above 20 % of its peak."""
-    slope = np.zeros(len(beats[0]) - 1)
-    for beat in beats:
-        db = np.abs(np.diff(bandpass(beat, fs, 1.0, 40.0)))
-        peak = np.max(db)
-        if peak > 0:
-            slope += db / peak
+    db = np.abs(np.diff(bandpass(np.stack(beats, axis=1), fs, 1.0, 40.0), axis=0))
+    peak = np.max(db, axis=0)
+    peak[peak == 0] = np.inf
+    slope = np.sum(db / peak, axis=1)
     k = max(1, int(0.01 * fs))
     smooth = np.convolve(slope, np.ones(k) / k, "same")
     lo = max(0, r_index - int(0.12 * fs))

@@ -103,8 +103,8 @@ def screen(groups: list[Group], statements: list[str]) -> Screening:
 
     if len(peaks) >= 3:
         r_at = 0.3
-        beats = [qrs.median_beat(uv[:, k], peaks, fs, before=r_at, after=0.5)
-                 for k in range(uv.shape[1])]
+        together = qrs.median_beat(uv, peaks, fs, before=r_at, after=0.5)
+        beats = [None] * uv.shape[1] if together is None else list(together.T)
         medians = [b for b in beats if b is not None]
         if medians:
             result.qrs_ms = qrs.qrs_width_ms(medians, fs, round(r_at * fs),
