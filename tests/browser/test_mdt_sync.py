@@ -1,6 +1,7 @@
 """Synchronised viewing in an MDT room (#9) with several real Chromium pages: the presenter
 scrolls and changes the window and every follower ends on the same state, in order; a follower
-detaches by browsing and re-syncs with one click; chat reaches everyone."""
+detaches by browsing and re-syncs with one click; chat; reconnect-and-resume; hand-over; a stale
+update adopts the server's state."""
 
 from __future__ import annotations
 
@@ -151,6 +152,7 @@ def scroll(page, notches: int) -> None:
         page.mouse.wheel(0, 120)
 
 
+@pytest.mark.timeout(360)  # three pages with media on a shared 2-core machine
 def test_presenter_scrolls_and_windows_and_every_follower_ends_on_the_same_state(
         new_probe, live_server):
     mdt_id = make_mdt(live_server)
@@ -255,6 +257,21 @@ def test_presenter_scrolls_and_windows_and_every_follower_ends_on_the_same_state
     zp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
     final = zp.evaluate(STATE)
     assert final["window"]["center"] != -600
+    for page in (cp, lp):
+        wait_same(page, final)
+
+    # an update based on an old version is refused (stale_view): the presenter's page adopts
+    # the server's state and version, and its next change goes through
+    version = zp.evaluate("() => window.huizhenMdt.sync.version")
+    zp.evaluate("() => { window.huizhenMdt.sync.version -= 1; }")
+    scroll(zp, 1)
+    zp.wait_for_function("v => window.huizhenMdt.sync.version === v && !window.huizhenMdt.sync"
+                         ".inflight", arg=version)
+    wait_same(zp, final)
+    scroll(zp, 3)
+    zp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
+    final = zp.evaluate(STATE)
+    assert zp.evaluate("() => window.huizhenMdt.sync.version") > version
     for page in (cp, lp):
         wait_same(page, final)
     for p in (coord, zhang, li):
