@@ -5,6 +5,10 @@
 // one line below; keep the others'.
 
 import { mdtInvitationsPart } from "./mdt-invitations.js";
+import { notificationBadgePart } from "./notification-badge.js";
+import { referralsPart } from "./referrals-panel.js";
 
 export const SHELL_PARTS = [];
 SHELL_PARTS.push(mdtInvitationsPart);
+SHELL_PARTS.push(notificationBadgePart);
+SHELL_PARTS.push(referralsPart);

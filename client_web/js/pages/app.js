@@ -12,7 +12,7 @@ import "../i18n/studies.js";
 const PAGE_SIZE = 50;
 // Where a role goes after signing in here. Doctors stay on the study list (with the kiosk link);
 // a role missing here gets the role-home panel instead of a list it cannot use.
-const ROLE_PAGE = { expert: "expert.html", coordinator: "coordinator.html" };
+const ROLE_PAGE = { expert: "expert.html", coordinator: "coordinator.html", auditor: "audit.html" };
 // The administrators' page: an admin lands there after signing in; the panel here links to it.
 const ADMIN_PAGE = "admin.html";
 const $ = testIds();
@@ -54,8 +54,9 @@ function renderHome(role) {
 function startStudies(session, { fromSignIn = false } = {}) {
   const role = (session.user && session.user.role) || "";
   const target = role === "admin" ? ADMIN_PAGE : ROLE_PAGE[role];
-  // Only right after signing in: an expert may still come back to browse the list.
-  if (fromSignIn && target) {
+  // Only right after signing in: an expert may still come back to browse the list. An auditor
+  // reads no patient data, so the audit page is their only page.
+  if ((fromSignIn && target) || role === "auditor") {
     window.location.assign(target);
     return;
   }
