@@ -88,7 +88,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     app[appkeys.WORKLIST] = WorklistService(settings, store)
     app[appkeys.ALERTS] = AlertService(settings, store, executor)
     app[appkeys.REFERRALS] = ReferralService(store, journal_dir=settings.referrals_dir,
-                                             executor=executor)
+                                             executor=executor, reports=report_service)
 
     health.setup(app)
     openapi.setup(app)

@@ -89,6 +89,13 @@ class RouteClosed(Forbidden):
     code = "referral_route_closed"
 
 
+class ReportReader(Protocol):
+    """What the referral service needs of server/clinical/reports.py: a report as the caller
+    may see it (NotFound otherwise)."""
+
+    async def view(self, who: Principal, report_id: str) -> Any: ...
+
+
 class Notifier(Protocol):
     """What the referral service needs of server/notifications.py."""
 
@@ -139,11 +146,13 @@ def _patient_of(attrs: dict[str, Any]) -> tuple[str, str]:
 
 class ReferralService:
     def __init__(self, store: Store, *, journal_dir: Path, executor: Executor | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, reports: ReportReader | None = None
+                 ) -> None:
         self.store = store
         self.journal_dir = journal_dir
         self.executor = executor
         self.notifier = notifier
+        self.reports = reports
 
     # reading ---------------------------------------------------------------------------------
     async def routes_for(self, who: Principal) -> list[dict[str, str]]:
@@ -230,6 +239,11 @@ class ReferralService:
             patient_name = patient_name or parent.patient_name
             patient_id = patient_id or parent.patient_id
         studies = await self._studies(who, new, clinic)
+        for ref in await self._report_studies(who, new, clinic):
+            if ref not in studies:
+                studies.append(ref)
+        if len(studies) > MAX_STUDIES:
+            raise InvalidParameter(f"at most {MAX_STUDIES} studies (with the reports')")
         if studies and not (patient_name or patient_id):
             first = await self.store.studies.study(studies[0].clinic, studies[0].study_uid)
             if first is not None:
@@ -315,6 +329,29 @@ class ReferralService:
                 # Break-glass access is for the expert's own emergency look, not to pass on.
                 raise NotFound("no such study")
             out.append(StudyRef(granted.clinic, uid))
+        return out
+
+    async def _report_studies(self, who: Principal, new: NewReferral, clinic: str
+                              ) -> list[StudyRef]:
+        """Each attached report must be a signed one the caller may read (reports.py decides);
+        its study goes with the referral, so the receiving side's study grant lets them read
+        the report too (access.report_reader). An up-referral carries its own clinic's reports
+        only."""
+        if not new.report_ids:
+            return []
+        if self.reports is None:
+            raise InvalidParameter("reports cannot be attached on this server")
+        out: list[StudyRef] = []
+        for rid in dict.fromkeys(new.report_ids):
+            viewed = await self.reports.view(who, rid)
+            report = viewed.report
+            if not report.versions:
+                raise NotFound("no such report")  # a draft is not a record to pass on
+            subject = report.subject
+            if new.direction is Direction.UP and subject.clinic != clinic:
+                raise NotFound("no such report")
+            if subject.study_uid:
+                out.append(StudyRef(subject.clinic, subject.study_uid))
         return out
 
     async def receivers(self, referral: Referral) -> list[str]:

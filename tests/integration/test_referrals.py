@@ -304,3 +304,43 @@ async def test_both_sides_see_each_step_live_and_nobody_else(
     await fresh.send(type="notifications.since", after="0")
     items = (await fresh.expect("notifications"))["items"]
     assert [i["data"]["state"] for i in items if i["kind"] == "referral.changed"] == ["accepted"]
+
+
+async def _signed_report(client, auth, study_uid: str) -> str:
+    """The county radiology reads a Qingshui study and signs the report (the worklist flow)."""
+    doctor, zhang = await auth("dr.li"), await auth("exp.zhang")
+    item = (await (await client.post("/api/worklist", headers=doctor, json={
+        "study_uid": study_uid, "question": "Haemorrhage?", "priority": "urgent",
+        "department": "radiology"})).json())["item"]
+    assert (await client.post(f"/api/worklist/{item['id']}/claim", headers=zhang)).status == 200
+    body = {"kind": "reading", "reading_request_id": item["id"]}
+    report = await (await client.post("/api/reports", json=body, headers=zhang)).json()
+    saved = await (await client.put(f"/api/reports/{report['id']}/draft", headers=zhang, json={
+        "revision": 0, "content": {"findings": "右侧基底节区高密度影。", "impression": "脑出血。",
+                                   "recommendation": "神经内科会诊。", "critical": False}})).json()
+    signed = await client.post(f"/api/reports/{report['id']}/sign", headers=zhang,
+                               json={"revision": saved["revision"]})
+    assert signed.status == 200, await signed.text()
+    return report["id"]
+
+
+async def test_an_attached_report_is_readable_by_the_receiving_side(
+        client, auth, li_study, store) -> None:
+    await store.referrals.allow(Direction.UP, "qingshui", "neurology")
+    rid = await _signed_report(client, auth, li_study.StudyInstanceUID)
+    li, chen, wang = await auth("dr.li"), await auth("exp.chen"), await auth("dr.wang")
+    assert (await client.get(f"/api/reports/{rid}", headers=chen)).status == 404
+    # another clinic cannot pass on a report it may not read; a made-up id is no report
+    await store.referrals.allow(Direction.UP, "hetang", "neurology")
+    for who, report in ((wang, rid), (li, "0" * 16)):
+        resp = await client.post("/api/referrals", headers=who, json={
+            "direction": "up", "department": "neurology", "reason": "x", "patient_id": "P",
+            "report_ids": [report]})
+        assert resp.status == 404, await resp.text()
+    r = await _refer_up(client, li, None, department="neurology", report_ids=[rid],
+                        patient_name="", patient_id="")
+    assert r["reports"] == [rid]
+    assert r["studies"] == [{"clinic": "qingshui", "study_uid": li_study.StudyInstanceUID}]
+    assert r["patient_id"] == li_study.PatientID
+    assert (await client.get(f"/api/reports/{rid}", headers=chen)).status == 200
+    assert await _study_status(client, chen, li_study) == 200

@@ -171,11 +171,16 @@ export class ReferralsPanel {
       textContent: t("ref.lastStep", { state: t(`ref.state.${last.state}`),
         name: last.by_name || last.by, time: when(last.at) }) + (last.note && last.state !== "declined"
         ? ` — ${last.note}` : "") }));
-    if (r.studies.length) {
+    if (r.studies.length || r.reports.length) {
       const links = el("div", { className: "referral-actions" });
       for (const s of r.studies) {
         links.append(el("a", { className: "button", testid: "referral-study",
           href: `viewer.html?study=${encodeURIComponent(s.study_uid)}`, textContent: t("ref.openStudy") }));
+      }
+      for (const id of r.reports) {
+        links.append(el("a", { className: "button", testid: "referral-report",
+          href: `print.html?src=${encodeURIComponent(`/api/reports/${id}/document`)}`,
+          textContent: t("ref.openReport") }));
       }
       li.append(links);
     }
