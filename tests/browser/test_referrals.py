@@ -90,3 +90,35 @@ def test_a_referral_accepted_live_on_both_sides(new_probe, live_server):
     assert "请转呼吸内科" in _item(dp, id=rid2).locator(
         '[data-testid="referral-decline-reason"]').inner_text()
     assert doctor.console_errors() == [] and expert.console_errors() == []
+
+
+def test_the_kiosk_receives_a_down_referral_live(new_probe, live_server):
+    from tests.browser.test_audit_page import _api
+    from tests.browser.test_call import sign_in as kiosk_sign_in
+
+    kiosk = new_probe(locale="zh-CN")
+    page = kiosk.page
+    kiosk_sign_in(kiosk, "/ui/kiosk.html?video=320x240", "dr.li", live_server.password)
+    tid(page, "referrals-open").click()  # the pre-call screen keeps its layout: a dialog
+    tid(page, "referrals-dialog").wait_for()
+    tid(page, "referrals").wait_for()
+
+    token = _api(live_server, "/api/auth/login",
+                 {"username": "exp.zhang", "password": live_server.password})["token"]
+    down = _api(live_server, "/api/referrals", {
+        "direction": "down", "clinic": "qingshui", "reason": "出院，转回基层康复",
+        "care_plan": "康复训练 3 个月；阿司匹林 100 mg 每日一次；1 个月后复查 CT",
+        "study_uids": [DEMO_CT_STUDY_UID]}, token)
+    item = _item(page, id=down["id"])
+    item.wait_for(timeout=15_000)  # live, while the dialog is open
+    assert item.get_attribute("data-direction") == "down"
+    assert item.get_attribute("data-side") == "receiver"
+    assert "阿司匹林" in item.locator('[data-testid="referral-care-plan"]').inner_text()
+    item.locator('[data-testid="referral-accept"]').click()
+    _item(page, id=down["id"], state="accepted").wait_for()
+    _item(page, id=down["id"]).locator('[data-testid="referral-arrive"]').click()
+    _item(page, id=down["id"], state="arrived").wait_for()
+    screenshot(page, "referral-kiosk-zh")
+    tid(page, "referrals-close").click()
+    assert tid(page, "referrals-dialog").is_hidden()
+    assert kiosk.console_errors() == []

@@ -275,6 +275,10 @@ export class ReferralsPanel {
     root.dataset.testid = "referrals";
     root.classList.add("referrals");
     const heading = el("h2", {}, el("span", { textContent: t("ref.heading") }));
+    if (this.onClose) {
+      heading.append(el("button", { type: "button", testid: "referrals-close",
+        textContent: t("ref.close"), onclick: this.onClose }));
+    }
     if (this.routes.length && !this.formOpen) {
       heading.append(el("button", { type: "button", testid: "referral-new", textContent: t("ref.new"),
         onclick: async () => {
@@ -303,7 +307,23 @@ export function referralsPart(shell) {
   const root = document.querySelector('[data-slot="referrals"]');
   const role = ((shell.session || {}).user || {}).role;
   if (!root || !ROLES.includes(role)) return;
-  const panel = new ReferralsPanel(root, role);
+  let panel;
+  if (root.tagName === "DIALOG") {
+    // a page with no room for the list (the kiosk): a top-bar button opens it as a dialog
+    const inner = el("section");
+    root.append(inner);
+    panel = new ReferralsPanel(inner, role);
+    panel.onClose = () => root.close();
+    const open = el("button", { type: "button", testid: "referrals-open", textContent: t("ref.heading"),
+      onclick: () => {
+        root.showModal();
+        panel.load();
+      } });
+    onLangChange(() => { open.textContent = t("ref.heading"); });
+    shell.slot("actions").append(open);
+  } else {
+    panel = new ReferralsPanel(root, role);
+  }
   const signal = shell.connect();
   signal.addEventListener("message", (ev) => panel.onMessage(ev.detail));
   // caught up after a reconnect (notification-badge.js), or back online: read again
