@@ -122,3 +122,23 @@ def test_the_kiosk_receives_a_down_referral_live(new_probe, live_server):
     tid(page, "referrals-close").click()
     assert tid(page, "referrals-dialog").is_hidden()
     assert kiosk.console_errors() == []
+
+
+def test_admin_configures_referral_routes(new_probe, live_server):
+    p = new_probe()
+    page = p.page
+    sign_in(page, "admin", live_server.password)
+    page.wait_for_url(re.compile(r"/ui/admin\.html$"))
+    row = page.locator(
+        '[data-testid="route-row"][data-clinic="hetang"][data-department="radiology"]')
+    page.locator('[data-testid="route-row"][data-clinic="qingshui"]').first.wait_for()  # demo
+    assert row.count() == 0
+    tid(page, "route-add-clinic").select_option("hetang")
+    tid(page, "route-add-department").select_option("radiology")
+    tid(page, "route-add-direction").select_option("up")
+    tid(page, "route-add-submit").click()
+    row.wait_for()
+    assert row.get_attribute("data-direction") == "up"
+    row.locator('[data-testid="route-remove"]').click()
+    row.wait_for(state="detached")
+    assert p.console_errors() == []

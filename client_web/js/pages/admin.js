@@ -6,6 +6,7 @@ import { getLang, t } from "../lib/i18n.js";
 import { apiJson } from "../lib/api.js";
 import { byTestId as $, el } from "../lib/dom.js";
 import { mountShell } from "../components/shell.js";
+import { mountReferralRoutes } from "../components/admin-referral-routes.js";
 import { PageMessages } from "../components/page-messages.js";
 import "../i18n/admin.js";
 
@@ -250,6 +251,7 @@ mountShell({
     }
     $("admin-page").hidden = false;
     act(reload);
+    mountReferralRoutes();
   },
   onLangChange: () => {
     if (!$("admin-page").hidden) render();
