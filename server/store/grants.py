@@ -157,24 +157,44 @@ class Grants:
     ) -> int:
         """An MDT session's case studies ((clinic, UID) pairs) for each invitee, until `ttl_s`
         from now (the caller passes the session's end plus the grant period). Granting again
-        replaces the earlier grant of the same session (same kind and ref)."""
+        replaces the earlier grant of the same session (same kind and ref). One pipelined round
+        trip for all of them (a full agenda is a few thousand grants)."""
+        now = time.time()
+        expires = now + ttl_s
+        record = json.dumps({"kind": MDT, "ref": mdt_id, "granted_at": now,
+                             "expires_at": expires, "by": by, "reason": ""})
         count = 0
+        async with self._r.pipeline(transaction=False) as pipe:
+            for username in usernames:
+                for clinic, study_uid in studies:
+                    await self._grant(keys=[keys.user_grants(username)],
+                                      args=[_field(clinic, study_uid), record, now,
+                                            int(expires * 1000)], client=pipe)
+                    count += 1
+            if count:
+                await pipe.execute()
         for username in usernames:
-            for clinic, study_uid in studies:
-                await self.grant(username, clinic, study_uid, kind=MDT, ref=mdt_id,
-                                 ttl_s=ttl_s, by=by)
-                count += 1
+            self._cache.pop(username, None)
         return count
 
     async def revoke_mdt(
         self, mdt_id: str, studies: list[tuple[str, str]], usernames: list[str]
     ) -> int:
-        """Take an MDT session's grants back (cancelled, uninvited, case removed)."""
-        removed = 0
+        """Take an MDT session's grants back (cancelled, uninvited, case removed): one
+        pipelined round trip. Returns how many were removed."""
+        if not studies or not usernames:
+            return 0
+        now = time.time()
+        async with self._r.pipeline(transaction=False) as pipe:
+            for username in usernames:
+                for clinic, study_uid in studies:
+                    await self._revoke(keys=[keys.user_grants(username)],
+                                       args=[_field(clinic, study_uid), MDT, mdt_id, now],
+                                       client=pipe)
+            removed = await pipe.execute()
         for username in usernames:
-            for clinic, study_uid in studies:
-                removed += await self.revoke(username, clinic, study_uid, kind=MDT, ref=mdt_id)
-        return removed
+            self._cache.pop(username, None)
+        return sum(int(r) for r in removed)
 
     async def revoke(
         self, username: str, clinic: str, study_uid: str, *, kind: str, ref: str = ""
