@@ -144,6 +144,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         await app[appkeys.ALERTS].start(realtime.hub, notifier)
 
     async def on_cleanup(app: web.Application) -> None:
+        await report_service.close()
         await app[appkeys.WORKLIST].close()
         await app[appkeys.ALERTS].close()
         if appkeys.REALTIME in app:

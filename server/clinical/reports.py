@@ -104,12 +104,32 @@ class ReportService:
         self._notifier: NotifierGetter = lambda: None
         self._locks: dict[str, asyncio.Lock] = {}
         self.ingestor: Ingestor | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     def start(self, claims: ReadingClaims | None, notifier: NotifierGetter,
               ingestor: Ingestor | None = None) -> None:
         self.claims = claims
         self._notifier = notifier
         self.ingestor = ingestor
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Let SR write-backs in flight finish (bounded), then stop."""
+        pending = list(self._background)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+
+    def _spawn(self, coro: Any, what: str, report_id: str) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception(what, extra={"fields": {"report": report_id}})
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # SR write-back -------------------------------------------------------------------------------
     async def write_sr(self, version: Version) -> str | None:
@@ -400,11 +420,9 @@ class ReportService:
                 "signer_name": signed.signer_name, "signed_at": signed.signed_at,
                 "critical": bool(signed.content.get("critical")),
             }, exclude=who.username)
-        try:
-            await self.write_sr(signed)
-        except Exception:
-            # The signed file is the record; the SR is its copy for PACS (logged, not fatal).
-            log.exception("report_sr_failed", extra={"fields": {"report": report.id}})
+        # The signed file is the record; the SR is its copy for PACS, written after the answer
+        # (header reads, highdicom, ingest: not on the signer's wait; failures logged).
+        self._spawn(self.write_sr(signed), "report_sr_failed", report.id)
 
     async def _require(self, report_id: str) -> Report:
         report = await self.store.reports.get(report_id) if _is_id(report_id) else None

@@ -255,8 +255,21 @@ async def test_signed_versions_go_into_the_study_as_sr(client, auth, page_socket
     v1 = await _json(await client.post(f"/api/reports/{rid}/sign", json={"revision": 1},
                                        headers=expert_h))
 
-    sr_series = [s for s in await _json(await client.get(
-        f"/dicomweb/studies/{study_uid}/series?Modality=SR", headers=doctor_h))]
+    async def sr_series_list(count: int) -> list:
+        # Written into the study right after the signature is acknowledged.
+        for _ in range(200):
+            found = await _json(await client.get(
+                f"/dicomweb/studies/{study_uid}/series?Modality=SR", headers=doctor_h))
+            if found:
+                instances = await _json(await client.get(
+                    f"/dicomweb/studies/{study_uid}/series/{found[0]['0020000E']['Value'][0]}"
+                    "/instances", headers=doctor_h))
+                if len(instances) >= count:
+                    return found
+            await asyncio.sleep(0.05)
+        raise AssertionError("no SR in the study")
+
+    sr_series = await sr_series_list(1)
     assert len(sr_series) == 1
     sr_uid = sr_series[0]["0020000E"]["Value"][0]
     sr_instances = await _json(await client.get(
@@ -294,6 +307,7 @@ async def test_signed_versions_go_into_the_study_as_sr(client, auth, page_socket
     v2 = await _json(await client.post(f"/api/reports/{rid}/sign", json={"revision": 1},
                                        headers=expert_h))
     assert v2["status"] == "corrected" and v1["version"] == 1
+    await sr_series_list(2)
     sr_instances = await _json(await client.get(
         f"/dicomweb/studies/{study_uid}/series/{sr_uid}/instances", headers=doctor_h))
     assert len(sr_instances) == 2

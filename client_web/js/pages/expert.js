@@ -12,6 +12,7 @@ import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
 import { DEPARTMENTS_FOR_INVITE } from "../lib/departments.js";
 import { HistoryPanel, historyMarkup } from "../components/history.js";
 import { ReportsPanel } from "../components/reports-panel.js";
+import { ReportEditor, openReport } from "../components/report-editor.js";
 import "../i18n/call.js";
 import "../i18n/expert.js";
 
@@ -342,14 +343,32 @@ async function enterCall(roomId, consult = null) {
     renderLobby();
     // The consult ends with the expert's opinion (会诊意见): its form opens at once.
     const me = (getSession()?.user || {}).username;
-    if (ended && ended.id && ended.accepted_by === me) {
-      state.reports.writeOpinion(ended.id).catch((err) => console.warn("opinion form", err));
-    }
+    if (ended && ended.id && ended.accepted_by === me) openOpinion(ended.id);
   });
   if (consult) openStudy(consult.study_uid);
   showView("call-view");
   renderLobby(); // the tab title drops the ringing count in a call; ringing stops
   call.join(roomId);
+}
+
+/** The opinion form of a consult, in the lobby (not a modal: the next ring must be answerable). */
+async function openOpinion(consultId) {
+  const pane = $("opinion-pane");
+  try {
+    const report = await openReport("opinion", consultId);
+    pane.hidden = false;
+    state.opinion = new ReportEditor(pane, report, {
+      onSigned: () => state.reports.refreshCount($("reports-open")),
+      onClose: () => {
+        if (state.opinion) state.opinion.save();
+        state.opinion = null;
+        pane.textContent = "";
+        pane.hidden = true;
+      },
+    });
+  } catch (err) {
+    console.warn("opinion form", err);
+  }
 }
 
 async function onInvite(ev) {
@@ -449,6 +468,7 @@ function init() {
       renderInviteDepartments();
       state.history.render();
       state.reports.render();
+      if (state.opinion) state.opinion.render();
     },
   });
   document.querySelector("[data-testid=invite-form]").addEventListener("submit", onInvite);
