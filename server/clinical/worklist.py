@@ -293,7 +293,12 @@ class WorklistService:
         await self.store.audit.record(
             action="worklist.list", user=who.username, role=who.role.value, clinic=who.clinic,
             remote=remote, device=who.device, scope=f"{kind}:{scope}", count=len(shown))
+        head = ""
+        if kind == "department":
+            dept = await self.store.directory.get_department(scope)
+            head = dept.head if dept else ""
         return {"items": [i.public(who.username) for i in shown], "total": len(items),
+                "head": head,
                 "counts": counts, "turnaround": tat, "departments": departments,
                 "scope": {"kind": kind, "id": scope}}
 

@@ -4,6 +4,7 @@
 // (`shell.connect()`, shared with the page) and `shell.session`. Add yours with one import and
 // one line below; keep the others'.
 
+import { mountAlertBanner } from "./alert-banner.js";
 import { mdtInvitationsPart } from "./mdt-invitations.js";
 import { notificationBadgePart } from "./notification-badge.js";
 import { referralsPart } from "./referrals-panel.js";
@@ -12,3 +13,4 @@ export const SHELL_PARTS = [];
 SHELL_PARTS.push(mdtInvitationsPart);
 SHELL_PARTS.push(notificationBadgePart);
 SHELL_PARTS.push(referralsPart);
+SHELL_PARTS.push(mountAlertBanner); // critical-value alerts (every page, the "alerts" slot)
