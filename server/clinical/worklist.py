@@ -146,10 +146,13 @@ class WorklistService:
         access.require_reader(who, item.department)
         claimed = await self.store.worklist.claim(item_id, who.username,
                                                   self.settings.worklist_lease_s)
-        # The claimer's grant lasts from now (an expert added after the request has one too).
-        await self.store.grants.grant(who.username, item.clinic, item.study_uid, kind=READING,
-                                      ref=item.id, ttl_s=self.settings.grant_ttl_s,
-                                      by=item.requester)
+        # An expert added after the request has no grant yet: the claim gives them one.
+        held = await self.store.grants.of_user(who.username, study_uid=item.study_uid)
+        if not any(g.kind == READING and g.ref == item.id and g.clinic == item.clinic
+                   for g in held):
+            await self.store.grants.grant(who.username, item.clinic, item.study_uid,
+                                          kind=READING, ref=item.id,
+                                          ttl_s=self.settings.grant_ttl_s, by=item.requester)
         await self._audit(who, "worklist.claim", claimed, remote)
         await self._announce(claimed, "claimed", who.username)
         return claimed
@@ -350,8 +353,8 @@ class WorklistService:
     async def _announce(self, item: WorkItem, action: str, by: str) -> None:
         """Live to the department's experts' pages and the requesting clinic's pages."""
         message = out.WorklistItem(action=action, by=by, item=item.public(None))
-        await self.hub.publish(keys.channel_department(item.department), message)
-        await self.hub.publish(keys.channel_clinic(item.clinic), message)
+        await asyncio.gather(self.hub.publish(keys.channel_department(item.department), message),
+                             self.hub.publish(keys.channel_clinic(item.clinic), message))
 
     async def _notify(self, audience: dict[str, tuple[str, ...]], item: WorkItem, action: str,
                       by: str) -> None:

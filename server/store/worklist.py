@@ -165,7 +165,7 @@ end
 redis.call('HINCRBY', KEYS[1], 'claims', 1)
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-return {1, 'in_progress', ARGV[2]}
+return {1, 'in_progress', ARGV[2], redis.call('HGETALL', KEYS[1])}
 """
 
 # Back to the list. KEYS: item, leases. ARGV: token, now, item id, mode ('release' | 'lapse').
@@ -291,7 +291,7 @@ class Worklist:
     async def claim(self, item_id: str, username: str, lease_s: float) -> WorkItem:
         now = time.time()
         token = secrets.token_hex(16)
-        ok, state, holder = await self._claim(
+        ok, state, holder, *rest = await self._claim(
             keys=[keys.work_item(item_id), keys.WORKLIST_LEASES],
             args=[token, username, repr(now), repr(now + lease_s), item_id])
         if int(ok) == -1:
@@ -301,7 +301,8 @@ class Worklist:
                 raise ClaimLost(f"already claimed by {holder}", state=state, holder=holder)
             raise ClaimLost(f"this request is {state}, not waiting to be read", state=state,
                             holder=holder)
-        return await self.require(item_id)
+        flat = rest[0] if rest else []
+        return WorkItem.from_record(dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def release(self, item_id: str, token: str) -> WorkItem:
         result = await self._unclaim(keys=[keys.work_item(item_id), keys.WORKLIST_LEASES],
