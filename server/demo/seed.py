@@ -172,6 +172,9 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
                 accounts_added += 1
             except Conflict:
                 await directory.set_password_hash(u.username, pw_hash)
+        # Prof. Zhang heads radiology: reassigns its reading requests, hears unacknowledged
+        # critical alerts at the second escalation step (docs/clinical.md).
+        await directory.set_department_head("radiology", "exp.zhang")
         kiosk_token = None
         accounts = settings.data_dir / ACCOUNTS_FILE
         if not accounts.exists() or not json.loads(accounts.read_text()).get("kiosk_device_token"):

@@ -316,3 +316,39 @@ async def test_an_unanswered_consult_re_rings_then_tells_the_department_and_its_
     finally:
         await doctor.close()
         await expert.close()
+
+
+async def test_the_report_carries_the_communication(client, world):
+    """Who was told, when, and the read-back are printed with the report (its document)."""
+    item = await _claimed_item(client)
+    alert = (await (await _raise(client, item["id"])).json())["alert"]
+    resp = await client.post(f"/api/alerts/{alert['id']}/acknowledge",
+                             headers=await login(client, "dr.zhao"),
+                             json={"read_back": FINDING, "receiver_name": "Dr Zhao"})
+    assert resp.status == 200
+    expert = await login(client, "exp.zhang")
+    resp = await client.post("/api/reports", headers=expert,
+                             json={"kind": "reading", "reading_request_id": item["id"]})
+    assert resp.status in (200, 201), await resp.text()
+    report = await resp.json()
+    resp = await client.put(f"/api/reports/{report['id']}/draft", headers=expert, json={
+        "revision": report["draft"]["revision"], "content": {
+            "findings": "Left pneumothorax.", "impression": "Pneumothorax.",
+            "recommendation": "Chest drain.", "critical": True}})
+    saved = await resp.json()
+    assert resp.status == 200, saved
+    resp = await client.post(f"/api/reports/{report['id']}/sign", headers=expert,
+                             json={"revision": saved["revision"]})
+    assert resp.status == 200, await resp.text()
+    service = client.server.app[appkeys.ALERTS]
+    told = await service.communication(report["id"])
+    assert [c["alert_id"] for c in told] == [alert["id"]]
+    assert told[0]["read_back"] == FINDING and told[0]["acknowledged_by"] == "Dr Zhao"
+    resp = await client.get(f"/api/reports/{report['id']}/document",
+                            headers=await login(client, "dr.li"))
+    assert resp.status == 200, await resp.text()
+    text = json.dumps(await resp.json(), ensure_ascii=False)
+    assert "Dr Zhao" in text and FINDING in text
+    # The request is completed by the signature.
+    done = await client.get(f"/api/worklist/{item['id']}", headers=expert)
+    assert (await done.json())["item"]["state"] == "completed"
