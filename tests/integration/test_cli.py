@@ -134,3 +134,31 @@ async def test_user_and_device_commands_end_sessions(tmp_path, redis_server, sto
         "admin.user.enable", "admin.user.password", "admin.device.revoke"]
     assert all(a["role"] == "operator" and a["user"].startswith("cli:") for a in actions)
     assert actions[3]["target"] == "dr.zhou" and actions[6]["target"] == device_id
+
+
+async def test_department_head_contacts_and_on_duty_commands(tmp_path, redis_server, store):
+    env = {**os.environ, "HUIZHEN_REDIS_URL": redis_server.url(1),
+           "HUIZHEN_DATA_DIR": str(tmp_path), "HUIZHEN_SECRET_KEY": "k" * 40}
+    for args in (("clinic", "add", "Shuangxi", "--id", "shuangxi"),
+                 ("department", "add", "Radiology", "--id", "radiology"),
+                 ("user", "add", "exp.a", "--role", "expert", "--department", "radiology",
+                  "--password", "s3cret-pass"),
+                 ("user", "add", "dr.a", "--role", "doctor", "--clinic", "shuangxi",
+                  "--password", "s3cret-pass"),
+                 ("user", "add", "co.a", "--role", "coordinator", "--password", "s3cret-pass")):
+        r = _huizhen(env, *args)
+        assert r.returncode == 0, r.stderr
+    r = _huizhen(env, "department", "head", "radiology", "dr.a")
+    assert r.returncode == 2 and "one of its experts" in r.stderr
+    r = _huizhen(env, "department", "head", "radiology", "exp.a")
+    assert r.returncode == 0, r.stderr
+    assert "head=exp.a" in _huizhen(env, "department", "list").stdout
+    assert (await store.directory.get_department("radiology")).head == "exp.a"
+    r = _huizhen(env, "clinic", "contacts", "shuangxi", "dr.a")
+    assert r.returncode == 0 and await store.directory.clinic_contacts("shuangxi") == ["dr.a"]
+    assert _huizhen(env, "clinic", "contacts", "shuangxi", "exp.a").returncode == 2
+    r = _huizhen(env, "coordinator", "on-duty", "co.a")
+    assert r.returncode == 0 and await store.directory.on_duty() == ["co.a"]
+    events = [e.fields["action"] for e in await store.audit.recent(50)]
+    assert {"admin.department.head", "admin.clinic.contacts",
+            "admin.coordinators.on_duty"} <= set(events)
