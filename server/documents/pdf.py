@@ -9,9 +9,10 @@ collection, not by a fixed index, so a package that reorders its faces still wor
 Noto CJK has CFF (PostScript) outlines. fpdf2 embeds those as CIDFontType0 with an embedded
 code→CID CMap that pdfium and Acrobat read but text extractors (pypdf, pdfminer) do not: the
 text of such a PDF cannot be searched or copied reliably. So each document first gets its own
-subset of the face (only the characters it uses, fontTools, ~0.3 s), converted to TrueType
-outlines (cu2qu, quadratic within 1 font unit), which fpdf2 embeds the standard way
-(CIDFontType2, Identity-H, ToUnicode): every reader gets the text back.
+subset of the face (fontTools, ~0.3 s a face; cached per process and grown as documents use
+new characters: `SubsetCache`), converted to TrueType outlines (cu2qu, quadratic within 1 font
+unit), which fpdf2 embeds the standard way (CIDFontType2, Identity-H, ToUnicode, only the glyphs
+the document uses): every reader gets the text back.
 
 CPU-bound (~0.5–1 s a document): call `render_pdf` in the thread pool (`render_pdf_async`),
 never on the event loop.
@@ -20,10 +21,13 @@ never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
 import re
+import shutil
 import string
 import tempfile
+import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -251,16 +255,65 @@ def _para(pdf: FPDF, text: str, size: float = 10.5, style: str = "", h: float = 
         pdf.cell(0, h, line, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
+#: A cached subset holds at most this many characters; past it, a document gets its own.
+MAX_CACHED_CHARS = 12_000
+
+
+class SubsetCache:
+    """Per process, per face: one TrueType subset holding every character documents have
+    used so far. A document whose characters it already holds reuses it (fpdf2 then embeds
+    only the glyphs the document uses); one with new characters rebuilds it with the union.
+    Reports repeat their vocabulary, so after the first few documents the ~0.4 s subsetting
+    per face is skipped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dir: Path | None = None
+        self._entries: dict[str, tuple[frozenset[str], Path]] = {}
+        self._built = 0
+        self.hits = 0
+        self.builds = 0
+
+    def _directory(self) -> Path:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="hz-pdf-fonts-"))
+            atexit.register(shutil.rmtree, self._dir, True)
+        return self._dir
+
+    def path(self, face: FontFace, style: str, chars: str) -> Path:
+        wanted = frozenset(chars)
+        key = f"{face.path}:{face.index}:{style}"
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and wanted <= entry[0] and entry[1].is_file():
+                self.hits += 1
+                return entry[1]
+            union = wanted | entry[0] if entry is not None else wanted
+            if len(union) > MAX_CACHED_CHARS:
+                union = wanted
+            self._built += 1
+            path = self._directory() / f"{style or 'R'}-{self._built}.ttf"
+            truetype_subset(face, "".join(sorted(union)), path)
+            self.builds += 1
+            self._entries[key] = (union, path)
+            # A render in another thread may still read a recent one: only subsets more than
+            # four builds old are removed.
+            for old in self._directory().glob(f"{style or 'R'}-*.ttf"):
+                number = int(old.stem.split("-")[1])
+                if number < self._built - 4:
+                    old.unlink(missing_ok=True)
+            return path
+
+
+SUBSETS = SubsetCache()
+
+
 def _build(doc: Document) -> bytes:
     regular, bold = fonts()
     chars = _doc_chars(doc)
-    with tempfile.TemporaryDirectory(prefix="hz-pdf-") as tmp:
-        paths = Path(tmp) / "regular.ttf", Path(tmp) / "bold.ttf"
-        truetype_subset(regular, chars, paths[0])
-        truetype_subset(bold, chars, paths[1])
-        pdf = _Pdf(doc, *paths)
-        _layout(pdf, doc)
-        return bytes(pdf.output())
+    pdf = _Pdf(doc, SUBSETS.path(regular, "", chars), SUBSETS.path(bold, "B", chars))
+    _layout(pdf, doc)
+    return bytes(pdf.output())
 
 
 def _layout(pdf: FPDF, doc: Document) -> None:

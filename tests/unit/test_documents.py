@@ -190,3 +190,16 @@ def test_wrap_keeps_every_character_and_the_width(measuring_pdf, text, width) ->
         # Only a closing punctuation mark may hang over the edge (or a line of one character).
         assert not too_wide or len(line) == 1 or line[-1] in "，。：" or line.endswith(
             tuple("，。：")), (line, width)
+
+
+def test_the_font_subset_is_reused_and_grows() -> None:
+    from server.documents.pdf import SUBSETS
+
+    render_pdf(_doc(images=()))
+    hits, builds = SUBSETS.hits, SUBSETS.builds
+    render_pdf(_doc(images=(), title="影像诊断报告"))  # nothing new: both faces reused
+    assert (SUBSETS.hits, SUBSETS.builds) == (hits + 2, builds)
+    grown = render_pdf(_doc(images=(), title="鼻咽癌随访"))  # new characters: rebuilt
+    assert SUBSETS.builds == builds + 2
+    assert "鼻咽癌随访" in _text(grown)
+    assert "影像诊断报告" in _text(render_pdf(_doc(images=())))  # the union still holds it
