@@ -72,8 +72,8 @@ export class ViewSync extends EventTarget {
   /** `view.state` {version, presenter, state}: newer than ours → ours (and shown, following). */
   onViewState(msg, { force = false } = {}) {
     const version = Number(msg.version) || 0;
-    if (!force && version <= this.version) return; // an old one arriving late: never go back
-    if (version < this.version) return;
+    // never back to an older one arriving late; the same one again only when asked (a rejoin)
+    if (version < this.version || (version === this.version && !force)) return;
     this.version = version;
     if (msg.presenter !== undefined) this.onControl(msg.presenter || null);
     const state = normalizeViewState(msg.state);
