@@ -20,7 +20,14 @@ from typing import Any
 
 from server.auth import access
 from server.auth.principal import Principal
-from server.errors import Conflict, Forbidden, InvalidParameter, NotFound, StaleView
+from server.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    StaleView,
+    TooManyRequests,
+)
 from server.log import event
 from server.realtime import messages as m
 from server.realtime import outbound as out
@@ -35,6 +42,7 @@ from server.store.rooms import MemberState, Room
 log = logging.getLogger(__name__)
 
 POINTER_RATE = 30.0  # per second, per connection; more are dropped
+CHAT_RATE, CHAT_BURST = 2.0, 10.0  # chat messages per second, per connection
 
 
 class _Bucket:
@@ -57,6 +65,7 @@ class LiveRooms:
         self.hub = hub
         self.rooms = rooms
         self._pointer_budget: dict[int, _Bucket] = {}
+        self._chat_budget: dict[int, _Bucket] = {}
         self.pointers_dropped = 0
         # Set by the app: warm the shared image cache for a new view (server/dicomweb/prefetch.py).
         self.view_changed: Callable[[str, Principal, dict[str, Any]], Awaitable[None]] | None \
@@ -171,6 +180,7 @@ class LiveRooms:
 
     def disconnected(self, conn: Connection) -> None:
         self._pointer_budget.pop(id(conn), None)
+        self._chat_budget.pop(id(conn), None)
 
     async def chat(self, conn: Connection, msg: m.ChatSend) -> out.ChatSent:
         self.rooms.attached(conn, msg.room_id)
@@ -178,6 +188,9 @@ class LiveRooms:
         text = msg.text.strip()
         if not text:
             raise InvalidParameter("an empty chat message")
+        bucket = self._chat_budget.setdefault(id(conn), _Bucket(CHAT_RATE, CHAT_BURST))
+        if not bucket.take():  # the log is the minutes: a flood must not fill it
+            raise TooManyRequests("slow down: over 2 chat messages a second", limit="chat")
         event_id = await self.rooms.emit(room.id, "chat", by=conn.principal.username,
                                          text=text)
         return out.ChatSent(room_id=room.id, event_id=event_id)

@@ -24,7 +24,8 @@ from server.store.consults import Outcome
 from server.store.rooms import Room
 
 MDT_MAX_PARTICIPANTS = 12
-MDT_EVENTS_KEPT: int | None = None  # the whole log: it is the session's minutes
+# The session's minutes: kept whole for any real meeting, bounded against a flood.
+MDT_EVENTS_KEPT: int | None = 100_000
 MDT_ROOM_PREFIX = "mdt-"
 # An MDT session in these states has no room to join.
 MDT_CLOSED_STATES = frozenset({"concluded", "cancelled"})

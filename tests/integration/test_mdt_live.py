@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from server import appkeys
 from server.realtime.room_policy import MDT_MAX_PARTICIPANTS
 
 ROOM = "mdt-live1"
@@ -190,16 +191,20 @@ async def test_chat_and_agenda(joined, store):
     assert (await store.room_views.get(ROOM)).case_id == "case-2"
 
 
-async def test_reconnect_resumes_with_nothing_missed(joined, page_sockets):
+async def test_reconnect_resumes_with_nothing_missed(client, joined, page_sockets):
     coord = joined["coord.liu"]
     chen = joined["exp.chen"]
     took = await _take(coord)
     mark = (await chen.expect("room.event"))["event"]["id"]  # the control.changed event
     await chen.close()  # the link drops
     missed = []
+    rooms = client.app[appkeys.REALTIME].rooms
     for i in range(30):
-        await coord.send(type="chat.send", room_id=ROOM, text=f"m{i}", id=f"m{i}")
-        missed.append((await coord.expect("chat.sent", ref=f"m{i}"))["event_id"])
+        if i % 5 == 0:  # chat from a page (2/s per page), the rest from other services
+            await coord.send(type="chat.send", room_id=ROOM, text=f"m{i}", id=f"m{i}")
+            missed.append((await coord.expect("chat.sent", ref=f"m{i}"))["event_id"])
+        else:
+            missed.append(await rooms.emit(ROOM, "chat", by="coord.liu", text=f"m{i}"))
     for i in range(5):
         await coord.send(type="view.update", room_id=ROOM, base_version=took["version"] + i,
                          state=view(i))
@@ -231,6 +236,19 @@ async def test_a_late_joiner_gets_the_current_view(room, joined, page_sockets, s
     await late.send(type="room.join", room_id=ROOM)
     state = await late.expect("room.state", timeout=15)
     assert state["view"]["state"] == view(7) and state["view"]["presenter"] == "coord.liu"
+
+
+async def test_chat_is_rate_limited(joined):
+    zhang = joined["exp.zhang"]
+    for i in range(20):  # all at once: a burst of 10, then 2 a second
+        await zhang.send(type="chat.send", room_id=ROOM, text=f"c{i}", id=f"c{i}")
+    codes = {}
+    while len(codes) < 20:
+        reply = await zhang.next(timeout=10)
+        if str(reply.get("ref", "")).startswith("c"):
+            codes[reply["ref"]] = reply["type"] if reply["type"] != "error" else reply["code"]
+    assert [codes[f"c{i}"] for i in range(10)] == ["chat.sent"] * 10
+    assert "too_many_requests" in [codes[f"c{i}"] for i in range(10, 20)]
 
 
 async def test_a_consult_room_has_no_shared_view(client, store, page_sockets):
