@@ -139,11 +139,17 @@ def _measurements(mark: Mark, image: Dataset) -> list[hd.sr.Measurement | Datase
     return out
 
 
+def _lo(text: str, limit: int = MAX_MEANING) -> str:
+    """A text as one LO value: no backslash (the value delimiter), no control characters."""
+    clean = "".join(" " if ord(ch) < 0x20 or ch == "\x7f" else ch for ch in text)
+    return clean.replace("\\", "/").strip()[:limit].strip()
+
+
 def _group(mark: Mark, image: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     finding = None
-    if mark.text:
-        finding = CodedConcept(FREE_TEXT.value, FREE_TEXT.scheme_designator,
-                               mark.text[:MAX_MEANING])
+    label = _lo(mark.text)
+    if label:
+        finding = CodedConcept(FREE_TEXT.value, FREE_TEXT.scheme_designator, label)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=tracking_uid(mark.id),
@@ -155,7 +161,7 @@ def _group(mark: Mark, image: Dataset) -> hd.sr.MeasurementsAndQualitativeEvalua
 
 def _observer(name: str) -> hd.sr.ObserverContext:
     # A username is one name component: the trailing caret says so (PS3.5 6.2.1.2).
-    person = name[:63].replace("^", " ")
+    person = _lo(name.replace("^", " "), 63) or "unknown"
     return hd.sr.ObserverContext(
         observer_type=codes.DCM.Person,
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(

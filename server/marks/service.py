@@ -224,7 +224,8 @@ class Marks:
         if not low <= len(new.points) <= high:
             raise InvalidParameter(f"a {new.kind} takes {low}" + (
                 f" to {high}" if high != low else "") + " points")
-        text = new.text.strip()
+        # one line of plain text: control characters (newlines included) become spaces
+        text = "".join(" " if ord(ch) < 0x20 or ch == "\x7f" else ch for ch in new.text).strip()
         if len(text) > MAX_TEXT:
             raise InvalidParameter(f"text is limited to {MAX_TEXT} characters")
         if new.kind == "text" and not text:

@@ -159,3 +159,20 @@ def test_empty_exports_refused(images) -> None:
     with pytest.raises(ValueError):
         sr_export.key_object_selection([], observer="x", series_uid=generate_uid(),
                                        sop_uid=generate_uid())
+
+
+@pytest.mark.parametrize("text, label", [
+    ("a\\b", "a/b"), ("x\x00y\nz", "x y z"), ("😀" * 70, "😀" * 64), (" \t ", None)])
+def test_free_text_is_one_lo_value(images, text, label) -> None:
+    mark = sr_export.Mark(id="t1", sop_instance_uid=images[0].SOPInstanceUID, frame=1,
+                          kind="arrow", points=[[1, 1], [5, 5]], text=text)
+    sr = _roundtrip(sr_export.measurement_report(
+        {images[0].SOPInstanceUID: images[0]}, [mark], observer="dr\\li",
+        series_uid=generate_uid(), sop_uid=generate_uid()))
+    group = _groups(sr)[0]
+    findings = [c for c in group.ContentSequence
+                if c.ConceptNameCodeSequence[0].CodeMeaning == "Finding"]
+    if label is None:
+        assert findings == []
+    else:
+        assert findings[0].ConceptCodeSequence[0].CodeMeaning == label
