@@ -164,3 +164,84 @@ def test_ecg_print_is_true_scale(new_probe, live_server):
     pdf = page.pdf(format="A4", landscape=True)
     assert pdf[:4] == b"%PDF"
     assert probe.console_errors() == []
+
+
+@pytest.fixture(scope="module")
+def ecg_room_server(redis_server, turn_server, live_server):
+    """A server of its own with an ECG reading room (department ecg, reader exp.ecg): the
+    shared live server keeps the demo's departments for the other pages' tests."""
+    from tests.browser.conftest import REDIS_DB, start_live_server
+
+    with start_live_server(redis_server, REDIS_DB + 7, turn_server) as server:
+        admin = _token(server, "admin")
+        for path, body in (("departments", {"name": "ECG Reading Room", "id": "ecg"}),
+                           ("users", {"username": "exp.ecg", "role": "expert",
+                                      "password": server.password, "department": "ecg"})):
+            _post(server, f"/api/admin/{path}", body, admin)
+        yield server
+
+
+def _token(server, user: str) -> str:
+    return _post(server, "/api/auth/login", {"username": user, "password": server.password})[
+        "token"]
+
+
+def _post(server, path: str, body: dict, token: str | None = None, raw: bytes | None = None,
+          ctype: str = "application/json") -> dict:
+    headers = {"Content-Type": ctype}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"{server.url}{path}", headers=headers,
+                                 data=raw if raw is not None else json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"{}")
+
+
+@pytest.mark.timeout(600)  # a second demo server is seeded first
+def test_ecg_reading_from_upload_to_critical_value(new_probe, ecg_room_server):
+    """#11's 'done when' across the pages: a township upload of an acute MI goes to the top of
+    the ECG reading list flagged; the reader opens it on the reading page, which shows the ECG
+    viewer (calipers, true scale) beside the report; the critical value is raised and the clinic
+    acknowledges it with a read-back."""
+    from media.ecg.synthetic import Spec, ecg_bytes
+
+    server = ecg_room_server
+    doctor = _token(server, "dr.li")
+    boundary = "hzecgboundary"
+    for spec in (Spec("nsr", seed=21), Spec("stemi", rate=88, seed=22)):
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+                f"filename=\"ecg.dcm\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ).encode() + ecg_bytes(spec, patient_id=f"QS-ECG-{spec.condition}") + \
+            f"\r\n--{boundary}--\r\n".encode()
+        _post(server, "/api/uploads", {}, doctor, raw=body,
+              ctype=f"multipart/form-data; boundary={boundary}")
+    reader = _token(server, "exp.ecg")
+    req = urllib.request.Request(f"{server.url}/api/worklist?modality=ECG",
+                                 headers={"Authorization": f"Bearer {reader}"})
+    items = json.loads(urllib.request.urlopen(req, timeout=30).read())["items"]
+    assert len(items) == 2 and items[0]["flags"].startswith("suspected_critical")
+    assert items[0]["patient_id"] == "QS-ECG-stemi"
+    top = items[0]
+    _post(server, f"/api/worklist/{top['id']}/claim", {}, reader)
+
+    probe = new_probe(viewport=(1920, 1080), base_url=server.url)
+    page = probe.page
+    page.set_default_timeout(30_000)
+    page.goto("/ui/expert.html")
+    tid(page, "login-username").fill("exp.ecg")
+    tid(page, "login-password").fill(server.password)
+    tid(page, "login-submit").click()
+    tid(page, "logout").wait_for()  # signed in: the session is in sessionStorage
+    page.goto(f"/ui/reading.html?request={top['id']}")
+    page.locator('[data-testid="ecg-view"][data-ready="true"]').wait_for()
+    assert "Suspected critical" in tid(page, "ecg-screening-flag").inner_text()
+    page.evaluate("() => window.huizhenEcg.caliper({x: 20, y: 30}, {x: 30, y: 30})")
+    assert tid(page, "ecg-caliper-ms").inner_text() == "400 ms"
+    screenshot(page, "ecg-reading-page")
+    # The reader raises the critical value on the request; the clinic acknowledges it.
+    alert = _post(server, "/api/alerts", {"finding": "Acute anterior STEMI",
+                                          "item_id": top["id"]}, reader)["alert"]
+    acked = _post(server, f"/api/alerts/{alert['id']}/acknowledge",
+                  {"read_back": "acute anterior STEMI", "receiver_name": "Dr Li"}, doctor)
+    assert acked["alert"]["state"] == "acknowledged"
+    assert probe.console_errors(allow=("Failed to load resource",)) == []

@@ -1,23 +1,9 @@
-// ecg.html?study=<uid>[&series=<uid>&instance=<uid>]: the diagnostic ECG viewer. The page shell
-// (back button, patient line) around the paper (js/components/ecg/paper.js, true scale on a
-// calibrated screen), the calipers, the device's measurements and statements and the
-// pre-screening result beside it. Printable (the paper prints at its size in millimetres).
+// ecg.html?study=<uid>[&instance=<uid>]: the diagnostic ECG viewer (js/components/ecg/viewer.js)
+// inside the page shell's top bar (back button, patient line).
 
-import { t } from "../lib/i18n.js";
-import { apiJson, first, personName } from "../lib/api.js";
-import { testIds } from "../lib/dom.js";
-import { getLang } from "../lib/i18n.js";
 import { mountShell } from "../components/shell.js";
-import { loadEcg } from "../components/ecg/data.js";
-import {
-  DEFAULT_PX_PER_MM, calibrate, drawPaper, layoutMedian, layoutPaper, pxPerMm, resetCalibration,
-} from "../components/ecg/paper.js";
-import { Calipers } from "../components/ecg/calipers.js";
-import "../i18n/ecg.js";
+import { ecgMarkup, mountEcgViewer } from "../components/ecg/viewer.js";
 
-const ECG_CLASSES = ["1.2.840.10008.5.1.4.1.1.9.1.1", "1.2.840.10008.5.1.4.1.1.9.1.2",
-  "1.2.840.10008.5.1.4.1.1.9.1.3"];
-const DICOM_JSON = { Accept: "application/dicom+json" };
 const LEAD = `
   <button type="button" data-testid="back" data-i18n-aria-label="ecg.back.aria">
     <span aria-hidden="true">←</span> <span data-i18n="ecg.back">Studies</span>
@@ -27,333 +13,30 @@ const LEAD = `
     <span class="sub" data-testid="study-head"></span>
   </div>`;
 
-const $ = testIds();
-const state = {
-  study: null, instances: [], current: null, ecg: null, layout: null, medianLayout: null,
-  speed: 25, gain: 10, single: "", reading: null, paint: null, timing: {},
-};
-let calipers = null;
-
-function base(inst) {
-  return `/dicomweb/studies/${encodeURIComponent(state.study)}/series/`
-    + `${encodeURIComponent(inst.series)}/instances/${encodeURIComponent(inst.sop)}`;
-}
-
-function status(text, error = false) {
-  const box = $("ecg-status");
-  box.hidden = !text;
-  box.textContent = text || "";
-  box.classList.toggle("error", error);
-}
-
-function fmt(value, digits = 0) {
-  return value === null || value === undefined || Number.isNaN(value) ? "—"
-    : Number(value).toFixed(digits);
-}
-
-function dl(box, rows) {
-  box.textContent = "";
-  for (const [key, value, testid] of rows) {
-    const dt = document.createElement("dt");
-    dt.textContent = t(key);
-    const dd = document.createElement("dd");
-    dd.textContent = value;
-    if (testid) dd.dataset.testid = testid;
-    box.append(dt, dd);
-  }
-}
-
-function renderSide() {
-  const ecg = state.ecg;
-  if (!ecg) return;
-  const m = ecg.summary.measurements || {};
-  const s = ecg.screening || {};
-  const axis = [m.p_axis, m.qrs_axis, m.t_axis].map((v) => fmt(v)).join(" / ");
-  dl($("ecg-measurements"), [
-    ["ecg.m.hr", s.heart_rate ? `${fmt(s.heart_rate)} /min` : "—", "ecg-hr"],
-    ["ecg.m.device_hr", m.hr ? `${fmt(m.hr)} /min` : "—"],
-    ["ecg.m.pr", m.pr_ms ? `${fmt(m.pr_ms)} ms` : "—", "ecg-pr"],
-    ["ecg.m.qrs", m.qrs_ms ? `${fmt(m.qrs_ms)} ms` : "—", "ecg-qrs"],
-    ["ecg.m.qt", m.qt_ms ? `${fmt(m.qt_ms)} ms` : "—", "ecg-qt"],
-    ["ecg.m.qtc", m.qtc_ms ? `${fmt(m.qtc_ms)} ms` : "—", "ecg-qtc"],
-    ["ecg.m.axis", `${axis} °`, "ecg-axis"],
-  ]);
-  const list = $("ecg-statements");
-  list.textContent = "";
-  for (const text of ecg.summary.statements || []) {
-    const li = document.createElement("li");
-    li.textContent = text;
-    list.append(li);
-  }
-  if (!list.children.length) {
-    const li = document.createElement("li");
-    li.textContent = t("ecg.statements.none");
-    list.append(li);
-  }
-  const sum = ecg.summary;
-  dl($("ecg-details"), [
-    ["ecg.d.iod", sum.iod || "ECG"],
-    ["ecg.d.acquired", formatDateTime(sum.acquired || "")],
-    ["ecg.d.device", sum.device || "—"],
-    ["ecg.d.rate", `${fmt(ecg.rhythm.rate)} Hz`],
-    ["ecg.d.duration", `${fmt(ecg.rhythm.duration, 1)} s`],
-    ["ecg.d.bytes", state.timing.wireBytes ? `${fmt(state.timing.wireBytes / 1024, 1)} KB` : "—"],
-  ]);
-  const box = $("ecg-screening");
-  box.dataset.critical = String(Boolean(s.suspected_critical));
-  box.textContent = "";
-  const h = document.createElement("h3");
-  h.textContent = t("ecg.screening");
-  const flag = document.createElement("p");
-  flag.className = "flag";
-  flag.dataset.testid = "ecg-screening-flag";
-  flag.textContent = t(s.suspected_critical ? "ecg.screening.critical" : "ecg.screening.none");
-  const reasons = document.createElement("ul");
-  reasons.dataset.testid = "ecg-screening-reasons";
-  for (const r of s.reasons || []) {
-    const li = document.createElement("li");
-    li.dataset.code = r.code;
-    li.textContent = t(`ecg.reason.${r.code}`, {
-      ...r,
-      leads: (r.leads || []).join(", "),
-      statements: (r.statements || []).join("; "),
-    });
-    reasons.append(li);
-  }
-  const note = document.createElement("p");
-  note.className = "hint";
-  note.textContent = t("ecg.screening.note");
-  box.append(h, flag, reasons, note);
-  renderCaliper();
-}
-
-function formatDateTime(v) {
-  const d = String(v).replace(/\D/g, "");
-  if (d.length < 8) return v || "—";
-  const time = d.length >= 12 ? ` ${d.slice(8, 10)}:${d.slice(10, 12)}` : "";
-  return `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}${time}`;
-}
-
-function renderCaliper() {
-  const r = state.reading;
-  dl($("ecg-caliper-readout"), [
-    ["ecg.caliper.interval", r ? `${fmt(r.ms)} ms` : "—", "ecg-caliper-ms"],
-    ["ecg.caliper.amplitude", r ? `${fmt(r.mv, 2)} mV` : "—", "ecg-caliper-mv"],
-    ["ecg.caliper.rate", r && r.bpm && r.ms >= 200 ? `${fmt(r.bpm)} /min` : "—", "ecg-caliper-bpm"],
-  ]);
-}
-
-function renderScale() {
-  const px = pxPerMm();
-  const calibrated = px !== DEFAULT_PX_PER_MM;
-  $("ecg-scale").textContent = t("ecg.scale", {
-    speed: state.layout ? state.layout.speed : state.speed,
-    gain: state.layout ? state.layout.gain : state.gain,
-    px: px.toFixed(2),
-    calibrated: t(calibrated ? "ecg.scale.calibrated" : "ecg.scale.uncalibrated"),
-  });
-}
-
-function draw() {
-  const ecg = state.ecg;
-  if (!ecg) return;
-  const px = pxPerMm();
-  state.layout = layoutPaper({
-    speed: state.speed, gain: state.gain, duration: ecg.rhythm.duration,
-    single: state.single || null,
-  });
-  state.paint = drawPaper($("ecg-paper"), state.layout, ecg.rhythm, { px });
-  if (calipers) calipers.draw(state.paint.k);
-  const section = $("ecg-median-section");
-  section.hidden = !ecg.median;
-  if (ecg.median) {
-    state.medianLayout = layoutMedian({ speed: state.speed, gain: state.gain,
-      duration: ecg.median.duration });
-    drawPaper($("ecg-median"), state.medianLayout, ecg.median, { px });
-  }
-  renderScale();
-}
-
-async function pickInstances() {
-  const list = await apiJson(
-    `/dicomweb/studies/${encodeURIComponent(state.study)}/instances?includefield=all`,
-    { headers: DICOM_JSON });
-  const params = new URLSearchParams(window.location.search);
-  const out = [];
-  for (const inst of Array.isArray(list) ? list : []) {
-    if (!ECG_CLASSES.includes(first(inst, "00080016"))) continue;
-    out.push({ sop: first(inst, "00080018"), series: first(inst, "0020000E"),
-      number: first(inst, "00200013", "") });
-  }
-  const wanted = params.get("instance");
-  out.sort((a, b) => (a.sop === wanted ? -1 : b.sop === wanted ? 1 : 0));
-  return out;
-}
-
-async function showInstance(inst) {
-  state.current = inst;
-  status(t("ecg.loading"));
-  const started = performance.now();
-  state.timing = { requested: started };
-  const ecg = await loadEcg(base(inst));
-  state.timing.loaded = performance.now();
-  const entry = performance.getEntriesByType("resource").filter((e) => e.name.endsWith(`${inst.sop}/ecg`)).pop();
-  state.timing.wireBytes = entry ? entry.transferSize || entry.encodedBodySize : null;
-  state.ecg = ecg;
-  state.reading = null;
-  if (calipers) calipers.clear();
-  const leadSelect = $("ecg-lead");
-  leadSelect.length = 1;
-  for (const ch of ecg.rhythm.channels) {
-    const opt = document.createElement("option");
-    opt.value = ch.lead;
-    opt.textContent = t("ecg.lead.one", { lead: ch.lead });
-    leadSelect.append(opt);
-  }
-  leadSelect.value = "";
-  state.single = "";
-  draw();
-  state.timing.drawn = performance.now();
-  renderSide();
-  status("");
-  $("ecg-view").dataset.ready = "true";
-}
-
-async function start() {
-  const params = new URLSearchParams(window.location.search);
-  state.study = params.get("study");
-  $("ecg-view").hidden = false;
-  if (!state.study) {
-    status(t("ecg.noStudy"), true);
-    return;
-  }
-  const [studies, instances] = await Promise.all([
-    apiJson(`/dicomweb/studies?StudyInstanceUID=${encodeURIComponent(state.study)}`,
-      { headers: DICOM_JSON }),
-    pickInstances(),
-  ]);
-  const study = Array.isArray(studies) ? studies[0] : null;
-  if (study) {
-    $("patient-head").textContent = personName(study, "00100010", getLang()) || "—";
-    $("study-head").textContent = [first(study, "00100020", ""), first(study, "00081030", "")]
-      .filter(Boolean).join(" · ");
-  }
-  state.instances = instances;
-  const select = $("ecg-select");
-  select.textContent = "";
-  instances.forEach((inst, i) => {
-    const opt = document.createElement("option");
-    opt.value = String(i);
-    opt.textContent = `#${inst.number || i + 1}`;
-    select.append(opt);
-  });
-  select.disabled = instances.length < 2;
-  if (!instances.length) {
-    status(t("ecg.noEcg"), true);
-    return;
-  }
-  await showInstance(instances[0]);
-}
-
-function bind() {
-  $("ecg-gain").addEventListener("change", (ev) => { state.gain = Number(ev.target.value); calipers.clear(); draw(); });
-  $("ecg-speed").addEventListener("change", (ev) => { state.speed = Number(ev.target.value); calipers.clear(); draw(); });
-  $("ecg-lead").addEventListener("change", (ev) => { state.single = ev.target.value; calipers.clear(); draw(); });
-  $("ecg-select").addEventListener("change", (ev) => {
-    showInstance(state.instances[Number(ev.target.value)]).catch(fail);
-  });
-  $("ecg-caliper-clear").addEventListener("click", () => calipers.clear());
-  $("ecg-print").addEventListener("click", () => window.print());
-  calipers = new Calipers($("ecg-paper"),
-    () => ({ speed: state.layout.speed, gain: state.layout.gain, px: pxPerMm() }),
-    (reading) => {
-      state.reading = reading;
-      renderCaliper();
-      if (state.ecg && state.layout) {
-        state.paint = drawPaper($("ecg-paper"), state.layout, state.ecg.rhythm, { px: pxPerMm() });
-        calipers.draw(state.paint.k);
-      }
-    });
-  // Calibration: a bar of 100 mm at the current setting, measured with a ruler.
-  const dialog = $("ecg-calibration");
-  const BAR_MM = 100;
-  $("ecg-calibrate").addEventListener("click", () => {
-    $("ecg-calibration-bar").style.width = `${BAR_MM * pxPerMm()}px`;
-    $("ecg-calibration-mm").value = "";
-    $("ecg-calibration-error").hidden = true;
-    dialog.showModal();
-  });
-  $("ecg-calibration-save").addEventListener("click", () => {
-    const measured = Number($("ecg-calibration-mm").value);
-    try {
-      if (!(measured >= 10 && measured <= 500)) throw new RangeError("calibration");
-      calibrate(BAR_MM, measured);
-    } catch {
-      $("ecg-calibration-error").hidden = false;
-      return;
-    }
-    dialog.close();
-    draw();
-  });
-  $("ecg-calibration-reset").addEventListener("click", () => {
-    resetCalibration();
-    dialog.close();
-    draw();
-  });
-  // Print at true scale: the paper's CSS size in millimetres while printing.
-  window.addEventListener("beforeprint", () => {
-    for (const id of ["ecg-paper", "ecg-median"]) {
-      const c = $(id);
-      if (c.dataset.widthMm) {
-        c.style.width = `${c.dataset.widthMm}mm`;
-        c.style.height = `${c.dataset.heightMm}mm`;
-      }
-    }
-  });
-  window.addEventListener("afterprint", () => draw());
-}
-
-function fail(err) {
-  status(t("ecg.error", { message: err.message }), true);
-}
-
 function main() {
   const root = document.querySelector(".ecg-root");
+  root.insertAdjacentHTML("beforeend", ecgMarkup());
+  const params = new URLSearchParams(window.location.search);
+  let ecg = null;
   const shell = mountShell({
     container: root,
     lead: LEAD,
-    signIn: false,
+    signIn: false, // the study list signs in; a session that ends returns there
     onSession: () => {
-      bind();
-      start().catch(fail);
+      ecg = mountEcgViewer(root, params.get("study"), {
+        instance: params.get("instance"),
+        onPatient: (name, detail) => {
+          shell.$("patient-head").textContent = name;
+          shell.$("study-head").textContent = detail;
+        },
+      });
+      window.huizhenEcg = ecg; // for tests and the console
+      ecg.start();
     },
-    onLangChange: () => { renderSide(); renderScale(); },
+    onLangChange: () => ecg && ecg.renderText(),
   });
   shell.$("back").addEventListener("click", () => window.location.assign("index.html"));
   shell.start();
-  // For tests and the console: the data as decoded and the layout's scale.
-  window.huizhenEcg = {
-    state,
-    pxPerMm,
-    /** Values (channel units, pydicom's waveform_array) of group g (0 rhythm), channel c. */
-    values: (g, c) => Array.from(state.ecg.groups[g].channels[c].values),
-    scale: () => {
-      const canvas = $("ecg-paper");
-      const rect = canvas.getBoundingClientRect();
-      const px = pxPerMm();
-      return {
-        pxPerMm: px,
-        cssWidth: rect.width,
-        widthMm: state.layout.widthMm,
-        pxPerSample: (state.layout.speed * px) / state.ecg.rhythm.rate,
-        pxPerMv: state.layout.gain * px,
-        mmPerSample: state.layout.speed / state.ecg.rhythm.rate,
-        speed: state.layout.speed,
-        gain: state.layout.gain,
-      };
-    },
-    caliper: (a, b) => calipers.set(a, b),
-  };
 }
 
 main();

@@ -5,10 +5,11 @@
 
 import { t } from "../lib/i18n.js";
 import { el, testIds } from "../lib/dom.js";
-import { apiJson } from "../lib/api.js";
+import { apiJson, values } from "../lib/api.js";
 import { mountShell } from "../components/shell.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
 import { ReportEditor, openReport } from "../components/report-editor.js";
+import { ecgMarkup, mountEcgViewer } from "../components/ecg/viewer.js";
 import "../i18n/reports.js";
 import "../i18n/viewer.js";
 
@@ -19,6 +20,29 @@ let editor = null;
 function status(key, params = {}) {
   $("reading-status").textContent = key ? t(key, params) : "";
   $("reading-status").dataset.key = key || "";
+}
+
+/** An ECG-only study is read in the ECG viewer (calipers, true scale), anything else in the
+ * image viewer. */
+async function mountStudy(studyUid) {
+  let modalities = [];
+  try {
+    const found = await apiJson(
+      `/dicomweb/studies?StudyInstanceUID=${encodeURIComponent(studyUid)}`,
+      { headers: { Accept: "application/dicom+json" } });
+    modalities = Array.isArray(found) && found[0] ? values(found[0], "00080061") : [];
+  } catch {
+    modalities = []; // the image viewer says what is wrong
+  }
+  if (modalities.length && modalities.every((m) => m === "ECG")) {
+    const root = el("div", { className: "ecg-embedded" });
+    root.innerHTML = ecgMarkup();
+    $("reading-study").append(root);
+    window.huizhenEcg = mountEcgViewer(root, studyUid);
+    window.huizhenEcg.start();
+    return;
+  }
+  mountViewer(studyUid);
 }
 
 function mountViewer(studyUid) {
@@ -40,7 +64,7 @@ async function start() {
       ? await apiJson(`/api/reports/${reportId}`)
       : await openReport("reading", request || "");
     status(null);
-    if (report.subject.study_uid) mountViewer(report.subject.study_uid);
+    if (report.subject.study_uid) mountStudy(report.subject.study_uid);
     editor = new ReportEditor($("reading-editor"), report);
     window.huizhenReport = editor; // for tests and field diagnosis
     if (report.may_edit) {
