@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime
 
 from server.errors import InvalidParameter
 from server.store import Store
-from server.store.audit import AuditEvent, AuditPage
+from server.store.audit import AuditEvent, AuditPage, Prefilter
 
 MAX_LIMIT = 500
 MAX_VALUE = 200
@@ -204,8 +204,13 @@ async def resolve(store: Store, query: AuditQuery) -> AuditQuery:
 
 async def search(store: Store, query: AuditQuery, *, before: str | None = None,
                  limit: int = 100) -> AuditPage:
+    prefilter = Prefilter(user=query.user, break_glass=query.break_glass, clinic=query.clinic,
+                          patient=query.patient, actions=query.actions,
+                          patient_studies=tuple(sorted(query.patient_studies)))
+    sift = query.user or query.break_glass or query.clinic or query.patient or query.actions
     return await store.audit.search(query.matches, before=before, since_ms=query.since_ms,
-                                    until_ms=query.until_ms, limit=min(limit, 100_000))
+                                    until_ms=query.until_ms, limit=min(limit, 100_000),
+                                    prefilter=prefilter if sift else None)
 
 
 def event_view(ev: AuditEvent) -> dict[str, object]:

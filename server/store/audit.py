@@ -68,6 +68,85 @@ def _fields(action: str, user: str, role: str, clinic: str | None, remote: str |
     return fields
 
 
+#: One chunk of a search, filtered inside Redis so only the matches cross the wire (reading
+#: 50,000 events into Python costs seconds; scanning them here costs milliseconds, 1000 per
+#: call so no call holds Redis for long). KEYS: the stream. ARGV: high, low, count, user,
+#: break_glass ('1' or ''), clinic, patient id, actions (comma-separated, exact or prefix*),
+#: then the patient's StudyInstanceUIDs. Returns {last id looked at, how many, matches}. The
+#: caller re-checks every match with the Python matcher (the one definition of a match).
+_SEARCH_CHUNK = """
+local rows = redis.call('XREVRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
+local user, glass, clinic, patient = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local acts = {}
+for a in string.gmatch(ARGV[8], '[^,]+') do table.insert(acts, a) end
+local studies = {}
+for i = 9, #ARGV do studies[ARGV[i]] = true end
+local out = {}
+for _, row in ipairs(rows) do
+  local f = {}
+  local kv = row[2]
+  for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
+  local ok = true
+  if user ~= '' and f['user'] ~= user then ok = false end
+  if ok and glass == '1' and f['break_glass'] ~= '1' then ok = false end
+  if ok and #acts > 0 then
+    local a = f['action'] or ''
+    local any = false
+    for _, p in ipairs(acts) do
+      if p == '*' or p == a or (string.sub(p, -1) == '*'
+          and string.sub(a, 1, #p - 1) == string.sub(p, 1, #p - 1)) then
+        any = true
+        break
+      end
+    end
+    ok = any
+  end
+  if ok and clinic ~= '' then
+    ok = f['clinic'] == clinic or f['study_clinic'] == clinic or f['device_clinic'] == clinic
+      or f['referral_clinic'] == clinic
+  end
+  if ok and patient ~= '' then
+    local hit = f['patient_id'] == patient
+    if not hit then
+      for _, k in ipairs({'study', 'studies', 'break_glass_studies'}) do
+        local v = f[k]
+        if v then
+          for item in string.gmatch(v, '[^,]+') do
+            if studies[string.match(item, '([^/]*)$')] then
+              hit = true
+              break
+            end
+          end
+        end
+        if hit then break end
+      end
+    end
+    ok = hit
+  end
+  if ok then table.insert(out, row) end
+end
+local last = ''
+if #rows > 0 then last = rows[#rows][1] end
+return {last, #rows, out}
+"""
+
+
+@dataclass(frozen=True)
+class Prefilter:
+    """The part of a search Redis can decide by itself (server/audit_search.py builds it)."""
+
+    user: str = ""
+    break_glass: bool = False
+    clinic: str = ""
+    patient: str = ""
+    actions: tuple[str, ...] = ()
+    patient_studies: tuple[str, ...] = ()
+
+    def args(self) -> list[str]:
+        return [self.user, "1" if self.break_glass else "", self.clinic, self.patient,
+                ",".join(self.actions), *self.patient_studies]
+
+
 @dataclass(frozen=True)
 class AuditPage:
     """One page of a search, newest first. `next`: the id to continue before (None: the range
@@ -91,6 +170,7 @@ class AuditLog:
         self._writer: asyncio.Task[None] | None = None
         self._append_batch = redis.register_script(_APPEND_BATCH)
         self._flush_lock = asyncio.Lock()
+        self._search_chunk = redis.register_script(_SEARCH_CHUNK)
 
     async def record(
         self, *, action: str, user: str, role: str, clinic: str | None, remote: str | None,
@@ -167,12 +247,13 @@ class AuditLog:
     async def search(
         self, match: Callable[[dict[str, str]], bool], *, before: str | None = None,
         since_ms: int | None = None, until_ms: int | None = None, limit: int = 100,
-        scan_limit: int | None = None,
+        scan_limit: int | None = None, prefilter: Prefilter | None = None,
     ) -> AuditPage:
         """Events for which `match(fields)` holds, newest first, between since_ms and
         until_ms (stream ids are milliseconds: the range is an XREVRANGE, not a scan of the
         whole stream) and before the id `before` (exclusive: the previous page's `next`).
-        Bounded: at most `limit` events, at most `scan_limit` looked at."""
+        Bounded: at most `limit` events, at most `scan_limit` looked at. `prefilter`: what
+        Redis may sift first (only matches come back), `match` still decides."""
         await self.flush()
         scan_limit = MAX_SCAN if scan_limit is None else scan_limit
         high = f"({before}" if before else (str(until_ms) if until_ms is not None else "+")
@@ -180,15 +261,28 @@ class AuditLog:
         found: list[AuditEvent] = []
         scanned = 0
         while scanned < scan_limit:
-            rows = await self._r.xrevrange(keys.AUDIT, max=high, min=low,
-                                           count=min(_CHUNK, scan_limit - scanned))
-            if not rows:
+            count = min(_CHUNK, scan_limit - scanned)
+            if prefilter is not None:
+                last, seen, rows = await self._search_chunk(
+                    keys=[keys.AUDIT], args=[high, low, count, *prefilter.args()],
+                    client=self._r)
+                rows = [(i, dict(zip(kv[::2], kv[1::2], strict=True))) for i, kv in rows]
+                seen = int(seen)
+            else:
+                # nothing to sift: (nearly) every event is a match, read no more than needed
+                count = min(count, max(limit - len(found), 1))
+                rows = await self._r.xrevrange(keys.AUDIT, max=high, min=low, count=count)
+                seen = len(rows)
+                last = rows[-1][0] if rows else ""
+            if not seen:
                 return AuditPage(found, None, scanned)
             for event_id, fields in rows:
-                scanned += 1
                 if match(fields):
                     found.append(AuditEvent(event_id, fields))
                     if len(found) >= limit:
-                        return AuditPage(found, event_id, scanned)
-            high = f"({rows[-1][0]}"
+                        # the events after this one in the chunk were looked at, not shown:
+                        # the next page starts right after it
+                        return AuditPage(found, event_id, scanned + seen)
+            scanned += seen
+            high = f"({last}"
         return AuditPage(found, high[1:], scanned)

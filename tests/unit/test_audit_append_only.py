@@ -23,5 +23,5 @@ def test_the_audit_store_only_appends_and_reads() -> None:
                      if not line.lstrip().startswith("#") and '"""' not in line)
     calls = set(re.findall(r"self\._r\.(\w+)\(", code))
     calls |= set(re.findall(r"redis\.call\('(\w+)'", code))
-    assert calls <= {"xadd", "xrange", "xrevrange", "XADD", "register_script"}, calls
+    assert calls <= {"xadd", "xrange", "xrevrange", "XADD", "XREVRANGE", "register_script"}, calls
     assert not _WRITES.search(code.replace("register_script", ""))

@@ -10,7 +10,7 @@ import { mountShell } from "../components/shell.js";
 import "../i18n/audit.js";
 
 const PAGE = 100;
-const state = { events: [], next: null, error: null, loading: false, params: null };
+const state = { events: [], next: null, scanned: 0, error: null, loading: false, params: null };
 
 /** The filter form as query parameters (times: the browser's local time → unix seconds). */
 function filterParams() {
@@ -48,6 +48,7 @@ async function search(more = false) {
     const page = await apiJson(`/api/audit?${p}`);
     state.events = more ? [...state.events, ...page.events] : page.events;
     state.next = page.next;
+    state.scanned = (more ? state.scanned : 0) + page.scanned;
   } catch (err) {
     state.error = err;
   } finally {
@@ -107,6 +108,7 @@ function render() {
   const n = state.events.length;
   const summary = $("audit-summary");
   if (state.loading) summary.textContent = t("audit.loading");
+  else if (!n && state.next) summary.textContent = t("audit.none.yet", { n: state.scanned });
   else if (!n) summary.textContent = state.params ? t("audit.none") : "";
   else summary.textContent = t(state.next ? "audit.count.more" : "audit.count", { n });
   $("audit-more").hidden = !state.next || state.loading;
