@@ -132,7 +132,10 @@ async def create_report(request: web.Request) -> web.Response:
 async def get_report(request: web.Request) -> web.Response:
     viewed = await _service(request).view(_who(request), _report_id(request))
     await _audit_view(request, "report.view", viewed)
-    return web.json_response(viewed.public())
+    data = viewed.public()
+    # Critical values raised on it: who was told, when, the read-back (server/clinical/alerts.py)
+    data["communication"] = await request.app[appkeys.ALERTS].communication(viewed.report.id)
+    return web.json_response(data)
 
 
 async def save_draft(request: web.Request) -> web.Response:

@@ -60,9 +60,27 @@ def test_reading_page_writes_signs_and_prints(new_probe, live_server):
     tid(page, "report-key-image").wait_for()
     page.locator('[data-testid=report-save-status][data-key="editor.saved"]').wait_for(
         timeout=15_000)
+    # Raise a critical value from the report (the finding to read back is asked for).
+    page.once("dialog", lambda d: d.accept("右肺上叶磨玻璃结节（测试）"))
+    tid(page, "report-critical-raise").click()
+    page.locator('[data-testid=report-save-status][data-key="editor.critical.raised"]').wait_for(
+        timeout=15_000)
+    # The clinic closes the loop at once (other tests' kiosk pages share this server).
+    rid = page.locator("[data-testid=report-editor]").get_attribute("data-report-id")
+    alert_id = _api(base, f"/api/reports/{rid}", expert)["communication"][0]["alert_id"]
+    _api(base, f"/api/alerts/{alert_id}/acknowledge", doctor,
+         {"read_back": "右肺上叶磨玻璃结节（测试）", "receiver_name": "李医生"})
+    _api(base, f"/api/alerts/{alert_id}/handled", doctor, {"action": "test: nothing to do"})
+    # The raising expert sees the acknowledgement with the read-back live (H6's banner).
+    notice = page.locator("[data-testid=alert-acked-notice]")
+    notice.wait_for(timeout=15_000)
+    notice.locator("button").click()
+    notice.wait_for(state="detached", timeout=10_000)
     tid(page, "report-sign").click()
     page.locator('[data-testid=report-version][data-status=final]').wait_for(timeout=20_000)
     assert _api(base, f"/api/worklist/{item['id']}", doctor)["item"]["state"] == "completed"
+    # The critical value raised on it is listed with the report.
+    tid(page, "report-communication-item").first.wait_for(timeout=15_000)
 
     with page.context.expect_page() as new_page:
         tid(page, "report-print").first.click()

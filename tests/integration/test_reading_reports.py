@@ -96,6 +96,8 @@ async def test_reading_report_by_the_claim_holder(client, auth, more_people, pag
     for expected in ("影像诊断报告", "危急值", "左侧张力性气胸。", "立即胸腔闭式引流。",
                      "危急值通报记录", "复读", v1["verification_code"]):
         assert expected in text, expected
+    shown = await _json(await client.get(f"/api/reports/{rid}", headers=doctor))
+    assert shown["communication"][0]["read_back"] == "左侧张力性气胸"
     doc = await _json(await client.get(f"/api/reports/{rid}/document?lang=en", headers=doctor))
     assert doc["sections"][0]["heading"] == "Critical finding"
     assert doc["sections"][-1]["heading"] == "Critical value communication"

@@ -263,6 +263,19 @@ export class ReportEditor {
     versions.hidden = !r.versions.length;
     box.append(versions);
 
+    // Critical values raised on it (who was told, when, the read-back): part of the record.
+    const comm = el("ul", { className: "report-communication", testid: "report-communication" });
+    for (const a of r.communication || []) {
+      const raised = formatSignedAt(new Date(Number(a.raised_at) * 1000).toISOString());
+      const ack = a.acknowledged_at
+        ? t("editor.comm.ack", { by: a.acknowledged_by || "", time: formatSignedAt(new Date(Number(a.acknowledged_at) * 1000).toISOString()), read_back: a.read_back || "" })
+        : t("editor.comm.unack", { state: a.state || "" });
+      comm.append(el("li", { testid: "report-communication-item", dataset: { state: a.state || "" } },
+        `${t("editor.comm.raised", { finding: a.finding || "", by: a.raised_by || "", time: raised })} · ${ack}`));
+    }
+    comm.hidden = !(r.communication || []).length;
+    box.append(comm);
+
     const draft = r.draft;
     if (draft && r.may_edit) {
       const form = el("div", { className: "report-form" });

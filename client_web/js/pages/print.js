@@ -1,7 +1,8 @@
 // print.html?src=<API path>: the one printable page for every document of the server
 // (server/documents/: reports, consult opinions, MDT summaries). It fetches the document's JSON
 // (`Document.to_json()`) in the page's language, lays it out on an A4 sheet (css/print.css) and
-// prints it; "Download PDF" fetches the PDF twin of the same path (…/document → …/pdf).
+// prints it; "Download PDF" fetches the PDF twin of the same path (…/document → …/pdf, or
+// …/summary → …/summary.pdf).
 
 import { apiFetch, apiJson } from "../lib/api.js";
 import { getLang, t } from "../lib/i18n.js";
@@ -24,10 +25,13 @@ function withLang(src) {
   return url.pathname + url.search;
 }
 
+/** The PDF twin of a document path: …/document → …/pdf (reports), else path + ".pdf" (the
+ * MDT summary: /api/mdt/{id}/summary → /api/mdt/{id}/summary.pdf). */
 function pdfPath(src) {
+  if (!src) return null;
   const url = new URL(src, window.location.origin);
-  if (!url.pathname.endsWith("/document")) return null;
-  url.pathname = url.pathname.replace(/\/document$/, "/pdf");
+  url.pathname = url.pathname.endsWith("/document")
+    ? url.pathname.replace(/\/document$/, "/pdf") : `${url.pathname}.pdf`;
   url.searchParams.set("lang", getLang());
   return url.pathname + url.search;
 }
