@@ -167,8 +167,10 @@ class AlertService:
         self._closing = True
         if self._sweeper:
             self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            # Bounded: a Redis call that swallows the cancellation must not hold the shutdown.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._sweeper
 
     def schedule(self, tier: Tier) -> tuple[int, ...]:
         return (self.settings.alert_escalation_s if tier is Tier.CRITICAL

@@ -91,8 +91,10 @@ class WorklistService:
         self._closing = True
         if self._sweeper:
             self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            # Bounded: a Redis call that swallows the cancellation must not hold the shutdown.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._sweeper
 
     # requests ---------------------------------------------------------------------------------
     async def request(self, who: Principal, req: ReadingRequest, remote: str | None = None
