@@ -153,6 +153,7 @@ def _huizhen(env, *args):
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.timeout(360)  # three `huizhen` processes: slow to start on a loaded 2-core machine
 async def test_cli_search_and_csv(client, auth, trail, tmp_path, settings, store) -> None:
     li_ds, _ = trail
     await store.audit.flush()
