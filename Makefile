@@ -49,7 +49,7 @@ test: deps
 	$(call need_pkg,chromium,chromium)
 	$(call need_pkg,turnserver,coturn)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/python -m tests.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -100,6 +100,11 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Browser tests last: Playwright's sync API keeps an event loop running for the rest of
-    the session, which the asyncio tests must not share."""
+    """Everything under tests/browser/ is a browser test (tests/run.py runs them in their own
+    process), and browser tests go last: Playwright's sync API keeps an event loop running for
+    the rest of the session, which the asyncio tests must not share."""
+    for item in items:
+        if "tests/browser/" in item.nodeid.replace(os.sep, "/") or item.nodeid.startswith(
+                "browser/"):
+            item.add_marker(pytest.mark.browser)
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_DB = 21
+REDIS_DB = 23  # not 21 (the browser tests' odd_server) nor 22 (test_mdt_two_processes)
 MiB = 2**20
 
 
