@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             stdout=log, stderr=subprocess.STDOUT)
         rest_cmd = [python, "-m", "pytest", "-q", "-m", "not browser", "-p", "no:cacheprovider"]
         if workers > 1:
-            rest_cmd += ["-n", str(workers), "--dist", "loadfile"]
+            # A test stuck past its timeout ends its worker with every thread's stack printed
+            # (xdist reports it and starts another worker) instead of stalling the whole run.
+            rest_cmd += ["-n", str(workers), "--dist", "loadfile", "-o", "timeout_method=thread"]
         rest = subprocess.call([*rest_cmd, *args.pytest_args])
         print(f"\n== non-browser tests done in {time.monotonic() - started:.0f} s "
               f"(exit {rest}); waiting for the browser tests ==", flush=True)

@@ -119,7 +119,8 @@ def test_kiosk_rings_until_a_doctor_acknowledges_with_a_read_back(new_probe, liv
         "raised", "acknowledged", "handled"]
     with coord.page.expect_download() as download:
         tid(coord.page, "register-csv").click()
-    text = open(download.value.path(), encoding="utf-8-sig").read()
+    with open(download.value.path(), encoding="utf-8-sig") as fh:
+        text = fh.read()
     assert alert_id in text and FINDING in text
     # A doctor of another clinic sees none of it.
     other = new_probe()

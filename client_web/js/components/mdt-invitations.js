@@ -115,15 +115,42 @@ export class MdtInvitations {
     const list = el("ul", { testid: "mdt-invitation-list" });
     for (const m of shown) list.append(this.item(m));
     root.append(list);
+    if (this.onRender) this.onRender();
   }
 }
 
-/** The shell part: mounts on pages that have a `data-slot="mdt"` element. */
+/** The shell part: mounts on pages that have a `data-slot="mdt"` element. On a page with no room
+ * for the list (the kiosk) the slot is a <dialog>: a top-bar button, shown while there is
+ * something to show and marked while a room is open to join, opens it. */
 export function mdtInvitationsPart(shell) {
   const root = document.querySelector('[data-slot="mdt"]');
   const role = ((shell.session || {}).user || {}).role;
   if (!root || !ROLES.includes(role)) return;
-  const panel = new MdtInvitations(root);
+  let panel;
+  if (root.tagName === "DIALOG") {
+    const inner = el("section");
+    const close = el("button", { type: "button", className: "dialog-close", testid: "mdt-dialog-close",
+      textContent: t("mdtinv.close"), onclick: () => root.close() });
+    root.append(inner, close);
+    panel = new MdtInvitations(inner);
+    const open = el("button", { type: "button", testid: "mdt-open", hidden: true,
+      onclick: () => {
+        root.showModal();
+        panel.load();
+      } });
+    panel.onRender = () => {
+      const shown = panel.upcoming.length + panel.past.length;
+      const joinable = panel.upcoming.some((m) => (m.may || {}).join);
+      open.hidden = !shown && !panel.error;
+      open.dataset.joinable = joinable ? "1" : "0";
+      open.classList.toggle("attention", joinable);
+      open.textContent = shown ? `${t("mdtinv.heading")} (${shown})` : t("mdtinv.heading");
+      close.textContent = t("mdtinv.close");
+    };
+    shell.slot("actions").append(open);
+  } else {
+    panel = new MdtInvitations(root);
+  }
   const signal = shell.connect();
   signal.addEventListener("message", (ev) => panel.onMessage(ev.detail));
   panel.load();

@@ -6,6 +6,7 @@ import { addMessages } from "../lib/i18n.js";
 addMessages({
   en: {
     "mdtinv.heading": "MDT meetings",
+    "mdtinv.close": "Close",
     "mdtinv.join": "Join the MDT",
     "mdtinv.joinFrom": "Join from {time}",
     "mdtinv.summary": "Summary",
@@ -36,6 +37,7 @@ addMessages({
   },
   zh: {
     "mdtinv.heading": "MDT 会诊",
+    "mdtinv.close": "关闭",
     "mdtinv.join": "加入 MDT",
     "mdtinv.joinFrom": "{time} 起可加入",
     "mdtinv.summary": "纪要",
