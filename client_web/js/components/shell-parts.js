@@ -8,9 +8,11 @@ import { mountAlertBanner } from "./alert-banner.js";
 import { mdtInvitationsPart } from "./mdt-invitations.js";
 import { notificationBadgePart } from "./notification-badge.js";
 import { referralsPart } from "./referrals-panel.js";
+import { workflowNavPart } from "./workflow-nav.js";
 
 export const SHELL_PARTS = [];
 SHELL_PARTS.push(mdtInvitationsPart);
 SHELL_PARTS.push(notificationBadgePart);
 SHELL_PARTS.push(referralsPart);
+SHELL_PARTS.push(workflowNavPart); // worklist and register links on the workflow pages
 SHELL_PARTS.push(mountAlertBanner); // critical-value alerts (every page, the "alerts" slot)
