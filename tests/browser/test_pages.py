@@ -157,15 +157,15 @@ def test_error_catalogue_in_the_page(probe, live_server):
     page.goto("/ui/")
     out = page.evaluate("""async () => {
       const m = await import('/ui/js/messages.js');
-      const api = await import('/ui/js/api.js');
-      const i18n = await import('/ui/js/i18n.js');
+      const api = await import('/ui/js/lib/api.js');
+      const i18n = await import('/ui/js/lib/i18n.js');
       const err = new api.ApiError(429, 'too_many_requests', 'wait 15 minutes',
                                    {retry_after_s: 900});
       i18n.setLang('zh');
       const zh = err.message;
       const zhNotFound = String(new api.ApiError(404, 'not_found', 'no such study'));
       // a notice with an error param follows a language switch whole (no "{message}" left)
-      const ui = await import('/ui/js/call-ui.js');
+      const ui = await import('/ui/js/components/call-ui.js');
       const box = document.createElement('div');
       document.body.append(box);
       ui.showNotice(box, 'consult.startFailed', 'error',
