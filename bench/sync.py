@@ -54,7 +54,8 @@ if str(REPO) not in sys.path:
 HOST = "127.0.0.1"
 DEMO_PATIENT_ID = "QS-2024-0815"
 WINDOWS = [(40, 400), (-600, 1500), (400, 1800), (40, 80), (60, 160)]
-TARGETS = {"p50_ms": 25.0, "p95_ms": 60.0}
+TARGETS = {"p50_ms": 25.0, "p95_ms": 60.0, "reconnect_ms": 2000.0}
+RECONNECTER = "exp.rc"  # the follower whose link is cut (--reconnects)
 
 
 def log(msg: str) -> None:
@@ -180,6 +181,69 @@ async def _follower(base: str, user: str, password: str, room_id: str, final_ver
         await ws.close()
     return {"user": user, "got": got, "images": images, "errors": errors[:5],
             "error_count": len(errors), "final": last}
+
+
+def reconnecter_main(base: str, user: str, password: str, room_id: str, cycles: int,
+                     every_s: float, ready: Any, go: Any, out: Any) -> None:
+    out.put(asyncio.run(_reconnecter(base, user, password, room_id, cycles, every_s, ready, go)))
+
+
+async def _reconnecter(base: str, user: str, password: str, room_id: str, cycles: int,
+                       every_s: float, ready: Any, go: Any) -> dict[str, Any]:
+    """A follower whose link is cut `cycles` times while the presenter scrolls: each time it
+    rejoins (with its last room event id) and fetches the image of the view state `room.state`
+    hands it. Measures reconnect start -> holding that image, and how far the state it got was
+    behind the first live `view.state` after it (0 or 1 versions: it was the current one)."""
+    times: list[float] = []
+    behind: list[int] = []
+    errors: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        token = await login(http, base, user, password)
+        headers = {"Authorization": f"Bearer {token}"}
+        ws, state = await page(http, base, token, room_id)
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, go.wait)
+        last_event = state.get("last_event_id")
+        for _ in range(cycles):
+            await asyncio.sleep(every_s)
+            await ws.close()  # the link drops: the server keeps the place for the grace period
+            await asyncio.sleep(0.3)  # the presenter moves on meanwhile
+            t0 = time.monotonic()
+            ws = await http.ws_connect(f"{base}/api/ws", max_msg_size=0)
+            await ws.send_json({"type": "auth", "token": token})
+            while (await ws.receive_json())["type"] != "ready":
+                pass
+            join: dict[str, Any] = {"type": "room.join", "room_id": room_id}
+            if last_event:
+                join["last_event_id"] = last_event
+            await ws.send_json(join)
+            while (msg := await ws.receive_json())["type"] != "room.state":
+                if msg["type"] == "error":
+                    raise RuntimeError(f"rejoin: {msg}")
+            last_event = msg.get("last_event_id") or last_event
+            view = msg.get("view") or {}
+            st = view.get("state")
+            if not st:
+                errors.append("room.state without a view state")
+                continue
+            w = st["window"]
+            path = (f"/dicomweb/studies/{st['study_uid']}/series/{st['series_uid']}"
+                    f"/instances/{st['sop_instance_uid']}/frames/{st['frame']}/rendered")
+            async with http.get(base + path, headers=headers, params={
+                    "window": f"{w['center']},{w['width']},{w['function']}"}) as r:
+                await r.read()
+                if r.status != 200:
+                    errors.append(f"{r.status}")
+            times.append((time.monotonic() - t0) * 1000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    while True:
+                        live = await ws.receive_json()
+                        if live.get("type") == "view.state":
+                            behind.append(live["version"] - 1 - view["version"])
+                            break
+        await ws.close()
+    return {"reconnects": times, "behind": behind, "reconnect_errors": errors}
 
 
 def presenter_main(base: str, password: str, room_id: str, plan: list[dict[str, Any]],
@@ -318,7 +382,7 @@ async def setup_mdt(stack: Stack, followers: int) -> tuple[str, str, str, list[s
     store = stack.app[__import__("server.appkeys", fromlist=["STORE"]).STORE]
     names = [f"exp.f{i}" for i in range(1, followers + 1)]
     digest = hash_password(stack.password)
-    for name in names:
+    for name in [*names, RECONNECTER]:
         await store.directory.add_user(name, role=Role.EXPERT, password_hash=digest,
                                        department="radiology", display_name=name)
     async with aiohttp.ClientSession() as http:
@@ -357,7 +421,7 @@ async def setup_mdt(stack: Stack, followers: int) -> tuple[str, str, str, list[s
                  f"Bearer {await login(http, stack.base, 'coord.liu', stack.password)}"}
         async with http.post(f"{stack.base}/api/mdt", headers=coord, json={
                 "title": "Benchmark MDT", "starts_at": int(time.time()) + 60,
-                "duration_min": 60, "departments": ["radiology"], "experts": names,
+                "duration_min": 60, "departments": ["radiology"], "experts": [*names, RECONNECTER],
                 "clinics": ["qingshui"], "cases": [{"proposal_id": proposal["id"]}]}) as r:
             body = await r.json()
             if r.status != 201:
@@ -412,6 +476,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             ready = ctx.Event()
             proc = ctx.Process(target=follower_main, args=(
                 stack.base, name, stack.password, room_id, final_version_guess, ready, go, out))
+            proc.start()
+            readies.append(ready)
+            procs.append(proc)
+        if args.reconnects:
+            ready = ctx.Event()
+            proc = ctx.Process(target=reconnecter_main, args=(
+                stack.base, RECONNECTER, stack.password, room_id, args.reconnects,
+                max(0.5, args.seconds / (args.reconnects + 1) - 0.3), ready, go, out))
             proc.start()
             readies.append(ready)
             procs.append(proc)
@@ -470,12 +542,20 @@ def report(args: argparse.Namespace, plan: list[dict[str, Any]], results: list[d
                 for s in plan}
     renders = after["renders"] - before["renders"]
     pooled_stats = stats(pooled)
+    rec = next((r for r in results if "reconnects" in r), None)
+    reconnect = None
+    if rec is not None:
+        reconnect = {**stats(rec["reconnects"]), "behind_versions": rec["behind"],
+                     "errors": rec["reconnect_errors"]}
     passed = {
         "p50": pooled_stats["p50_ms"] <= TARGETS["p50_ms"],
         "p95": pooled_stats["p95_ms"] <= TARGETS["p95_ms"],
         "in_order": in_order, "same_final_state": same_end,
         "rendered_at_most_once": renders <= len(distinct) + (prefetched or 0),
     }
+    if reconnect is not None:
+        passed["reconnect_within_2s"] = bool(rec["reconnects"]) and \
+            reconnect["max_ms"] <= TARGETS["reconnect_ms"] and not rec["reconnect_errors"]
     return {
         "benchmark": "sync",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -487,6 +567,7 @@ def report(args: argparse.Namespace, plan: list[dict[str, Any]], results: list[d
                       "refused": pres["refused_count"], "first_refusals": pres["refused"]},
         "latency_change_to_image": pooled_stats,
         "latency_change_to_view_state": stats(to_state),
+        "reconnect_to_current_image": reconnect,
         "followers": per,
         "order": {"all_in_order": in_order, "all_ended_on_final_state": same_end},
         "renders": {"rendered": renders, "distinct_slice_window": len(distinct),
@@ -511,7 +592,10 @@ def summary_line(r: dict[str, Any]) -> str:
             f"p95 {lat['p95_ms']} ms max {lat['max_ms']} ms (n={lat['n']}); in order "
             f"{r['order']['all_in_order']}, same end {r['order']['all_ended_on_final_state']}; "
             f"renders {r['renders']['rendered']} for {r['renders']['distinct_slice_window']} "
-            f"distinct (slice, window); server CPU {r['server_cpu']['cores_busy']} cores")
+            f"distinct (slice, window); server CPU {r['server_cpu']['cores_busy']} cores"
+            + (f"; reconnect -> current image max {r['reconnect_to_current_image']['max_ms']} ms "
+               f"(n={r['reconnect_to_current_image']['n']})"
+               if r.get("reconnect_to_current_image") else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--followers", type=int, default=8)
     ap.add_argument("--rate", type=float, default=30.0, help="presenter changes per second")
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--reconnects", type=int, default=5,
+                    help="times an extra follower's link is cut and it rejoins (0: none)")
     ap.add_argument("--window-every", type=int, default=8,
                     help="every N-th change is a window change (0: none)")
     args = ap.parse_args(argv)
