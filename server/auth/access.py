@@ -513,6 +513,23 @@ def require_room_share(
         raise Forbidden("this study is not one of the room's studies")
 
 
+def room_ecg_share(principal: Principal, kind: str, *, consult_clinic: str | None,
+                   instance_clinic: str | None, is_ecg: bool) -> str:
+    """In a consult call the calling clinic's doctor sends one of their clinic's ECGs to the
+    experts (who are then granted its study, like the consult's). Another clinic's instance is
+    404 (its existence is patient data); a non-ECG instance 400. Returns the clinic."""
+    if kind != "consult":
+        raise Forbidden("ECGs are sent into consult calls")
+    clinic = upload_clinic(principal)
+    if consult_clinic != clinic:
+        raise Forbidden("only the calling clinic's doctor sends ECGs into this call")
+    if instance_clinic != clinic:
+        raise NotFound("no such instance")
+    if not is_ecg:
+        raise InvalidParameter("the instance is not an ECG waveform")
+    return clinic
+
+
 def require_key_image_marker(principal: Principal, *, kind: str, presenter: str | None,
                              coordinator: bool) -> None:
     """Key images of an MDT room go into its minutes: the presenter marks them (or the

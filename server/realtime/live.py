@@ -36,6 +36,7 @@ from server.realtime.room_policy import RoomPolicy
 from server.realtime.rooms import RoomService
 from server.store import Store, keys
 from server.store.directory import Role
+from server.store.grants import CONSULT
 from server.store.room_views import ControlResult, UpdateResult
 from server.store.rooms import MemberState, Room
 
@@ -194,6 +195,50 @@ class LiveRooms:
         event_id = await self.rooms.emit(room.id, "chat", by=conn.principal.username,
                                          text=text)
         return out.ChatSent(room_id=room.id, event_id=event_id)
+
+    async def share_ecg(self, conn: Connection, msg: m.RoomShare) -> out.RoomShared:
+        """The calling clinic's doctor sends one of their clinic's ECGs into a consult call:
+        every other member is granted its study (kind consult, like the consult's own study,
+        for the grant TTL) and the room gets the stored event `ecg.shared`, which the expert's
+        page opens beside the video. Refusals are audited."""
+        room, _ = self.rooms.attached(conn, msg.room_id)
+        who = conn.principal
+        try:
+            consult = (await self.store.consults.get(room.consult_id)
+                       if room.kind == "consult" and room.consult_id else None)
+            clinic = who.clinic or ""
+            record = (await self.store.studies.instance(clinic, msg.study_uid,
+                                                        msg.sop_instance_uid)
+                      if clinic else None)
+            if record is not None and record.series_uid != msg.series_uid:
+                record = None
+            access.room_ecg_share(
+                who, room.kind, consult_clinic=consult.clinic if consult else None,
+                instance_clinic=record.clinic if record else None,
+                is_ecg=bool(record and record.ecg is not None))
+        except (Forbidden, NotFound, InvalidParameter) as err:
+            await self.store.audit.record(
+                action="room.share.refused", user=who.username, role=who.role.value,
+                clinic=who.clinic, remote=conn.remote, device=who.device, code=err.code,
+                why=err.message, room=room.id, study=msg.study_uid,
+                instance=msg.sop_instance_uid)
+            raise
+        assert consult is not None and record is not None
+        others = [mem.id for mem in await self.store.rooms.members(room.id)
+                  if mem.id != who.username]
+        for username in others:
+            await self.store.grants.grant(
+                username, record.clinic, record.study_uid, kind=CONSULT, ref=consult.id,
+                ttl_s=self.store.grants.ttl_s, by=who.username)
+        await self.store.audit.record(
+            action="room.share", user=who.username, role=who.role.value, clinic=who.clinic,
+            remote=conn.remote, device=who.device, room=room.id, consult=consult.id,
+            study=record.study_uid, instance=record.sop_uid, to=",".join(others))
+        event_id = await self.rooms.emit(
+            room.id, "ecg.shared", by=who.username, study_uid=record.study_uid,
+            series_uid=record.series_uid, sop_instance_uid=record.sop_uid)
+        event(log, "ecg_shared", room=room.id, user=who.username, instance=record.sop_uid)
+        return out.RoomShared(room_id=room.id, event_id=event_id)
 
     async def agenda(self, conn: Connection, msg: m.AgendaCurrent) -> None:
         self.rooms.attached(conn, msg.room_id)

@@ -210,6 +210,16 @@ class ChatSend(_Message):
     text: str = Field(min_length=1, max_length=2000)
 
 
+class RoomShare(_Message):
+    """The clinic's doctor sends one of their clinic's ECGs into a consult call."""
+
+    type: Literal["room.share"]
+    room_id: _ID
+    study_uid: _REQUIRED_UID
+    series_uid: _REQUIRED_UID
+    sop_instance_uid: _REQUIRED_UID
+
+
 class AgendaCurrent(_Message):
     type: Literal["agenda.current"]
     room_id: _ID
@@ -219,12 +229,12 @@ class AgendaCurrent(_Message):
 _MODELS = (Auth, Ping, ConsultStart, ConsultCancel, ConsultAccept, RoomJoin, RoomLeave,
            RoomInvite, RtcAnswer, RtcCandidate, NotificationsSince, ViewUpdate, ControlTake,
            ControlRequest, ControlHandover, ControlRelease, PointerMove, ChatSend,
-           AgendaCurrent)
+           AgendaCurrent, RoomShare)
 Inbound = Annotated[
     Auth | Ping | ConsultStart | ConsultCancel | ConsultAccept | RoomJoin | RoomLeave
     | RoomInvite | RtcAnswer | RtcCandidate | NotificationsSince | ViewUpdate | ControlTake
     | ControlRequest | ControlHandover | ControlRelease | PointerMove | ChatSend
-    | AgendaCurrent,
+    | AgendaCurrent | RoomShare,
     Field(discriminator="type"),
 ]
 _INBOUND: TypeAdapter[Inbound] = TypeAdapter(Inbound)

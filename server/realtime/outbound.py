@@ -249,6 +249,12 @@ class ChatSent(Out):
     event_id: str
 
 
+class RoomShared(Out):
+    type: Literal["room.shared"] = "room.shared"
+    room_id: str
+    event_id: str
+
+
 # reading worklist, critical alerts, consult escalation (server/clinical/) ---------------------
 class WorklistItem(Out):
     type: Literal["worklist.item"] = "worklist.item"

@@ -260,6 +260,8 @@ async def _dispatch(services: Realtime, conn: Connection, msg: m.Inbound) -> out
             return None
         case m.ChatSend():
             return await services.live.chat(conn, msg)
+        case m.RoomShare():
+            return await services.live.share_ecg(conn, msg)
         case m.AgendaCurrent():
             await services.live.agenda(conn, msg)
             return None
