@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from server.errors import Conflict, NotFound
 from server.store import keys
+from server.store.records import from_hash, to_hash
 
 
 class Tier(StrEnum):
@@ -85,30 +86,12 @@ class Alert:
         return data
 
     def record(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = repr(v) if isinstance(v, float) else str(v)
-        return out
+        """The Redis hash fields."""
+        return to_hash(self)
 
     @classmethod
     def from_record(cls, data: dict[str, str]) -> Alert:
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            raw = data[f.name]
-            if f.name == "tier":
-                kwargs[f.name] = Tier(raw)
-            elif f.name == "state":
-                kwargs[f.name] = AlertState(raw)
-            elif f.type in ("float", float):
-                kwargs[f.name] = float(raw or 0)
-            elif f.type in ("int", int):
-                kwargs[f.name] = int(raw or 0)
-            else:
-                kwargs[f.name] = raw
-        return cls(**kwargs)
+        return from_hash(cls, data)
 
 
 # One escalation step. KEYS: alert, timeline, due, outbox. ARGV: expected level, now, step JSON,

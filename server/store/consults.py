@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from redis.asyncio import Redis
 
 from server.errors import Conflict, NotFound
 from server.store import keys
+from server.store.records import from_hash, to_hash
 
 
 class Urgency(StrEnum):
@@ -91,28 +92,11 @@ class Consult:
 
     def record(self) -> dict[str, str]:
         """The Redis hash fields."""
-        out: dict[str, str] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = repr(v) if isinstance(v, float) else str(v)
-        return out
+        return to_hash(self)
 
     @classmethod
     def from_record(cls, data: dict[str, str]) -> Consult:
-        kwargs: dict = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue  # an older record: the dataclass default
-            raw = data[f.name]
-            if f.name == "urgency":
-                kwargs[f.name] = Urgency(raw)
-            elif f.name == "state":
-                kwargs[f.name] = ConsultState(raw)
-            elif f.type in ("float", float):
-                kwargs[f.name] = float(raw or 0)
-            else:
-                kwargs[f.name] = raw
-        return cls(**kwargs)
+        return from_hash(cls, data)
 
 
 # Creation checks the doctor's limits in the same step: at most ARGV[1] consults waiting

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +27,7 @@ from server.errors import ClaimConflict as ClaimLost
 from server.errors import Conflict, NotFound
 from server.errors import NotClaimHolder as NotHolder
 from server.store import keys
+from server.store.records import from_hash, to_hash
 
 
 class Priority(StrEnum):
@@ -123,30 +124,12 @@ class WorkItem:
         return data
 
     def record(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = repr(v) if isinstance(v, float) else str(v)
-        return out
+        """The Redis hash fields."""
+        return to_hash(self)
 
     @classmethod
     def from_record(cls, data: dict[str, str]) -> WorkItem:
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            raw = data[f.name]
-            if f.name == "priority":
-                kwargs[f.name] = Priority(raw)
-            elif f.name == "state":
-                kwargs[f.name] = ItemState(raw)
-            elif f.type in ("float", float):
-                kwargs[f.name] = float(raw or 0)
-            elif f.type in ("int", int):
-                kwargs[f.name] = int(raw or 0)
-            else:
-                kwargs[f.name] = raw
-        return cls(**kwargs)
+        return from_hash(cls, data)
 
 
 # KEYS: item, leases. ARGV: token, user, now, lease_until, item id.
