@@ -5,7 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     HUIZHEN_HOST=0.0.0.0 HUIZHEN_PORT=8080 HUIZHEN_DATA_DIR=/var/lib/huizhen
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends curl \
+ && apt-get install -y --no-install-recommends curl fonts-noto-cjk \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/huizhen --create-home huizhen
 
