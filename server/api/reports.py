@@ -22,13 +22,14 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from media.ecg import tracing as ecg_tracing
 from media.imaging.errors import ImagingError
 from media.imaging.window import Window
 from server import appkeys
 from server.api.json_body import read_json
 from server.auth.middleware import principal
 from server.auth.principal import Principal
-from server.clinical.report_model import KEY_IMAGES, Kind, Status, Version
+from server.clinical.report_model import ECG, KEY_IMAGES, Kind, Status, Version
 from server.clinical.report_output import diagnostic_report, document
 from server.clinical.reports import ReportService, Viewed
 from server.dicomweb.resources import audit
@@ -193,11 +194,34 @@ async def _document(request: web.Request, action: str) -> Document:
     # Who was told of a critical value raised on it, when, the read-back (server/clinical/
     # alerts.py): printed with the report, as the critical-value rules ask.
     communication = await request.app[appkeys.ALERTS].communication(viewed.report.id)
+    tracing = await _tracing(request, version)
     doc = document(viewed.report, version, lang=lang, institution=settings.institution,
                    department_name=department.name if department else version.subject.department,
-                   images=images, public_url=settings.public_url, communication=communication)
+                   images=images, public_url=settings.public_url, communication=communication,
+                   tracing=tracing)
     await _audit_view(request, action, viewed, version.version)
     return doc
+
+
+async def _tracing(request: web.Request, version: Version
+                   ) -> tuple[bytes, float, float] | None:
+    """The ECG tracing at standard scale (media/ecg/tracing.py, thread pool) of an ECG report's
+    study, or None (no ECG template, no ECG in the study, or it cannot be read)."""
+    s = version.subject
+    if not version.content.get(ECG) or not s.study_uid:
+        return None
+    found = await _service(request).study_ecg(s.clinic, s.study_uid)
+    if found is None:
+        return None
+    path = str(request.app[appkeys.SETTINGS].dicom_dir / found["path"])
+    try:
+        tracing = await asyncio.get_running_loop().run_in_executor(
+            request.app[appkeys.EXECUTOR], ecg_tracing.render_file, path)
+    except (OSError, ValueError, ImagingError) as exc:
+        event(log, "report_tracing_failed", logging.WARNING, report=version.report_id,
+              error=type(exc).__name__)
+        return None
+    return tracing.png, tracing.width_mm, tracing.height_mm
 
 
 async def _key_images(request: web.Request, version: Version) -> list[tuple[bytes, str]]:

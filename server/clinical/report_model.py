@@ -82,6 +82,20 @@ MAX_KEY_IMAGES = 8
 _UID_CHARS = set("0123456789.")
 
 
+#: The ECG template (reading reports of an ECG study, issue #11 item 4): present in the content
+#: only when given, so a report without it is (and hashes) exactly as before. Numbers are whole
+#: (canonical JSON holds no floats) or null (not measured).
+ECG = "ecg"
+#: name -> (low, high) for the numbers: rate /min, intervals ms, axis degrees.
+ECG_NUMBERS: dict[str, tuple[int, int]] = {
+    "rate": (0, 400), "pr": (0, 1000), "qrs": (0, 400), "qt": (0, 1000), "qtc": (0, 1000),
+    "axis": (-180, 360),
+}
+#: name -> max characters for the texts.
+ECG_TEXTS: dict[str, int] = {"rhythm": 200, "st_t": 2_000, "conclusion": 4_000}
+ECG_FIELDS = ("rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "st_t", "conclusion")
+
+
 class ContentError(ValueError):
     """Content that cannot be stored or signed (the service turns it into a 400)."""
 
@@ -145,9 +159,59 @@ def clean_key_images(value: object) -> list[dict[str, Any]]:
     return out
 
 
+def clean_ecg(value: object) -> dict[str, Any]:
+    """The ECG template: every field of ECG_FIELDS, numbers whole and bounded or null."""
+    if not isinstance(value, dict):
+        raise ContentError("ecg must be an object")
+    unknown = sorted(set(value) - set(ECG_FIELDS))
+    if unknown:
+        raise ContentError(f"ecg: unknown {', '.join(unknown)}")
+    out: dict[str, Any] = {}
+    for name in ECG_FIELDS:
+        item = value.get(name)
+        if name in ECG_NUMBERS:
+            low, high = ECG_NUMBERS[name]
+            out[name] = None if item is None else _int(item, f"ecg.{name}", low, high)
+        else:
+            out[name] = clean_text("" if item is None else item, f"ecg.{name}", ECG_TEXTS[name])
+    return out
+
+
+def ecg_prefill(ecg: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ECG template prefilled from what the index holds of an ECG instance (IndexEntry.ecg:
+    the device's measurements, its statements, the pre-screening heart rate); None without."""
+    if not ecg:
+        return None
+    m = ecg.get("measurements") or {}
+    screening = ecg.get("screening") or {}
+
+    def whole(value: object, name: str) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        low, high = ECG_NUMBERS[name]
+        number = round(value)
+        return number if low <= number <= high else None
+
+    rate = m.get("hr")
+    if rate is None and m.get("rr_ms"):
+        rate = 60_000 / m["rr_ms"]
+    if rate is None:
+        rate = screening.get("heart_rate")
+    statements = [str(x) for x in ecg.get("statements") or []]
+    return clean_ecg({
+        "rhythm": "", "rate": whole(rate, "rate"), "pr": whole(m.get("pr_ms"), "pr"),
+        "qrs": whole(m.get("qrs_ms"), "qrs"), "qt": whole(m.get("qt_ms"), "qt"),
+        "qtc": whole(m.get("qtc_ms"), "qtc"), "axis": whole(m.get("qrs_axis"), "axis"),
+        "st_t": "", "conclusion": "\n".join(statements)[:ECG_TEXTS["conclusion"]],
+    })
+
+
 def clean_content(kind: Kind, data: dict[str, Any]) -> dict[str, Any]:
-    """The content of `kind` from `data`: every field present, nothing else (ContentError)."""
+    """The content of `kind` from `data`: every field present, nothing else (ContentError).
+    A reading report may carry the ECG template (`ecg`), kept only when given."""
     allowed = set(TEXT_FIELDS[kind]) | set(FLAG_FIELDS[kind]) | {KEY_IMAGES}
+    if kind is Kind.READING:
+        allowed.add(ECG)
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ContentError(f"unknown field(s) for a {kind.value} report: {', '.join(unknown)}")
@@ -162,6 +226,8 @@ def clean_content(kind: Kind, data: dict[str, Any]) -> dict[str, Any]:
             out[name] = data[name]
     if KEY_IMAGES in data:
         out[KEY_IMAGES] = clean_key_images(data[KEY_IMAGES])
+    if data.get(ECG) is not None:
+        out[ECG] = clean_ecg(data[ECG])
     return out
 
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from server.clinical.report_model import KEY_IMAGES, Kind, Report, Status, Version, iso_time
+from server.clinical.report_model import (
+    ECG,
+    KEY_IMAGES,
+    Kind,
+    Report,
+    Status,
+    Version,
+    iso_time,
+)
 from server.documents import DocImage, Document, Section, Verification
 
 TITLES = {
@@ -31,7 +39,11 @@ FIELD_LABELS = {
            "comm_ack": "acknowledged {at} by {by}, read back: “{read_back}”",
            "comm_unack": "not acknowledged yet ({state})",
            "comm_action": "action taken: {action}",
-           "tier.critical": "Critical value", "tier.significant": "Significant finding"},
+           "tier.critical": "Critical value", "tier.significant": "Significant finding",
+           "ecg": "ECG", "ecg.rhythm": "Rhythm", "ecg.rate": "Rate (/min)", "ecg.pr": "PR (ms)",
+           "ecg.qrs": "QRS (ms)", "ecg.qt": "QT (ms)", "ecg.qtc": "QTc (ms)",
+           "ecg.axis": "Axis (°)", "ecg.st_t": "ST-T changes", "ecg.conclusion": "Conclusion",
+           "ecg.tracing": "ECG tracing · 25 mm/s · 10 mm/mV"},
     "zh": {"findings": "检查所见", "impression": "诊断意见", "recommendation": "建议",
            "advice": "会诊意见", "follow_up": "随访", "critical": "危急值",
            "refer": "建议转诊", "patient": "患者", "patient_id": "患者编号", "clinic": "申请机构",
@@ -46,7 +58,11 @@ FIELD_LABELS = {
            "comm_ack": "{at} 由 {by} 确认，复读：“{read_back}”",
            "comm_unack": "尚未确认（{state}）",
            "comm_action": "处理措施：{action}",
-           "tier.critical": "危急值", "tier.significant": "重大阳性"},
+           "tier.critical": "危急值", "tier.significant": "重大阳性",
+           "ecg": "心电图", "ecg.rhythm": "心律", "ecg.rate": "心率 (次/分)", "ecg.pr": "PR (ms)",
+           "ecg.qrs": "QRS (ms)", "ecg.qt": "QT (ms)", "ecg.qtc": "QTc (ms)",
+           "ecg.axis": "电轴 (°)", "ecg.st_t": "ST-T 改变", "ecg.conclusion": "心电图诊断",
+           "ecg.tracing": "心电图 · 25 mm/s · 10 mm/mV"},
 }
 STATUS_TEXT = {
     "en": {Status.FINAL: "final", Status.AMENDED: "amended", Status.CORRECTED: "corrected",
@@ -91,10 +107,26 @@ def communication_section(lang: str, entries: list[dict[str, Any]]) -> Section |
     return Section(t["communication"], tuple(paragraphs))
 
 
+def ecg_section(lang: str, ecg: dict[str, Any] | None) -> Section | None:
+    """The ECG template's fields as a table (numbers, then texts); None without them."""
+    if not ecg:
+        return None
+    t = FIELD_LABELS[lang]
+    rows = []
+    for name in ("rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "st_t", "conclusion"):
+        value = ecg.get(name)
+        if value is None or str(value).strip() == "":
+            continue
+        rows.append((t[f"ecg.{name}"], str(value)))
+    return Section(t["ecg"], rows=tuple(rows)) if rows else None
+
+
 def document(report: Report, version: Version, *, lang: str, institution: str,
              department_name: str, images: list[tuple[bytes, str]],
              public_url: str | None,
-             communication: list[dict[str, Any]] | None = None) -> Document:
+             communication: list[dict[str, Any]] | None = None,
+             tracing: tuple[bytes, float, float] | None = None) -> Document:
+    """`tracing`: the ECG tracing PNG and its true size in mm (media/ecg/tracing.py)."""
     t = FIELD_LABELS[lang]
     s = version.subject
     c = version.content
@@ -114,6 +146,9 @@ def document(report: Report, version: Version, *, lang: str, institution: str,
     if report.kind is Kind.READING:
         if c.get("critical"):
             sections.append(Section(t["critical"], (t["yes"],)))
+        ecg = ecg_section(lang, c.get(ECG))
+        if ecg is not None:
+            sections.append(ecg)
         for name in ("findings", "impression", "recommendation"):
             if str(c.get(name, "")).strip():
                 sections.append(Section(t[name], _paragraphs(c[name])))
@@ -138,7 +173,9 @@ def document(report: Report, version: Version, *, lang: str, institution: str,
     return Document(
         title=TITLES[(lang, report.kind)], institution=institution,
         subtitle=department_name, meta=tuple(meta), sections=tuple(sections),
-        images=tuple(DocImage(png, caption) for png, caption in images),
+        images=tuple(DocImage(png, caption) for png, caption in images) + (
+            (DocImage(tracing[0], t["ecg.tracing"], width_mm=tracing[1], height_mm=tracing[2]),)
+            if tracing else ()),
         verification=Verification(code, verification_url(public_url, code)),
         footer=t["page_note"], lang=lang, watermark=watermark)
 
@@ -169,6 +206,9 @@ def plain_text(report: Report, version: Version) -> str:
     names = (("findings", "impression", "recommendation") if report.kind is Kind.READING
              else ("findings", "advice", "follow_up"))
     parts = [f"{t[n]}: {c[n]}" for n in names if str(c.get(n, "")).strip()]
+    ecg = ecg_section("en", c.get(ECG)) if report.kind is Kind.READING else None
+    if ecg is not None:
+        parts.insert(0, "ECG: " + "; ".join(f"{k} {v}" for k, v in ecg.rows))
     if report.kind is Kind.READING and c.get("critical"):
         parts.insert(0, "CRITICAL FINDING")
     if report.kind is Kind.OPINION:

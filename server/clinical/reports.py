@@ -31,6 +31,7 @@ from server.auth import access
 from server.auth.principal import Principal
 from server.clinical import report_files
 from server.clinical.report_model import (
+    ECG,
     KEY_IMAGES,
     MAX_REASON_CHARS,
     REVISIONS,
@@ -42,6 +43,7 @@ from server.clinical.report_model import (
     Version,
     clean_content,
     clean_text,
+    ecg_prefill,
     empty_content,
     missing_for_signing,
     new_id,
@@ -259,8 +261,13 @@ class ReportService:
                 raise NotFound("no such consult")
         if existing is None:
             access.require_report_editor(who, editor)
+            content = empty_content(kind)
+            if kind is Kind.READING and subject.study_uid:
+                prefill = ecg_prefill(await self.study_ecg(subject.clinic, subject.study_uid))
+                if prefill is not None:  # an ECG study: the ECG template, from the device
+                    content[ECG] = prefill
             draft = Version(report_id=new_id(), kind=kind, version=1, status=Status.PRELIMINARY,
-                            subject=subject, author=who.username, content=empty_content(kind),
+                            subject=subject, author=who.username, content=content,
                             created_at=time.time(), updated_at=time.time())
             rid = await self.store.reports.create(draft)
             if rid == draft.report_id:
@@ -268,6 +275,15 @@ class ReportService:
                 event(log, "report_created", report=rid, kind=kind.value)
             existing = rid
         return await self.view(who, existing)
+
+    async def study_ecg(self, clinic: str, study_uid: str) -> dict[str, Any] | None:
+        """What the index holds of the study's ECG (the first ECG instance, with its
+        series/sop UIDs and file path), or None when the study holds none."""
+        for record in await self.store.studies.instances(clinic, study_uid):
+            if record.ecg is not None:
+                return {**record.ecg, "series_uid": record.series_uid,
+                        "sop_uid": record.sop_uid, "path": record.path}
+        return None
 
     async def save_draft(self, who: Principal, report_id: str, revision: int,
                          content: dict[str, Any]) -> Version:

@@ -64,10 +64,21 @@ class DocImage:
     #: Where the printable page loads it from (an API path the reader may fetch); without it
     #: `to_json` inlines the PNG as a data: URL.
     src: str = ""
+    #: A true-scale image (an ECG tracing, media/ecg/tracing.py): placed at exactly this size
+    #: in millimetres, on a landscape page of its own in the PDF; 0 for a fitted image.
+    width_mm: float = 0.0
+    height_mm: float = 0.0
+
+    @property
+    def scaled(self) -> bool:
+        return self.width_mm > 0 and self.height_mm > 0
 
     def to_json(self) -> dict[str, Any]:
         src = self.src or "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
-        return {"src": src, "caption": self.caption}
+        out: dict[str, Any] = {"src": src, "caption": self.caption}
+        if self.scaled:
+            out["width_mm"], out["height_mm"] = self.width_mm, self.height_mm
+        return out
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,8 @@ class Document:
                 raise DocumentError(f"an image is over {MAX_IMAGE_BYTES // 2**20} MiB")
             if not image.png.startswith(PNG_SIGNATURE):
                 raise DocumentError("document images must be PNG")
+            if image.scaled and (image.width_mm > 265 or image.height_mm > 160):
+                raise DocumentError("a true-scale image is over 265 × 160 mm")
         if self.text_chars() > MAX_TEXT_CHARS:
             raise DocumentError(f"the document's text is over {MAX_TEXT_CHARS} characters")
 

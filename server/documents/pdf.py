@@ -363,15 +363,38 @@ def _layout(pdf: FPDF, doc: Document) -> None:
         _images(pdf, doc)
 
 
+def _scaled_images(pdf: FPDF, doc: Document) -> None:
+    """True-scale images (ECG tracings): each on a landscape A4 page of its own, placed at its
+    width_mm × height_mm (the PDF's unit is the millimetre), so the grid prints at 1 mm."""
+    for image in doc.images:
+        if not image.scaled:
+            continue
+        pdf.add_page(orientation="L")
+        if image.caption:
+            _para(pdf, image.caption, 11, "B", 6.5)
+        try:
+            pdf.image(io.BytesIO(image.png), x=pdf.l_margin, y=pdf.get_y(),
+                      w=image.width_mm, h=image.height_mm)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise DocumentError(f"an image could not be read ({type(exc).__name__})") from exc
+
+
 def _images(pdf: FPDF, doc: Document) -> None:
+    fitted = [i for i in doc.images if not i.scaled]
+    if fitted:
+        _fitted_images(pdf, doc, fitted)
+    _scaled_images(pdf, doc)
+
+
+def _fitted_images(pdf: FPDF, doc: Document, images: list) -> None:  # type: ignore[type-arg]
     gap = 6.0
     width = (pdf.epw - gap) / 2
     max_h = 75.0
     if pdf.get_y() + max_h + 20 > pdf.page_break_trigger:
         pdf.add_page()  # the heading stays with its first images
     _para(pdf, doc.labels()["images"], 12.5, "B", 7.5)
-    for i in range(0, len(doc.images), 2):
-        pair = doc.images[i:i + 2]
+    for i in range(0, len(images), 2):
+        pair = images[i:i + 2]
         if pdf.get_y() + max_h + 12 > pdf.page_break_trigger:
             pdf.add_page()
         top = pdf.get_y()

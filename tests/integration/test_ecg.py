@@ -202,3 +202,74 @@ async def test_no_ecg_department_no_reading_request(client, auth):
     await _stow(client, h, synthetic.ecg_bytes(synthetic.Spec("vt", rate=170)))
     resp = await client.get("/api/worklist", headers=h)
     assert (await resp.json())["items"] == []
+
+
+async def test_signed_ecg_report_prints_the_tracing_and_fields(
+        client, auth, store, password_hash):
+    """#11 item 4: the ECG report template, prefilled from the device, signed; its document and
+    PDF hold the ECG fields and the tracing at true scale; the signature verifies."""
+    from pypdf import PdfReader
+
+    from media.ecg import tracing
+    from server.store.directory import Role
+
+    await store.directory.add_department("ECG Reading Room", "ecg")
+    await store.directory.add_user("exp.ecg", role=Role.EXPERT, password_hash=password_hash,
+                                   department="ecg")
+    doctor, reader = await auth("dr.li"), await auth("exp.ecg")
+    await _stow(client, doctor, FIXTURE.read_bytes())
+    resp = await client.get("/api/worklist", params={"modality": "ECG"}, headers=reader)
+    item = (await resp.json())["items"][0]
+    assert (await client.post(f"/api/worklist/{item['id']}/claim", headers=reader)).status == 200
+    resp = await client.post("/api/reports", headers=reader,
+                             json={"kind": "reading", "reading_request_id": item["id"]})
+    assert resp.status in (200, 201), await resp.text()
+    report = await resp.json()
+    rid, draft = report["id"], report["draft"]
+    ecg = draft["content"]["ecg"]  # prefilled from the device's measurements
+    assert ecg["rate"] and ecg["qrs"] and ecg["qtc"], ecg
+    bad = await client.put(f"/api/reports/{rid}/draft", headers=reader, json={
+        "revision": draft["revision"], "content": {**draft["content"],
+                                                   "ecg": {**ecg, "rate": 1000}}})
+    assert bad.status == 400
+    content = {**draft["content"], "findings": "Sinus rhythm.", "impression": "Normal ECG.",
+               "ecg": {**ecg, "rhythm": "Sinus rhythm 窦性心律", "st_t": "No ST-T changes",
+                       "conclusion": "Normal ECG 正常心电图"}}
+    resp = await client.put(f"/api/reports/{rid}/draft", headers=reader,
+                            json={"revision": draft["revision"], "content": content})
+    assert resp.status == 200, await resp.text()
+    resp = await client.post(f"/api/reports/{rid}/sign", headers=reader,
+                             json={"revision": (await resp.json())["revision"]})
+    assert resp.status == 200, await resp.text()
+    v1 = await resp.json()
+    assert v1["content"]["ecg"]["rhythm"] == "Sinus rhythm 窦性心律"
+
+    resp = await client.get(f"/api/reports/{rid}/document?lang=en", headers=doctor)
+    assert resp.status == 200, await resp.text()
+    doc = await resp.json()
+    section = next(s for s in doc["sections"] if s["heading"] == "ECG")
+    rows = dict(map(tuple, section["rows"]))
+    assert rows["Rhythm"] == "Sinus rhythm 窦性心律" and rows["QTc (ms)"] == str(ecg["qtc"])
+    scaled = [i for i in doc["images"] if i.get("width_mm")]
+    assert len(scaled) == 1 and scaled[0]["width_mm"] == 250.0
+    assert scaled[0]["height_mm"] == 4 * tracing.ROW_MM
+
+    resp = await client.get(f"/api/reports/{rid}/pdf?lang=en", headers=doctor)
+    assert resp.status == 200, await resp.text()
+    pdf = PdfReader(io.BytesIO(await resp.read()))
+    text = "".join("".join(p.extract_text().split()) for p in pdf.pages)
+    for expected in ("ECG", "Rhythm", "Sinusrhythm窦性心律", "QTc(ms)", str(ecg["qtc"]),
+                     "NoST-Tchanges", "25mm/s"):
+        assert expected in text, expected
+    # The tracing's page: landscape, the image placed 250 mm wide (1 mm of grid = 1 mm).
+    page = next(p for p in pdf.pages if p.images)
+    assert float(page.mediabox.width) > float(page.mediabox.height)
+    with_image = [p for p in pdf.pages if p.images and "25mm/s" in "".join(
+        p.extract_text().split())]
+    assert with_image
+    content_stream = with_image[0].get_contents().get_data().decode("latin-1")
+    # fpdf2 places an image with "w 0 0 h x y cm" in points: 250 mm = 708.66 pt.
+    assert "708.66 0 0 " in content_stream, content_stream[:400]
+
+    verdict = await (await client.get(f"/api/verify/{v1['verification_code']}")).json()
+    assert verdict["authentic"] and verdict["current"]

@@ -72,8 +72,15 @@ function render(doc) {
   images.textContent = "";
   for (const im of doc.images || []) {
     const src = /^(data:image\/png;base64,|\/)/.test(im.src) ? im.src : "";
-    images.append(el("figure", { testid: "print-image" }, el("img", { src, alt: im.caption || "" }),
-      el("figcaption", {}, im.caption || "")));
+    const img = el("img", { src, alt: im.caption || "" });
+    const fig = el("figure", { testid: "print-image" }, img, el("figcaption", {}, im.caption || ""));
+    if (im.width_mm && im.height_mm) { // a true-scale ECG tracing: 1 mm of grid = 1 mm of paper
+      fig.className = "paper-scaled";
+      fig.dataset.testid = "print-tracing";
+      img.style.width = `${Number(im.width_mm)}mm`;
+      img.style.height = `${Number(im.height_mm)}mm`;
+    }
+    images.append(fig);
   }
   $("print-images-section").hidden = !(doc.images || []).length;
   $("print-images-heading").textContent = (doc.labels && doc.labels.images) || "";
