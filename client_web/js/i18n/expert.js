@@ -21,6 +21,9 @@ addMessages({
     "expert.noStudy": "No study attached to this consult.",
     "expert.question": "Question",
     "expert.patient": "Patient",
+    "expert.tabImages": "Images",
+    "expert.tabEcg": "ECG",
+    "expert.ecgArrived": "The clinic sent an ECG: it is shown beside the video.",
   },
   zh: {
     "expert.calledBy": "来自{name}",
@@ -40,5 +43,8 @@ addMessages({
     "expert.noStudy": "本次会诊未附带检查。",
     "expert.question": "问题",
     "expert.patient": "患者",
+    "expert.tabImages": "影像",
+    "expert.tabEcg": "心电图",
+    "expert.ecgArrived": "卫生院发来一份心电图，已显示在视频旁。",
   },
 });

@@ -9,6 +9,7 @@ import { RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../comp
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
 import { mountShell } from "../components/shell.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
+import { ecgMarkup, mountEcgViewer } from "../components/ecg/viewer.js";
 import { DEPARTMENTS_FOR_INVITE } from "../lib/departments.js";
 import { HistoryPanel, historyMarkup } from "../components/history.js";
 import { ReportsPanel } from "../components/reports-panel.js";
@@ -40,6 +41,8 @@ const state = {
   call: null,
   view: null,
   viewer: null,
+  ecg: null, // the ECG the doctor sent into the call: {sop, root, viewer}
+  lastEventId: "", // the newest room event seen (a rejoin asks for the ones after it)
   consult: null, // the consult of the current room
   tickTimer: 0,
   ringTimer: 0,
@@ -274,13 +277,13 @@ function isMismatch(c) {
 }
 
 function openStudy(studyUid) {
-  const pane = $("study-pane");
   // the consult's study may go to an MDT: the expert proposes it (js/components/mdt-propose.js)
   const propose = $("expert-propose-mdt");
   propose.hidden = !studyUid;
   propose.onclick = () => proposeForMdt([studyUid], $("consult-patient").textContent);
   if (state.viewer && state.viewer.studyUid === studyUid) return;
   closeStudy();
+  const pane = $("study-images");
   if (!studyUid) {
     const empty = document.createElement("div");
     empty.className = "study-empty";
@@ -304,14 +307,78 @@ function openStudy(studyUid) {
 function closeStudy() {
   if (state.viewer) state.viewer.destroy();
   state.viewer = null;
-  $("study-pane").textContent = "";
+  $("study-images").textContent = "";
+}
+
+// ---- an ECG the doctor sent into the call (room.share -> event ecg.shared) --------------------
+
+/** Show the images or the ECG beside the video (the switch appears once an ECG arrives). */
+function showStudyTab(which) {
+  const ecg = which === "ecg" && state.ecg;
+  $("study-images").hidden = Boolean(ecg);
+  $("study-ecg").hidden = !ecg;
+  $("study-tab-images").setAttribute("aria-pressed", String(!ecg));
+  $("study-tab-ecg").setAttribute("aria-pressed", String(Boolean(ecg)));
+}
+
+function openSharedEcg(ev) {
+  if (state.ecg && state.ecg.sop === ev.sop_instance_uid) {
+    showStudyTab("ecg");
+    return;
+  }
+  closeEcg();
+  const root = document.createElement("div");
+  root.className = "ecg-embedded";
+  root.innerHTML = ecgMarkup();
+  $("study-ecg").append(root);
+  const viewer = mountEcgViewer(root, ev.study_uid, { instance: ev.sop_instance_uid });
+  state.ecg = { sop: ev.sop_instance_uid, root, viewer };
+  window.huizhenEcg = viewer; // for tests and field diagnosis
+  $("study-tabs").hidden = false;
+  $("study-pane").classList.add("has-tabs");
+  showStudyTab("ecg");
+  notice("expert.ecgArrived");
+  viewer.start();
+}
+
+function closeEcg() {
+  state.ecg = null;
+  $("study-ecg").textContent = "";
+  $("study-tabs").hidden = true;
+  $("study-pane").classList.remove("has-tabs");
+  showStudyTab("images");
+}
+
+/** Redis stream ids "ms-seq": is `a` after `b`? */
+function newerEvent(a, b) {
+  const [am, as] = a.split("-").map(Number);
+  const [bm, bs] = b.split("-").map(Number);
+  return am > bm || (am === bm && (as || 0) > (bs || 0));
+}
+
+/** room.event / room.events of the current room: open each ECG the doctor sends. */
+function onRoomEvents(roomId, events) {
+  if (!state.call || state.call.roomId !== roomId) return;
+  for (const ev of events || []) {
+    if (!ev || !ev.id) continue;
+    if (state.lastEventId && !newerEvent(ev.id, state.lastEventId)) continue; // seen already
+    state.lastEventId = ev.id;
+    if (ev.type === "ecg.shared") openSharedEcg(ev);
+  }
 }
 
 async function enterCall(roomId, consult = null) {
   await ensureStream();
   state.consult = consult;
   renderConsultInfo();
-  const call = new RoomCall(state.signal, { localStream: state.stream, relay: opts.relay });
+  state.lastEventId = "";
+  closeEcg();
+  const call = new RoomCall(state.signal, {
+    localStream: state.stream, relay: opts.relay,
+    // every event since the last one seen (all of them on entering): an ECG sent before a
+    // reload or a reconnect opens again
+    joinFields: () => ({ last_event_id: state.lastEventId || "0-0" }),
+  });
   state.call = call;
   window.huizhenCall = call; // for tests and field diagnosis
   state.view = new CallView(document.querySelector("#call-view .in-call"), {
@@ -336,6 +403,7 @@ async function enterCall(roomId, consult = null) {
     state.call = null;
     state.consult = null;
     closeStudy();
+    closeEcg();
     $("invite-status").textContent = "";
     const reason = ev.detail;
     notice(reason === "replaced" ? "call.replaced" : reason === "closed" ? "call.closed" : "call.ended");
@@ -417,6 +485,12 @@ function onSignalMessage(msg) {
     case "consult.unanswered":
       if (state.ringing.delete(msg.consult_id)) renderLobby();
       break;
+    case "room.event":
+      onRoomEvents(msg.room_id, [msg.event]);
+      break;
+    case "room.events":
+      onRoomEvents(msg.room_id, msg.events);
+      break;
     case "room.invited":
       if (!state.call || state.call.roomId !== msg.room_id) {
         state.invitations.set(msg.room_id, msg);
@@ -440,6 +514,8 @@ function start(shell) {
   });
   signal.addEventListener("message", (ev) => onSignalMessage(ev.detail));
   renderInviteDepartments();
+  $("study-tab-images").addEventListener("click", () => showStudyTab("images"));
+  $("study-tab-ecg").addEventListener("click", () => showStudyTab("ecg"));
   state.tickTimer = setInterval(tick, 1000);
   const room = savedRoom();
   if (room) {

@@ -10,6 +10,8 @@ import { mountShell } from "../components/shell.js";
 import { DEPARTMENTS } from "../lib/departments.js";
 import { HistoryPanel, historyMarkup } from "../components/history.js";
 import { ReportsPanel } from "../components/reports-panel.js";
+import { ECG_CLASSES } from "../components/ecg/viewer.js";
+import { errorText } from "../messages.js";
 import "../i18n/call.js";
 import "../i18n/kiosk.js";
 
@@ -17,6 +19,7 @@ export const URGENCIES = ["routine", "urgent", "emergency"];
 const DEVICE_KEY = "hz.device_token";
 const CONSULT_KEY = "hz.consult";
 const MIC_SIGNAL_LEVEL = 0.02;
+const ECG_STUDIES_LISTED = 10; // the clinic's newest ECG studies offered in the call
 const MIC_TIMEOUT_MS = 8000;
 const CAMERA_TIMEOUT_MS = 6000;
 
@@ -35,6 +38,7 @@ const state = {
   waitTimer: 0,
   call: null,
   view: null,
+  ecgs: [], // the clinic's ECG instances the doctor may send into the call
   endedBy: null, // {key, name}: why the call ended when everyone else left
   mismatch: null, // {study, consult}: the typed patient is not the attached study's
   rejoinable: new Map(), // consult id -> consult still open without us
@@ -551,6 +555,70 @@ async function enterCall(roomId) {
   });
   showView("call-view");
   call.join(roomId);
+  loadEcgs();
+}
+
+// ---- send an ECG into the call (room.share; the expert's page shows it beside the video) -----
+
+const ECG_SHARE_MARKUP = `
+      <div class="ecg-share" data-testid="ecg-share">
+        <select data-testid="ecg-share-select" aria-label="ECG"></select>
+        <button type="button" class="primary" data-testid="ecg-share-send" data-i18n="ecgshare.send" disabled>Send ECG to the expert</button>
+        <span class="ecg-share-status" data-testid="ecg-share-status" role="status"></span>
+      </div>`;
+
+/** The clinic's newest ECGs (studies with an ECG, then their waveform instances). */
+async function loadEcgs() {
+  const sel = $("ecg-share-select");
+  sel.textContent = "";
+  sel.append(new Option(t("ecgshare.loading"), ""));
+  $("ecg-share-send").disabled = true;
+  $("ecg-share-status").textContent = "";
+  const found = [];
+  try {
+    const studies = await apiJson(
+      `/dicomweb/studies?ModalitiesInStudy=ECG&includefield=all&limit=${ECG_STUDIES_LISTED}`,
+      { headers: { Accept: "application/dicom+json" } });
+    for (const st of Array.isArray(studies) ? studies : []) {
+      const uid = first(st, TAG.StudyInstanceUID);
+      const list = await apiJson(`/dicomweb/studies/${encodeURIComponent(uid)}/instances?includefield=all`,
+        { headers: { Accept: "application/dicom+json" } });
+      for (const inst of Array.isArray(list) ? list : []) {
+        if (!ECG_CLASSES.includes(first(inst, "00080016"))) continue;
+        found.push({
+          study: uid, series: first(inst, TAG.SeriesInstanceUID), sop: first(inst, TAG.SOPInstanceUID),
+          label: [personName(st, TAG.PatientName), first(st, TAG.PatientID, ""),
+            formatDate(first(st, TAG.StudyDate, "")), first(st, TAG.StudyTime, "").slice(0, 4),
+            `#${first(inst, TAG.InstanceNumber, "") || found.length + 1}`].filter(Boolean).join(" · "),
+        });
+      }
+    }
+  } catch (err) {
+    $("ecg-share-status").textContent = t("ecgshare.failed", { message: err.message });
+  }
+  state.ecgs = found;
+  sel.textContent = "";
+  if (!found.length) sel.append(new Option(t("ecgshare.none"), ""));
+  found.forEach((e, i) => sel.append(new Option(e.label, String(i))));
+  $("ecg-share-send").disabled = !found.length;
+}
+
+async function onShareEcg() {
+  const ecg = state.ecgs[Number($("ecg-share-select").value)];
+  if (!ecg || !state.call || !state.call.roomId) return;
+  const button = $("ecg-share-send");
+  const status = $("ecg-share-status");
+  button.disabled = true;
+  status.textContent = t("ecgshare.sending");
+  try {
+    await state.signal.request({ type: "room.share", room_id: state.call.roomId,
+      study_uid: ecg.study, series_uid: ecg.series, sop_instance_uid: ecg.sop });
+    status.textContent = t("ecgshare.sent");
+  } catch (err) {
+    status.textContent = t("ecgshare.failed", { message: errorText(err.code, err.details || {}) || err.message });
+  } finally {
+    button.disabled = false;
+  }
 }
 
 /** The clear "call has ended" screen: who left and why, and the way back. */
@@ -624,7 +692,8 @@ function start(shell) {
 
 function init() {
   const deviceToken = takeDeviceToken();
-  document.getElementById("call-view").insertAdjacentHTML("beforeend", callMarkup());
+  document.getElementById("call-view").insertAdjacentHTML("beforeend", callMarkup(ECG_SHARE_MARKUP));
+  $("ecg-share-send").addEventListener("click", onShareEcg);
   const shell = mountShell({
     title: "kiosk.title",
     // keep dev/diagnosis parameters (?ice=relay, ?video=…) across a forced sign-in
