@@ -238,6 +238,29 @@ def test_ecg_reading_from_upload_to_critical_value(new_probe, ecg_room_server):
     page.evaluate("() => window.huizhenEcg.caliper({x: 20, y: 30}, {x: 30, y: 30})")
     assert tid(page, "ecg-caliper-ms").inner_text() == "400 ms"
     screenshot(page, "ecg-reading-page")
+    # The report editor holds the ECG template, prefilled from the device's measurements.
+    page.locator('[data-testid=report-editor][data-kind=reading]').wait_for()
+    assert tid(page, "report-ecg-rate").input_value() != ""
+    tid(page, "report-ecg-rhythm").fill("Sinus rhythm 窦性心律")
+    tid(page, "report-ecg-st_t").fill("ST elevation V1-V4 ST段抬高")
+    tid(page, "report-ecg-conclusion").fill("Acute anterior STEMI 急性前壁心肌梗死")
+    tid(page, "report-field-findings").fill("ST elevation in V1-V4.")
+    tid(page, "report-field-impression").fill("Acute anterior STEMI.")
+    page.locator('[data-testid=report-save-status][data-key="editor.saved"]').wait_for(
+        timeout=15_000)
+    tid(page, "report-sign").click()
+    page.locator('[data-testid=report-version][data-status=final]').wait_for(timeout=20_000)
+    with page.context.expect_page() as new_page:
+        tid(page, "report-print").first.click()
+    paper = new_page.value
+    tid(paper, "print-document").wait_for(timeout=20_000)
+    assert "Sinus rhythm 窦性心律" in tid(paper, "print-sections").inner_text()
+    # The tracing at true scale: 250 mm wide in CSS mm (96 px per 25.4 mm).
+    img = paper.locator("[data-testid=print-tracing] img")
+    img.wait_for()
+    width = paper.evaluate("(i) => i.getBoundingClientRect().width", img.element_handle())
+    assert abs(width - 250 * 96 / 25.4) < 1.0, width
+    screenshot(paper, "ecg-report-print")
     # The reader raises the critical value on the request; the clinic acknowledges it.
     alert = _post(server, "/api/alerts", {"finding": "Acute anterior STEMI",
                                           "item_id": top["id"]}, reader)["alert"]

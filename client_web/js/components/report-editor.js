@@ -40,6 +40,20 @@ export function openReport(kind, ref) {
   });
 }
 
+/** The ECG template (server/clinical/report_model.py ECG_NUMBERS / ECG_TEXTS). */
+export const ECG_NUMBERS = { rate: [0, 400], pr: [0, 1000], qrs: [0, 400], qt: [0, 1000],
+  qtc: [0, 1000], axis: [-180, 360] };
+export const ECG_TEXTS = { rhythm: 200, st_t: 2000, conclusion: 4000 };
+const ECG_ORDER = ["rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "st_t", "conclusion"];
+
+/** An ECG number input's value as the API wants it: a whole number, or null when empty. */
+export function ecgNumber(text) {
+  const v = String(text).trim();
+  if (!v) return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? Math.round(n) : null;
+}
+
 export class ReportEditor {
   /** `root`: an element to fill; `report`: GET/POST /api/reports answer. */
   constructor(root, report, { onSigned = null, onClose = null } = {}) {
@@ -74,7 +88,40 @@ export class ReportEditor {
       const input = this.root.querySelector(`[data-testid="report-field-${f}"]`);
       if (input) out[f] = input.checked;
     }
+    if (out.ecg) {
+      const ecg = {};
+      for (const f of ECG_ORDER) {
+        const input = this.root.querySelector(`[data-testid="report-ecg-${f}"]`);
+        if (!input) { ecg[f] = out.ecg[f] ?? (f in ECG_NUMBERS ? null : ""); continue; }
+        ecg[f] = f in ECG_NUMBERS ? ecgNumber(input.value) : input.value;
+      }
+      out.ecg = ecg;
+    }
     return out;
+  }
+
+  /** The ECG template's inputs (an ECG study's report): numbers bounded as the server's. */
+  ecgFields(ecg) {
+    const set = el("fieldset", { className: "report-ecg", testid: "report-ecg" },
+      el("legend", {}, t("editor.ecg")));
+    for (const f of ECG_ORDER) {
+      let input;
+      if (f in ECG_NUMBERS) {
+        const [min, max] = ECG_NUMBERS[f];
+        input = el("input", { type: "number", step: "1", min: String(min), max: String(max) });
+        input.value = ecg[f] === null || ecg[f] === undefined ? "" : String(ecg[f]);
+      } else {
+        input = f === "rhythm" ? el("input", { type: "text" })
+          : el("textarea", { rows: f === "conclusion" ? 3 : 2 });
+        input.maxLength = ECG_TEXTS[f];
+        input.value = ecg[f] || "";
+      }
+      input.dataset.testid = `report-ecg-${f}`;
+      input.addEventListener("input", () => this.changed());
+      input.addEventListener("blur", () => this.save());
+      set.append(el("label", { className: "report-label" }, el("span", {}, t(`editor.ecg.${f}`)), input));
+    }
+    return set;
   }
 
   setStatus(key, params = {}, kind = "info") {
@@ -279,6 +326,7 @@ export class ReportEditor {
     const draft = r.draft;
     if (draft && r.may_edit) {
       const form = el("div", { className: "report-form" });
+      if (kind === "reading" && draft.content.ecg) form.append(this.ecgFields(draft.content.ecg));
       for (const f of TEXT_FIELDS[kind]) {
         const area = el("textarea", { rows: f === "findings" ? 6 : 3, maxLength: 20000 });
         area.dataset.testid = `report-field-${f}`;
