@@ -58,11 +58,17 @@ class Store:
         await self.grants.for_consult(consult.id, consult.clinic, consult.study_uid, usernames, by)
 
     async def grant_room_study(self, room_id: str, usernames: list[str], by: str = "") -> None:
-        """The study of the consult a room is for, if any, for these users."""
+        """The study of the consult a room is for, if any, for these users; and the studies of
+        the ECGs the doctor sent into the call (events `ecg.shared`, all of the consult's clinic:
+        server/realtime/live.py), so an expert invited or joining later sees them too."""
         room = await self.rooms.get(room_id)
         consult = await self.consults.get(room.consult_id) if room and room.consult_id else None
         if consult is not None:
             await self.grant_consult_study(consult, usernames, by)
+            shared = {str(e["study_uid"]) for e in await self.rooms.events(room_id)
+                      if e["type"] == "ecg.shared" and e.get("study_uid")}
+            for study_uid in sorted(shared - {consult.study_uid}):
+                await self.grants.for_consult(consult.id, consult.clinic, study_uid, usernames, by)
 
     async def granted_instance(
         self, username: str, study_uid: str, sop_uid: str

@@ -36,7 +36,8 @@ async def _audited(store, action: str) -> list[dict[str, str]]:
     return [e.fields for e in await store.audit.since("0") if e.fields["action"] == action]
 
 
-async def test_the_doctor_sends_an_ecg_into_the_call(client, auth, page_sockets, store):
+async def test_the_doctor_sends_an_ecg_into_the_call(client, auth, page_sockets, store,
+                                                     more_people):
     li, wang, zhang = await auth("dr.li"), await auth("dr.wang"), await auth("exp.zhang")
     consult_study = ct_dataset(study_uid=generate_uid())
     await _stow(client, li, to_bytes(consult_study))
@@ -105,6 +106,15 @@ async def test_the_doctor_sends_an_ecg_into_the_call(client, auth, page_sockets,
     ct_url = (f"/dicomweb/studies/{ct_only.StudyInstanceUID}/series/"
               f"{ct_only.SeriesInstanceUID}/instances/{ct_only.SOPInstanceUID}/metadata")
     assert (await client.get(ct_url, headers=zhang)).status == 404
+
+    # A colleague invited after the share sees the ECG too (granted with the consult's study).
+    chen = await auth("exp.chen")
+    assert (await client.get(_ecg_url(ecg), headers=chen)).status == 404
+    chen_sock = await page_sockets("exp.chen")
+    await exp.send(type="room.invite", room_id=room_id, username="exp.chen")
+    await chen_sock.expect("room.invited", room_id=room_id)
+    await exp.expect("room.invite.sent", room_id=room_id)
+    assert (await client.get(_ecg_url(ecg), headers=chen)).status == 200
 
     # Stored: a rejoining page gets it in the room's log.
     events = await store.rooms.events(room_id)
