@@ -25,7 +25,6 @@ not online). Each step is audited (`consult.escalated`, with its level and time)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import json
@@ -48,13 +47,13 @@ from server.auth.principal import Principal
 from server.config import Settings
 from server.errors import Forbidden, InvalidParameter, NotFound, ReadBackMismatch
 from server.log import event
-from server.log_throttle import REALTIME as LOG_THROTTLE
 from server.realtime import outbound as out
 from server.realtime.hub import Connection, Hub
 from server.store import Store, keys
 from server.store.alerts import Alert, AlertState, Tier, step
 from server.store.consults import ConsultState
 from server.store.directory import Role
+from server.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +148,7 @@ class AlertService:
         self.store = store
         self._executor = executor
         self._notifier: NotifierGetter = lambda: None
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closing = False
+        self._sweeper = Sweeper("escalation_sweep", self.sweep, SWEEP_INTERVAL_S)
         self._node = secrets.token_hex(8)
         self.report_resolver: ReportResolver | None = None
         self.journal_path = settings.data_dir / "alerts" / "journal.jsonl"
@@ -161,16 +159,10 @@ class AlertService:
         self.hub = hub
         self._notifier = notifier
         if sweep:
-            self._sweeper = asyncio.create_task(self._sweep_forever())
+            self._sweeper.start()
 
     async def close(self) -> None:
-        self._closing = True
-        if self._sweeper:
-            self._sweeper.cancel()
-            # Bounded: a Redis call that swallows the cancellation must not hold the shutdown.
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._sweeper
+        await self._sweeper.close()
 
     def schedule(self, tier: Tier) -> tuple[int, ...]:
         return (self.settings.alert_escalation_s if tier is Tier.CRITICAL
@@ -515,19 +507,6 @@ class AlertService:
             consult_id=consult.id, level=level,
             to="department_and_head" if level >= 2 else "department"))
         await self.store.alerts.delivered(f"consult:{consult.id}:{level}")
-
-    async def _sweep_forever(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            if self._closing:
-                return
-            try:
-                await self.sweep()
-            except Exception:
-                suppressed = LOG_THROTTLE.allow("escalation_sweep_failed")
-                if suppressed is not None:
-                    log.exception("escalation_sweep_failed",
-                                  extra={"fields": {"suppressed": suppressed}})
 
     # delivery helpers -------------------------------------------------------------------------
     async def _publish(self, alert: Alert, kind: str, entry: dict[str, Any],

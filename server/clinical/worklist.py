@@ -16,7 +16,6 @@ holder's lease while they work (a draft saved).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import statistics
 import time
@@ -29,7 +28,6 @@ from server.auth.principal import Principal
 from server.config import Settings
 from server.errors import InvalidParameter, NotFound
 from server.log import event
-from server.log_throttle import REALTIME as LOG_THROTTLE
 from server.patient_match import study_patient
 from server.realtime import outbound as out
 from server.realtime.hub import Hub
@@ -37,6 +35,7 @@ from server.store import Store, keys
 from server.store.directory import Role
 from server.store.grants import READING
 from server.store.worklist import ItemState, Priority, WorkItem
+from server.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +74,7 @@ class WorklistService:
         self.settings = settings
         self.store = store
         self._notifier: NotifierGetter = lambda: None
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closing = False
+        self._sweeper = Sweeper("worklist_sweep", self.sweep, SWEEP_INTERVAL_S)
 
     # lifecycle --------------------------------------------------------------------------------
     async def start(self, hub: Hub, notifier: NotifierGetter = lambda: None,
@@ -85,16 +83,10 @@ class WorklistService:
         self.hub = hub
         self._notifier = notifier
         if sweep:
-            self._sweeper = asyncio.create_task(self._sweep_forever())
+            self._sweeper.start()
 
     async def close(self) -> None:
-        self._closing = True
-        if self._sweeper:
-            self._sweeper.cancel()
-            # Bounded: a Redis call that swallows the cancellation must not hold the shutdown.
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._sweeper
+        await self._sweeper.close()
 
     # requests ---------------------------------------------------------------------------------
     async def request(self, who: Principal, req: ReadingRequest, remote: str | None = None
@@ -325,19 +317,6 @@ class WorklistService:
             await self._announce(fresh, "lapsed", item.claimed_by)
             event(log, "worklist_lapsed", item=item_id, holder=item.claimed_by)
         return returned
-
-    async def _sweep_forever(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            if self._closing:
-                return
-            try:
-                await self.sweep()
-            except Exception:
-                suppressed = LOG_THROTTLE.allow("worklist_sweep_failed")
-                if suppressed is not None:
-                    log.exception("worklist_sweep_failed",
-                                  extra={"fields": {"suppressed": suppressed}})
 
     # helpers ----------------------------------------------------------------------------------
     async def _visible(self, who: Principal, item_id: str) -> WorkItem:
