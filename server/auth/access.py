@@ -523,11 +523,32 @@ def room_ecg_share(principal: Principal, kind: str, *, consult_clinic: str | Non
     clinic = upload_clinic(principal)
     if consult_clinic != clinic:
         raise Forbidden("only the calling clinic's doctor sends ECGs into this call")
-    if instance_clinic != clinic:
+    ecg_instance(found=instance_clinic == clinic, is_ecg=is_ecg)
+    return clinic
+
+
+def room_ecg_study(principal: Principal, kind: str, *,
+                   room_studies: Collection[tuple[str, str]], study_uid: str) -> str:
+    """Which clinic's study an MDT presenter's shared ECG is of: only a study on the session's
+    agenda (the room's studies, which every invitee is granted), as for a shared image or mark
+    (`require_room_share`); a doctor presenting names only their own clinic's cases, as they see
+    only those. Forbidden otherwise, before any instance is looked up (so the answer says
+    nothing about a study outside the room). Returns the study's clinic."""
+    room_present(principal, kind)
+    for clinic, uid in sorted(room_studies):
+        if uid == study_uid and (sees_all_mdt_cases(principal) or (
+                principal.role is Role.DOCTOR and principal.clinic == clinic)):
+            return clinic
+    raise Forbidden("this study is not one of the room's studies")
+
+
+def ecg_instance(*, found: bool, is_ecg: bool) -> None:
+    """An ECG named into a room (shared in a call, shown in an MDT): 404 for an instance that
+    is not there (nor of the study and series named), 400 for one that is not an ECG."""
+    if not found:
         raise NotFound("no such instance")
     if not is_ecg:
         raise InvalidParameter("the instance is not an ECG waveform")
-    return clinic
 
 
 def require_key_image_marker(principal: Principal, *, kind: str, presenter: str | None,

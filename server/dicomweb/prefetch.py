@@ -66,6 +66,8 @@ class ViewPrefetcher:
                   error=type(exc).__name__)
 
     async def _view_changed(self, room_id: str, who: Principal, state: dict[str, Any]) -> None:
+        if state.get("showing") == "ecg":
+            return  # the images wait, unchanged, behind the ECG: nobody fetches them now
         study, series, sop = state["study_uid"], state["series_uid"], state["sop_instance_uid"]
         clinic = await self._readable_clinic(who, study)
         if clinic is None:

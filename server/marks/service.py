@@ -158,25 +158,12 @@ class Marks:
 
     # --- rooms ---------------------------------------------------------------------------------
 
-    async def room_studies(self, room: Room) -> set[tuple[str, str]]:
-        """The studies (clinic, StudyInstanceUID) a room is about: its consult's, or its MDT
-        cases'."""
-        if room.kind == "consult" and room.consult_id:
-            consult = await self.store.consults.get(room.consult_id)
-            return {(consult.clinic, consult.study_uid)} if consult and consult.study_uid else set()
-        if room.kind == "mdt":
-            session = await self.store.mdt.get(room.ref)
-            if session is None:
-                return set()
-            return {(case.clinic, uid) for case in session.cases for uid in case.study_uids}
-        return set()
-
     async def check_room(self, who: Principal, room_id: str, study: tuple[str, str]) -> Room:
         """A mark may carry a room only if the author is in that open room and the study is
         the room's (access.require_room_share decides)."""
         room = await self.store.rooms.get(room_id)
         member = await self.store.rooms.member(room_id, who.username) if room else None
-        studies = await self.room_studies(room) if room else set()
+        studies = await self.store.room_studies(room) if room else set()
         access.require_room_share(
             who, is_member=member is not None and member.state is not MemberState.LEFT,
             room_open=bool(room and room.open), room_studies=studies, study=study)

@@ -7,8 +7,10 @@ state), control changes are one script (exactly one presenter), and both scripts
 result on the room channel themselves, so every node's pages see versions in order. A page
 joining or rejoining gets the current view in `room.state`; a page that falls behind gets only
 the newest `view.state` (the connection's outbox holds one per room: server/realtime/hub.py).
-The pointer is ephemeral (not stored, at most 30 a second per presenter). Chat, control
-changes and the current case are events of the room's log (`RoomService.emit`).
+The view may show an ECG of the agenda instead of the images (its `ecg` member, checked by
+access.room_ecg_study), the image keys kept for switching back. The pointer is ephemeral
+(not stored, at most 30 a second per presenter). Chat, control changes and the current case are
+events of the room's log (`RoomService.emit`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from server.auth.principal import Principal
 from server.errors import (
     Conflict,
     Forbidden,
+    HuizhenError,
     InvalidParameter,
     NotFound,
     StaleView,
@@ -39,11 +42,13 @@ from server.store.directory import Role
 from server.store.grants import CONSULT
 from server.store.room_views import ControlResult, UpdateResult
 from server.store.rooms import MemberState, Room
+from server.store.study_index import InstanceRecord
 
 log = logging.getLogger(__name__)
 
 POINTER_RATE = 30.0  # per second, per connection; more are dropped
 CHAT_RATE, CHAT_BURST = 2.0, 10.0  # chat messages per second, per connection
+ECG_CHECK_TTL_S = 2.0  # an allowed shared ECG is not re-checked on every view.update within this
 
 
 class _Bucket:
@@ -68,6 +73,8 @@ class LiveRooms:
         self._pointer_budget: dict[int, _Bucket] = {}
         self._chat_budget: dict[int, _Bucket] = {}
         self.pointers_dropped = 0
+        # (room, presenter, study, series, instance) -> when the ECG was last allowed (monotonic)
+        self._ecg_allowed: dict[tuple[str, str, str, str, str], float] = {}
         # Set by the app: warm the shared image cache for a new view (server/dicomweb/prefetch.py).
         self.view_changed: Callable[[str, Principal, dict[str, Any]], Awaitable[None]] | None \
             = None
@@ -88,7 +95,9 @@ class LiveRooms:
 
     # the shared view -----------------------------------------------------------------------
     async def update(self, conn: Connection, msg: m.ViewUpdate) -> out.ViewStateMsg:
-        await self._live_room(conn, msg.room_id)
+        room, _ = await self._live_room(conn, msg.room_id)
+        if msg.state.ecg is not None:
+            await self._check_ecg(conn, room, msg.state.ecg)
         who = conn.principal.username
         at = round(time.time(), 3)
         result = await self.store.room_views.update(
@@ -109,6 +118,49 @@ class LiveRooms:
         # (which this node's connections drop as a version they already have).
         self.hub.deliver_local(keys.channel_room(msg.room_id), shown, skip=conn)
         return shown  # the presenter's own answer (with its ref)
+
+    async def _check_ecg(self, conn: Connection, room: Room, ecg: m.EcgView) -> None:
+        """May this ECG be in the room's shared view (access.room_ecg_study: an ECG of a study
+        on the agenda)? Every view.update carries the ECG member while the images are scrolled,
+        so an allowed one is remembered ECG_CHECK_TTL_S (an agenda change is seen within it);
+        a refusal is audited, as room.share's are."""
+        who = conn.principal
+        key = (room.id, who.username, ecg.study_uid, ecg.series_uid, ecg.sop_instance_uid)
+        now = time.monotonic()
+        if now - self._ecg_allowed.get(key, -ECG_CHECK_TTL_S) < ECG_CHECK_TTL_S:
+            return
+        try:
+            clinic = access.room_ecg_study(who, room.kind,
+                                           room_studies=await self.store.room_studies(room),
+                                           study_uid=ecg.study_uid)
+            record = await self._instance(clinic, ecg)
+            access.ecg_instance(found=record is not None,
+                                is_ecg=bool(record and record.ecg is not None))
+        except (Forbidden, NotFound, InvalidParameter) as err:
+            await self._refused(conn, "view.ecg.refused", err, room.id, ecg)
+            raise
+        if len(self._ecg_allowed) > 1024:
+            self._ecg_allowed.clear()
+        self._ecg_allowed[key] = now
+
+    async def _instance(self, clinic: str, named: m.EcgView | m.RoomShare
+                        ) -> InstanceRecord | None:
+        """The instance a message names in a clinic's study; None when absent or not of the
+        series named (a wrong series is as unknown as a missing instance)."""
+        if not clinic:
+            return None
+        record = await self.store.studies.instance(clinic, named.study_uid,
+                                                   named.sop_instance_uid)
+        return record if record is not None and record.series_uid == named.series_uid else None
+
+    async def _refused(self, conn: Connection, action: str, err: HuizhenError, room_id: str,
+                       named: m.EcgView | m.RoomShare) -> None:
+        """An ECG refused in a room is audited (who tried to show whom which instance)."""
+        who = conn.principal
+        await self.store.audit.record(
+            action=action, user=who.username, role=who.role.value, clinic=who.clinic,
+            remote=conn.remote, device=who.device, code=err.code, why=err.message,
+            room=room_id, study=named.study_uid, instance=named.sop_instance_uid)
 
     # control -------------------------------------------------------------------------------
     async def control(
@@ -206,22 +258,13 @@ class LiveRooms:
         try:
             consult = (await self.store.consults.get(room.consult_id)
                        if room.kind == "consult" and room.consult_id else None)
-            clinic = who.clinic or ""
-            record = (await self.store.studies.instance(clinic, msg.study_uid,
-                                                        msg.sop_instance_uid)
-                      if clinic else None)
-            if record is not None and record.series_uid != msg.series_uid:
-                record = None
+            record = await self._instance(who.clinic or "", msg)
             access.room_ecg_share(
                 who, room.kind, consult_clinic=consult.clinic if consult else None,
                 instance_clinic=record.clinic if record else None,
                 is_ecg=bool(record and record.ecg is not None))
         except (Forbidden, NotFound, InvalidParameter) as err:
-            await self.store.audit.record(
-                action="room.share.refused", user=who.username, role=who.role.value,
-                clinic=who.clinic, remote=conn.remote, device=who.device, code=err.code,
-                why=err.message, room=room.id, study=msg.study_uid,
-                instance=msg.sop_instance_uid)
+            await self._refused(conn, "room.share.refused", err, room.id, msg)
             raise
         assert consult is not None and record is not None
         others = [mem.id for mem in await self.store.rooms.members(room.id)

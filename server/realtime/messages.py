@@ -148,9 +148,30 @@ class Cine(_Strict):
     fps: float = Field(ge=1, le=60)
 
 
+# A DICOM UID as PS3.5 §9.1 spells it: digit components without leading zeros, ≤ 64 characters.
+_DICOM_UID = Annotated[str, Field(min_length=1, max_length=64,
+                                  pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")]
+# The standard 12 leads, spelled as the viewer's lead names (media/ecg/synthetic.LEADS).
+Lead = Literal["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+class EcgView(_Strict):
+    """The ECG a presenter shows (issue 11): which instance, and how it is drawn — the paper's
+    gain and speed of client_web/js/components/ecg/paper.js, and the single-lead zoom."""
+
+    study_uid: _DICOM_UID
+    series_uid: _DICOM_UID
+    sop_instance_uid: _DICOM_UID
+    gain: Literal[5, 10, 20]  # mm/mV
+    speed: Literal[25, 50]  # mm/s
+    lead: Lead | None  # one lead zoomed; null: the 3 × 4 layout and the rhythm strip
+
+
 class ViewState(_Strict):
     """What a presenter shows; zoom and pan relative to the viewport, so screens of
-    different sizes agree (CONTRACTS §2)."""
+    different sizes agree (CONTRACTS §2). The image keys are always there: while the ECG is
+    shown they keep the image state, so switching back to the images restores it (and the ECG
+    member stays while the images are shown, for switching back to the ECG)."""
 
     study_uid: _REQUIRED_UID
     series_uid: _REQUIRED_UID
@@ -164,6 +185,15 @@ class ViewState(_Strict):
     flip_v: bool
     invert: bool
     cine: Cine
+    # What the room looks at; a state without these two (a page of before the ECG) shows images.
+    showing: Literal["images", "ecg"] = "images"
+    ecg: EcgView | None = None
+
+    @model_validator(mode="after")
+    def _ecg_to_show(self) -> ViewState:
+        if self.showing == "ecg" and self.ecg is None:
+            raise ValueError("showing the ECG needs the ecg member")
+        return self
 
 
 class ViewUpdate(_Message):

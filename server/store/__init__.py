@@ -18,7 +18,7 @@ from server.store.presence import ExpertPresence
 from server.store.referrals import Referrals
 from server.store.reports import Reports
 from server.store.room_views import RoomViews
-from server.store.rooms import Rooms
+from server.store.rooms import Room, Rooms
 from server.store.sessions import Sessions
 from server.store.study_index import InstanceRecord, StudyIndex
 from server.store.worklist import Worklist
@@ -69,6 +69,19 @@ class Store:
                       if e["type"] == "ecg.shared" and e.get("study_uid")}
             for study_uid in sorted(shared - {consult.study_uid}):
                 await self.grants.for_consult(consult.id, consult.clinic, study_uid, usernames, by)
+
+    async def room_studies(self, room: Room) -> set[tuple[str, str]]:
+        """The studies (clinic, StudyInstanceUID) a room is about: its consult's, or its MDT
+        cases' (the session's agenda)."""
+        if room.kind == "consult" and room.consult_id:
+            consult = await self.consults.get(room.consult_id)
+            return {(consult.clinic, consult.study_uid)} if consult and consult.study_uid else set()
+        if room.kind == "mdt":
+            session = await self.mdt.get(room.ref) if room.ref else None
+            if session is None:
+                return set()
+            return {study for case in session.cases for study in case.studies()}
+        return set()
 
     async def granted_instance(
         self, username: str, study_uid: str, sop_uid: str

@@ -32,6 +32,16 @@ def _ecg_url(ds: pydicom.Dataset) -> str:
             f"/instances/{ds.SOPInstanceUID}/ecg")
 
 
+async def accepted_consult(doc, exp, study_uid: str) -> str:
+    """The doctor's page calls radiology about `study_uid` and the expert's accepts: the room."""
+    await doc.send(type="consult.start", department="radiology", question="Chest pain",
+                   study_uid=study_uid)
+    created = (await doc.expect("consult.created"))["consult"]
+    await exp.expect("consult.ringing")
+    await exp.send(type="consult.accept", consult_id=created["id"])
+    return (await exp.expect("consult.accepted"))["consult"]["room_id"]
+
+
 async def _audited(store, action: str) -> list[dict[str, str]]:
     return [e.fields for e in await store.audit.since("0") if e.fields["action"] == action]
 
@@ -51,12 +61,7 @@ async def test_the_doctor_sends_an_ecg_into_the_call(client, auth, page_sockets,
 
     doc = await page_sockets("dr.li")
     exp = await page_sockets("exp.zhang")
-    await doc.send(type="consult.start", department="radiology", question="Chest pain",
-                   study_uid=consult_study.StudyInstanceUID)
-    created = (await doc.expect("consult.created"))["consult"]
-    await exp.expect("consult.ringing")
-    await exp.send(type="consult.accept", consult_id=created["id"])
-    room_id = (await exp.expect("consult.accepted"))["consult"]["room_id"]
+    room_id = await accepted_consult(doc, exp, consult_study.StudyInstanceUID)
 
     # Not in the room yet: refused.
     await doc.send(id="early", **_share(room_id, ecg))

@@ -24,6 +24,7 @@ def view(n: int, center: float = 40.0, width: float = 400.0) -> dict:
         "frame": 1, "window": {"center": center, "width": width, "function": "LINEAR"},
         "zoom": 1.0, "pan": {"x": 0.0, "y": 0.0}, "rotation": 0, "flip_h": False,
         "flip_v": False, "invert": False, "cine": {"playing": False, "fps": 10},
+        "showing": "images", "ecg": None,  # every key, as the room stores and sends it
     }
 
 

@@ -33,6 +33,7 @@ def view(n: int) -> dict:
         "window": {"center": 40 + n % 5, "width": 400, "function": "LINEAR"},
         "zoom": 1.0, "pan": {"x": 0.0, "y": 0.0}, "rotation": 0, "flip_h": False,
         "flip_v": False, "invert": False, "cine": {"playing": False, "fps": 10},
+        "showing": "images", "ecg": None,  # every key, as the room stores and sends it
     }
 
 
