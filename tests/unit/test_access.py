@@ -85,3 +85,31 @@ def test_break_glass_is_for_experts_only():
     for who in (LI, LIU, ADMIN):
         with pytest.raises(Forbidden):
             access.break_glass_reason(who, "suspected stroke")
+
+
+def test_an_mdt_presenter_shows_only_an_ecg_of_the_agenda():
+    """access.room_ecg_study: a study of the room's (the agenda's) studies; a doctor presenting
+    names only their own clinic's; a consult room has no shared view; admins present nothing."""
+    agenda = {("qingshui", "1.2.3"), ("hetang", "1.2.4")}
+    for who in (ZHANG, LIU):
+        assert access.room_ecg_study(who, "mdt", room_studies=agenda, study_uid="1.2.4") \
+            == "hetang"
+    assert access.room_ecg_study(LI, "mdt", room_studies=agenda, study_uid="1.2.3") == "qingshui"
+    refused = [(LI, "mdt", "1.2.4"),  # another clinic's case: a placeholder to the doctor
+               (ZHANG, "mdt", "1.2.5"),  # not on the agenda
+               (ZHANG, "consult", "1.2.3"),  # no shared view in a consult call
+               (ADMIN, "mdt", "1.2.3")]
+    for who, kind, uid in refused:
+        with pytest.raises(Forbidden):
+            access.room_ecg_study(who, kind, room_studies=agenda, study_uid=uid)
+    # the same UID in two clinics' cases: the presenter's own clinic's for a doctor
+    twice = {("qingshui", "1.2.3"), ("hetang", "1.2.3")}
+    assert access.room_ecg_study(LI, "mdt", room_studies=twice, study_uid="1.2.3") == "qingshui"
+
+
+def test_an_ecg_named_into_a_room_is_there_and_is_an_ecg():
+    access.ecg_instance(found=True, is_ecg=True)
+    with pytest.raises(NotFound):
+        access.ecg_instance(found=False, is_ecg=False)
+    with pytest.raises(InvalidParameter):
+        access.ecg_instance(found=True, is_ecg=False)
