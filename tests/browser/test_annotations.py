@@ -90,20 +90,17 @@ def test_length_drawn_on_the_phantom_shows_the_servers_mm(probe, live_server):
 def test_marks_in_the_mdt_room_reach_the_other_participants(new_probe, live_server):
     """The presenter measures in the MDT room: a follower's page shows the same value at once
     (room event), only the presenter may mark the key image, which the room's minutes hold."""
-    from tests.browser.test_mdt_sync import _api, _token, enter_room, make_mdt, wait_same
+    from tests.browser.test_mdt_sync import (
+        _api,
+        _token,
+        coordinator_presents_to_zhang,
+        make_mdt,
+        wait_same,
+    )
 
     mdt_id = make_mdt(live_server)
-    coord = enter_room(new_probe, live_server, "coord.liu", mdt_id)
-    zhang = enter_room(new_probe, live_server, "exp.zhang", mdt_id, size=(1024, 768))
+    coord, zhang = coordinator_presents_to_zhang(new_probe, live_server, mdt_id)
     cp, zp = coord.page, zhang.page
-    for page in (cp, zp):
-        page.wait_for_function(
-            "() => document.querySelectorAll('[data-testid=mdt-participant]').length === 2",
-            timeout=30_000)
-    tid(cp, "mdt-take").click()
-    zp.wait_for_function(
-        "() => document.querySelector('[data-testid=mdt-presenter-banner]')"
-        ".dataset.presenter === 'coord.liu'", timeout=20_000)
     cp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
     wait_same(zp, cp.evaluate("() => window.huizhenViewer.getViewState()"))
     assert tid(cp, "ann-key-image").is_visible()

@@ -130,6 +130,22 @@ def enter_room(new_probe, live_server, username: str, mdt_id: str, size=(1280, 8
     return p
 
 
+def coordinator_presents_to_zhang(new_probe, live_server, mdt_id: str):
+    """coord.liu (1280×800) and exp.zhang (1024×768) in the room, each seeing the other; the
+    coordinator takes control and Prof. Zhang's page says so: (coord, zhang) probes."""
+    coord = enter_room(new_probe, live_server, "coord.liu", mdt_id)
+    zhang = enter_room(new_probe, live_server, "exp.zhang", mdt_id, size=(1024, 768))
+    for page in (coord.page, zhang.page):
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=mdt-participant]').length === 2",
+            timeout=30_000)
+    tid(coord.page, "mdt-take").click()
+    zhang.page.wait_for_function(
+        "() => document.querySelector('[data-testid=mdt-presenter-banner]')"
+        ".dataset.presenter === 'coord.liu'", timeout=20_000)
+    return coord, zhang
+
+
 STATE = "() => window.huizhenViewer && window.huizhenViewer.getViewState()"
 SAME = """(want) => {
   const got = window.huizhenViewer && window.huizhenViewer.getViewState();

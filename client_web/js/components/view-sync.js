@@ -9,12 +9,33 @@
 //   state arriving while the viewer still loads replaces the one before: nothing queues). A
 //   follower's own pan/zoom/scroll/window change detaches it ("browsing privately"); `resync()`
 //   applies the newest state again and follows.
+// - The ECG (issue 11): the state's `ecg` member is what the ECG viewer (js/components/ecg/
+//   viewer.js, `attachEcg`) shows and `showing` ("images" | "ecg") which of the two the room
+//   looks at; the image keys stay while the ECG is shown, so switching back restores them. The
+//   ECG viewer's own changes share or detach exactly as the image viewer's; `show(which)` is
+//   the page's images/ECG switch.
 //
 // Events: `mode` (detail: "presenter" | "following" | "detached"), `applied` (detail:
 // {version, state}), `sent` (detail: {base_version, state}), `study` (detail: study uid of a
-// state for a study the viewer does not show: the page opens it, then calls `attach(viewer)`).
+// state for a study the viewer does not show: the page opens it, then calls `attach(viewer)`),
+// `ecg` (detail: the ECG member, of a study no attached ECG viewer shows: the page mounts one,
+// then calls `attachEcg(viewer)`), `showing` (detail: "images" | "ecg": show that one now).
 
 import { normalizeViewState, sameViewState } from "./viewer/view-state.js";
+import { normalizeEcgView, sameEcgView } from "./ecg/viewer.js";
+
+/** A view.state's state with its ECG member, or null when it names no image. */
+function normalizeShared(vs) {
+  const image = normalizeViewState(vs);
+  if (!image) return null;
+  const ecg = normalizeEcgView(vs.ecg);
+  return { ...image, showing: vs.showing === "ecg" && ecg ? "ecg" : "images", ecg };
+}
+
+function sameShared(a, b) {
+  if (!a || !b) return a === b;
+  return sameViewState(a, b) && a.showing === b.showing && sameEcgView(a.ecg, b.ecg);
+}
 
 export class ViewSync extends EventTarget {
   /** `signal`: the page WebSocket; `roomId`; `me`: this user's id (username). */
@@ -24,6 +45,8 @@ export class ViewSync extends EventTarget {
     this.roomId = roomId;
     this.me = me;
     this.viewer = null;
+    this.ecgViewer = null;
+    this.showing = "images"; // what this page shows (the presenter's: what it shares)
     this.version = 0; // of the newest shared state we know
     this.state = null; // the newest shared ViewState
     this.presenter = null;
@@ -40,18 +63,54 @@ export class ViewSync extends EventTarget {
     return Boolean(this.presenter) && this.presenter === this.me;
   }
 
-  /** The viewer showing the room's study (a new one when the study changes). */
-  attach(viewer) {
-    if (this.viewer) this.viewer.removeEventListener("viewchange", this.onViewChange);
-    this.viewer = viewer;
+  /** The ECG viewer (a new one when the ECG's study changes), or null. */
+  attachEcg(viewer) {
+    const old = this.ecgViewer;
+    this.ecgViewer = viewer;
+    this.listen(old, viewer, Boolean(this.state && this.state.ecg));
+  }
+
+  /** Changes of `viewer` instead of `old`'s: a presenter shares what it shows, a follower is
+   * shown the shared state (when it has something for it: `shared`). */
+  listen(old, viewer, shared) {
+    if (old) old.removeEventListener("viewchange", this.onViewChange);
     if (!viewer) return;
     viewer.addEventListener("viewchange", this.onViewChange);
     if (this.isPresenter) {
       this.dirty = true;
       this.schedule();
-    } else if (this.mode === "following" && this.state) {
+    } else if (this.mode === "following" && shared) {
       this.applyShared();
     }
+  }
+
+  /** The page's images/ECG switch: the presenter shares it, a follower browses privately. */
+  show(which) {
+    const to = which === "ecg" && this.ecgViewer ? "ecg" : "images";
+    if (to === this.showing) return;
+    this.setShowing(to);
+    this.viewChanged({ source: "user" });
+  }
+
+  setShowing(which) {
+    if (this.showing === which) return;
+    this.showing = which;
+    this.dispatchEvent(new CustomEvent("showing", { detail: which }));
+  }
+
+  /** What this page shows as the room's ViewState (the image keys kept behind an ECG). */
+  current() {
+    const image = (this.viewer && this.viewer.getViewState()) || normalizeViewState(this.state);
+    if (!image) return null;
+    const ecg = (this.ecgViewer && this.ecgViewer.getViewState()) || (this.state && this.state.ecg) || null;
+    return { ...image, showing: this.showing === "ecg" && ecg ? "ecg" : "images", ecg };
+  }
+
+  /** The viewer showing the room's study (a new one when the study changes). */
+  attach(viewer) {
+    const old = this.viewer;
+    this.viewer = viewer;
+    this.listen(old, viewer, Boolean(this.state));
   }
 
   setMode(mode) {
@@ -76,13 +135,13 @@ export class ViewSync extends EventTarget {
     if (version < this.version || (version === this.version && !force)) return;
     this.version = version;
     if (msg.presenter !== undefined) this.onControl(msg.presenter || null);
-    const state = normalizeViewState(msg.state);
+    const state = normalizeShared(msg.state);
     if (this.inflight && version > this.inflight.base) this.inflight = null; // ours landed
     if (!state) return;
     this.state = state;
     if (this.isPresenter) {
       // our own update coming back; a different one (the coordinator took over and back) is shown
-      if (this.viewer && !sameViewState(this.viewer.getViewState(), state) && !this.dirty) this.applyShared();
+      if (this.viewer && !sameShared(this.current(), state) && !this.dirty) this.applyShared();
       if (this.dirty) this.schedule();
       return;
     }
@@ -104,8 +163,8 @@ export class ViewSync extends EventTarget {
       this.setMode("presenter");
       if (!was && this.viewer) {
         // our view becomes the shared one (a detached follower shares what it browsed)
-        const mine = this.viewer.getViewState();
-        if (mine && !sameViewState(mine, this.state)) {
+        const mine = this.current();
+        if (mine && !sameShared(mine, this.state)) {
           this.dirty = true;
           this.schedule();
         }
@@ -132,12 +191,26 @@ export class ViewSync extends EventTarget {
 
   applyShared() {
     const v = this.viewer;
-    if (!v || !this.state) return;
-    if (this.state.study_uid !== v.studyUid) {
-      this.dispatchEvent(new CustomEvent("study", { detail: this.state.study_uid }));
+    const s = this.state;
+    if (!v || !s) return;
+    // the ECG first: it may be what the room looks at while the images load behind it
+    let ecgShown = false;
+    if (s.ecg) {
+      const e = this.ecgViewer;
+      if (!e || e.studyUid !== s.ecg.study_uid) {
+        this.dispatchEvent(new CustomEvent("ecg", { detail: s.ecg }));
+        // the page mounted one and attached it: attachEcg applied all of this state already
+        if (this.ecgViewer !== e && this.mode === "following") return;
+      } else {
+        ecgShown = e.applyViewState(s.ecg);
+      }
+    }
+    this.setShowing(s.showing === "ecg" && this.ecgViewer ? "ecg" : "images");
+    if (s.study_uid !== v.studyUid) {
+      this.dispatchEvent(new CustomEvent("study", { detail: s.study_uid }));
       return;
     }
-    if (v.applyViewState(this.state)) {
+    if (v.applyViewState(s) || ecgShown) {
       this.applied.push(this.version);
       if (this.applied.length > 2000) this.applied.splice(0, 1000);
       this.dispatchEvent(new CustomEvent("applied", { detail: { version: this.version, state: this.state } }));
@@ -181,9 +254,11 @@ export class ViewSync extends EventTarget {
 
   flush() {
     if (!this.dirty || !this.isPresenter || !this.viewer || this.inflight) return;
-    const state = this.viewer.getViewState();
+    // an ECG still loading is shared once drawn (its `load` change), not as the one before it
+    if (this.showing === "ecg" && this.ecgViewer && !this.ecgViewer.getViewState()) return;
+    const state = this.current();
     this.dirty = false;
-    if (!state || sameViewState(state, this.state)) return; // nothing new to share
+    if (!state || sameShared(state, this.state)) return; // nothing new to share
     const base = this.version;
     this.inflight = { base, state };
     this.sentCount += 1;
@@ -204,5 +279,6 @@ export class ViewSync extends EventTarget {
   destroy() {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.attach(null);
+    this.attachEcg(null);
   }
 }

@@ -1,17 +1,20 @@
 // mdt.html?id=<MDT session id>: the MDT room (mdt-<id>). Video tiles beside the viewer, the
 // agenda with the current case, chat, the participants with who presents; synchronised viewing
 // (js/components/view-sync.js): the presenter's view is everyone's, a follower may browse
-// privately and re-sync. Protocol: docs/signaling.md "MDT rooms".
+// privately and re-sync. The presenter may show an ECG of the agenda instead of the images (the
+// ECG viewer component, js/components/ecg/viewer.js), and switch back to the images as they
+// were. Protocol: docs/signaling.md "MDT rooms".
 
 import { recordConclusion } from "../components/mdt-conclusion.js";
 import { applyI18n, t } from "../lib/i18n.js";
-import { ApiError, apiJson } from "../lib/api.js";
+import { ApiError, apiJson, first } from "../lib/api.js";
 import { el, show, testIds } from "../lib/dom.js";
 import { RoomCall, getLocalMedia, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
 import { mountAnnotations } from "../components/viewer/annotations.js";
 import { ViewSync } from "../components/view-sync.js";
+import { ECG_CLASSES, ecgMarkup, mountEcgViewer } from "../components/ecg/viewer.js";
 import { mountShell } from "../components/shell.js";
 import "../i18n/call.js";
 import "../i18n/mdt.js";
@@ -35,6 +38,9 @@ const state = {
   call: null,
   view: null, // CallView
   viewer: null,
+  ecg: null, // the ECG viewer (js/components/ecg/viewer.js) of the ECG pane, or null
+  ecgChoices: [], // the agenda's ECGs this user may see: [{study, series, sop, patient, number}]
+  ecgFor: "", // the agenda's studies the choices are of
   sync: null,
   participants: new Map(), // id -> participant (others)
   events: new Map(), // event id -> event (the room's log as far as we have it)
@@ -142,6 +148,89 @@ function renderViewTools(root, viewer) {
   q("mdt-flip").setAttribute("aria-pressed", String(viewer.view.flip_h));
   q("mdt-invert").setAttribute("aria-pressed", String(viewer.view.invert));
   q("mdt-cine").setAttribute("aria-pressed", String(viewer.view.cine.playing));
+}
+
+// ---- an ECG of the agenda ------------------------------------------------------------------------
+
+/** The ECG viewer for this study (showing `sop` first), attached to the sync; a new one when
+ * the study changes, or when `fresh` (another instance picked by hand). */
+function ensureEcg(studyUid, sop, { fresh = false } = {}) {
+  const cur = state.ecg;
+  if (cur && cur.studyUid === studyUid && !(fresh && cur.state.current && cur.state.current.sop !== sop)) {
+    return cur;
+  }
+  closeEcg();
+  const root = el("div", { className: "ecg-embedded" });
+  root.innerHTML = ecgMarkup();
+  $("mdt-ecg-pane").append(root);
+  const viewer = mountEcgViewer(root, studyUid, { instance: sop });
+  state.ecg = viewer;
+  window.huizhenEcg = viewer; // for tests and field diagnosis
+  show($("mdt-tab-ecg"), true);
+  state.sync.attachEcg(viewer); // a follower's viewer is given the shared ECG state here
+  viewer.start();
+  return viewer;
+}
+
+function closeEcg() {
+  if (state.ecg) state.ecg.destroy();
+  state.ecg = null;
+  if (state.sync) state.sync.attachEcg(null);
+  $("mdt-ecg-pane").textContent = "";
+  show($("mdt-tab-ecg"), false);
+  showPane("images");
+}
+
+/** Show the images or the ECG (the sync's `showing`). */
+function showPane(which) {
+  const ecg = which === "ecg" && Boolean(state.ecg);
+  $("mdt-viewer-pane").hidden = ecg;
+  $("mdt-ecg-pane").hidden = !ecg;
+  $("mdt-tab-images").setAttribute("aria-pressed", String(!ecg));
+  $("mdt-tab-ecg").setAttribute("aria-pressed", String(ecg));
+}
+
+/** The picked ECG of the agenda: shown (and shared, when presenting; a follower browses). */
+function openEcg() {
+  const pick = state.ecgChoices[Number($("mdt-ecg-select").value)];
+  if (!pick) return;
+  if (!state.sync.isPresenter && state.sync.presenter) state.sync.detach();
+  ensureEcg(pick.study, pick.sop, { fresh: true });
+  state.sync.show("ecg");
+}
+
+/** The ECGs of the agenda's studies this user may see (QIDO per study; none: no picker). */
+async function loadEcgChoices() {
+  const cases = ((state.mdt && state.mdt.cases) || []).filter((c) => !c.hidden);
+  const choices = [];
+  for (const c of cases) {
+    const patient = [pn(c.patient_name), c.patient_id].filter(Boolean).join(" · ") || c.case_id;
+    for (const uid of c.study_uids || []) {
+      let list = [];
+      try {
+        list = await apiJson(`/dicomweb/studies/${encodeURIComponent(uid)}/instances?includefield=0020000E`,
+          { headers: { Accept: "application/dicom+json" } });
+      } catch {
+        continue; // a study this page may not read (or gone): nothing to pick from it
+      }
+      for (const inst of Array.isArray(list) ? list : []) {
+        if (!ECG_CLASSES.includes(first(inst, "00080016"))) continue;
+        choices.push({ study: uid, series: first(inst, "0020000E"), sop: first(inst, "00080018"),
+          patient, number: first(inst, "00200013", "") });
+      }
+    }
+  }
+  state.ecgChoices = choices;
+  renderEcgPicker();
+}
+
+function renderEcgPicker() {
+  const sel = $("mdt-ecg-select");
+  sel.textContent = "";
+  state.ecgChoices.forEach((c, i) => {
+    sel.append(new Option(t("mdt.ecgLabel", { patient: c.patient, number: c.number ? `#${c.number}` : i + 1 }), String(i)));
+  });
+  show($("mdt-ecg-pick"), state.ecgChoices.length > 0);
 }
 
 // ---- the presenter's pointer --------------------------------------------------------------------
@@ -446,6 +535,12 @@ function onControlChanged(msg) {
 
 function onRoomState(msg) {
   if (msg.mdt) state.mdt = msg.mdt;
+  // the ECG picker: again only when the agenda's studies changed (a rejoin has the same)
+  const studies = JSON.stringify(((state.mdt && state.mdt.cases) || []).map((c) => c.study_uids));
+  if (studies !== state.ecgFor) {
+    state.ecgFor = studies;
+    loadEcgChoices();
+  }
   if (msg.names) state.names = msg.names;
   if (msg.view) state.sync.onRoomView(msg.view);
   const cur = msg.current_case && typeof msg.current_case === "object" ? msg.current_case.case_id : msg.current_case;
@@ -550,6 +645,7 @@ function onEnded(reason) {
   state.view = null;
   state.call = null;
   closeViewer();
+  closeEcg();
   state.ended = reason;
   const refused = reason === "closed" ? state.joinError : null;
   state.joinError = null;
@@ -580,6 +676,8 @@ async function start(shell) {
   state.sync = new ViewSync(state.signal, state.roomId, state.me);
   state.sync.addEventListener("mode", () => renderPresenter());
   state.sync.addEventListener("study", (ev) => ensureViewer(ev.detail));
+  state.sync.addEventListener("ecg", (ev) => ensureEcg(ev.detail.study_uid, ev.detail.sop_instance_uid));
+  state.sync.addEventListener("showing", (ev) => showPane(ev.detail));
   state.signal.addEventListener("message", (ev) => onMessage(ev.detail));
   state.signal.addEventListener("status", () => renderPeople());
   try {
@@ -610,6 +708,9 @@ function init() {
   });
   state.shell = shell;
   $("mdt-resync").addEventListener("click", () => state.sync.resync());
+  $("mdt-tab-images").addEventListener("click", () => state.sync.show("images"));
+  $("mdt-tab-ecg").addEventListener("click", () => state.sync.show("ecg"));
+  $("mdt-ecg-open").addEventListener("click", openEcg);
   $("mdt-take").addEventListener("click", () => control({ type: "control.take" }));
   $("mdt-request").addEventListener("click", () => control({ type: "control.request" }));
   $("mdt-release").addEventListener("click", () => control({ type: "control.release" }));

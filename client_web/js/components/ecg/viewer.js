@@ -1,10 +1,16 @@
 // The ECG viewer (docs/ui.md "ECG viewer"): the paper to true scale (paper.js), calipers
 // (calipers.js), the device's measurements and statements and the pre-screening beside it. One
-// component for ecg.html and the reading page (reading.html, an ECG study's reading request).
+// component for ecg.html, the reading page (reading.html, an ECG study's reading request), the
+// expert's call page and the MDT room.
 //
 //   root.innerHTML = ecgMarkup();
 //   const ecg = mountEcgViewer(root, studyUid, { instance, patientHead });
 //   await ecg.start();
+//
+// What it shows is one serialisable object, the MDT ViewState's `ecg` member (docs/signaling.md):
+// `getViewState()` / `applyViewState(vs)` with {study_uid, series_uid, sop_instance_uid,
+// gain (5|10|20 mm/mV), speed (25|50 mm/s), lead (one of the 12, or null: all)}; every change
+// fires `viewchange` {source: "user" | "load" | "apply"}, as the image viewer does.
 
 import { t } from "../../lib/i18n.js";
 import { apiJson, first, personName } from "../../lib/api.js";
@@ -12,13 +18,49 @@ import { testIds } from "../../lib/dom.js";
 import { applyI18n, getLang } from "../../lib/i18n.js";
 import { loadEcg } from "./data.js";
 import {
-  DEFAULT_PX_PER_MM, calibrate, drawPaper, layoutMedian, layoutPaper, pxPerMm, resetCalibration,
+  DEFAULT_PX_PER_MM, GAINS, SPEEDS, calibrate, drawPaper, layoutMedian, layoutPaper, pxPerMm,
+  resetCalibration,
 } from "./paper.js";
 import { Calipers } from "./calipers.js";
 import "../../i18n/ecg.js";
 
 export const ECG_CLASSES = ["1.2.840.10008.5.1.4.1.1.9.1.1", "1.2.840.10008.5.1.4.1.1.9.1.2",
   "1.2.840.10008.5.1.4.1.1.9.1.3"];
+
+/** The 12 leads as the shared view spells them (server/realtime/messages.py `Lead`). */
+export const TWELVE_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
+
+/** `name` in the 12-lead spelling ("AVR" -> "aVR"), or null for none or another lead. */
+export function twelveLead(name) {
+  const upper = String(name || "").toUpperCase();
+  return TWELVE_LEADS.find((l) => l.toUpperCase() === upper) || null;
+}
+
+/** An ECG view state checked against the protocol's sets, or null when it names no ECG. */
+export function normalizeEcgView(vs) {
+  if (!vs || typeof vs !== "object") return null;
+  const uid = (v) => (typeof v === "string" && /^[0-9]+(\.[0-9]+)*$/.test(v) && v.length <= 64 ? v : null);
+  const study = uid(vs.study_uid);
+  const series = uid(vs.series_uid);
+  const sop = uid(vs.sop_instance_uid);
+  if (!study || !series || !sop) return null;
+  const gain = Number(vs.gain);
+  const speed = Number(vs.speed);
+  return {
+    study_uid: study, series_uid: series, sop_instance_uid: sop,
+    gain: GAINS.includes(gain) ? gain : 10,
+    speed: SPEEDS.includes(speed) ? speed : 25,
+    lead: twelveLead(vs.lead),
+  };
+}
+
+/** Two ECG view states show the same (null equals only null). */
+export function sameEcgView(a, b) {
+  if (!a || !b) return !a && !b;
+  return a.study_uid === b.study_uid && a.series_uid === b.series_uid
+    && a.sop_instance_uid === b.sop_instance_uid && a.gain === b.gain && a.speed === b.speed
+    && a.lead === b.lead;
+}
 
 export function ecgMarkup() {
   return `
@@ -105,6 +147,13 @@ export function mountEcgViewer(root, studyUid, { instance = null, onPatient = nu
     speed: 25, gain: 10, single: "", reading: null, paint: null, timing: {},
   };
   let calipers = null;
+  const events = new EventTarget();
+  let wanted = null; // a view state to show once its instance is loaded (applyViewState)
+  let loading = null; // the instance being loaded
+
+  function changed(source) {
+    events.dispatchEvent(new CustomEvent("viewchange", { detail: { source } }));
+  }
 
   function base(inst) {
     return `/dicomweb/studies/${encodeURIComponent(state.study)}/series/`
@@ -261,8 +310,10 @@ export function mountEcgViewer(root, studyUid, { instance = null, onPatient = nu
     return out;
   }
 
-  async function showInstance(inst) {
+  async function showInstance(inst, source = "user") {
+    loading = inst;
     state.current = inst;
+    $("ecg-select").value = String(state.instances.indexOf(inst));
     status(t("ecg.loading"));
     const started = performance.now();
     state.timing = { requested: started };
@@ -288,6 +339,56 @@ export function mountEcgViewer(root, studyUid, { instance = null, onPatient = nu
     renderSide();
     status("");
     $("ecg-view").dataset.ready = "true";
+    loading = null;
+    if (wanted && wanted.sop_instance_uid === inst.sop) {
+      setView(wanted);
+    } else {
+      changed(source);
+      if (wanted) applyViewState(wanted); // another instance was asked for meanwhile
+    }
+  }
+
+  /** The view state of what is shown (null before an ECG is drawn). */
+  function getViewState() {
+    const inst = state.current;
+    if (!inst || !state.ecg || loading) return null;
+    return { study_uid: state.study, series_uid: inst.series, sop_instance_uid: inst.sop,
+      gain: state.gain, speed: state.speed, lead: twelveLead(state.single) };
+  }
+
+  /**
+   * Show `vs` (an ECG view state) of this study: its instance (loaded first if need be), gain,
+   * speed and lead zoom. The newest call wins. False for another study's ECG or none (the page
+   * mounts a viewer for that study) and for an instance this study does not list.
+   */
+  function applyViewState(vs) {
+    const s = normalizeEcgView(vs);
+    if (!s || s.study_uid !== state.study) return false;
+    wanted = s;
+    if (!state.instances.length) return true; // start() shows it once the list is in
+    const inst = state.instances.find((i) => i.sop === s.sop_instance_uid && i.series === s.series_uid);
+    if (!inst) return false;
+    if (loading) return true; // showInstance applies `wanted` when the one loading is drawn
+    if (state.current !== inst || !state.ecg) {
+      showInstance(inst, "apply").catch(fail);
+      return true;
+    }
+    setView(s);
+    return true;
+  }
+
+  function setView(s) {
+    wanted = null;
+    state.gain = s.gain;
+    state.speed = s.speed;
+    const channel = s.lead && state.ecg.rhythm.channels.find((c) => twelveLead(c.lead) === s.lead);
+    state.single = channel ? channel.lead : "";
+    $("ecg-gain").value = String(state.gain);
+    $("ecg-speed").value = String(state.speed);
+    $("ecg-lead").value = state.single;
+    if (calipers) calipers.clear();
+    draw();
+    changed("apply");
   }
 
   async function start() {
@@ -324,13 +425,19 @@ export function mountEcgViewer(root, studyUid, { instance = null, onPatient = nu
       status(t("ecg.noEcg"), true);
       return;
     }
-    await showInstance(instances[0]);
+    const asked = wanted && instances.find((i) => i.sop === wanted.sop_instance_uid);
+    await showInstance(asked || instances[0], "load");
   }
 
   function bind() {
-    $("ecg-gain").addEventListener("change", (ev) => { state.gain = Number(ev.target.value); calipers.clear(); draw(); });
-    $("ecg-speed").addEventListener("change", (ev) => { state.speed = Number(ev.target.value); calipers.clear(); draw(); });
-    $("ecg-lead").addEventListener("change", (ev) => { state.single = ev.target.value; calipers.clear(); draw(); });
+    const redraw = () => {
+      calipers.clear();
+      draw();
+      changed("user");
+    };
+    $("ecg-gain").addEventListener("change", (ev) => { state.gain = Number(ev.target.value); redraw(); });
+    $("ecg-speed").addEventListener("change", (ev) => { state.speed = Number(ev.target.value); redraw(); });
+    $("ecg-lead").addEventListener("change", (ev) => { state.single = ev.target.value; redraw(); });
     $("ecg-select").addEventListener("change", (ev) => {
       showInstance(state.instances[Number(ev.target.value)]).catch(fail);
     });
@@ -373,25 +480,38 @@ export function mountEcgViewer(root, studyUid, { instance = null, onPatient = nu
       draw();
     });
     // Print at true scale: the paper's CSS size in millimetres while printing.
-    window.addEventListener("beforeprint", () => {
-      for (const id of ["ecg-paper", "ecg-median"]) {
-        const c = $(id);
-        if (c.dataset.widthMm) {
-          c.style.width = `${c.dataset.widthMm}mm`;
-          c.style.height = `${c.dataset.heightMm}mm`;
-        }
+    window.addEventListener("beforeprint", beforePrint);
+    window.addEventListener("afterprint", draw);
+  }
+
+  function beforePrint() {
+    for (const id of ["ecg-paper", "ecg-median"]) {
+      const c = $(id);
+      if (c.dataset.widthMm) {
+        c.style.width = `${c.dataset.widthMm}mm`;
+        c.style.height = `${c.dataset.heightMm}mm`;
       }
-    });
-    window.addEventListener("afterprint", () => draw());
+    }
   }
 
   function fail(err) {
+    loading = null;
     status(t("ecg.error", { message: err.message }), true);
   }
 
   // For tests and the console: the data as decoded and the layout's scale.
   const api = {
     state,
+    studyUid,
+    getViewState,
+    applyViewState,
+    addEventListener: (...a) => events.addEventListener(...a),
+    removeEventListener: (...a) => events.removeEventListener(...a),
+    /** Unmounted (a page that mounts another): the window's print hooks go with it. */
+    destroy: () => {
+      window.removeEventListener("beforeprint", beforePrint);
+      window.removeEventListener("afterprint", draw);
+    },
     /** Load and draw; an error is shown in the viewer's status line. */
     start: () => { bind(); return start().catch(fail); },
     redraw: () => { draw(); renderSide(); },
