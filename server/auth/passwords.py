@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 
-# Verifying against this when the user does not exist keeps timing alike for both cases.
-_DUMMY_HASH = _hasher.hash("huizhen-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this when the user does not exist keeps timing alike for both cases.
+    Made on first use, not at import: one Argon2id hash costs tens to hundreds of ms of CPU and
+    64 MiB, which every CLI command would otherwise pay before doing anything."""
+    return _hasher.hash("huizhen-no-such-user")
 
 
 def hash_password(password: str) -> str:
@@ -20,6 +28,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """CPU-heavy (tens of ms): callers on the event loop run it in an executor."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        ok = _hasher.verify(password_hash or _dummy_hash(), password)
+        return ok and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False

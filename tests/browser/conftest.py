@@ -269,9 +269,58 @@ def _new_probe(
     return context, p
 
 
+# What a failed browser test's report carries besides the assertion: for every page it opened,
+# the URL, the call's participant and tile states (signaling and media), the connection pill and
+# the last console lines; and the tail of the server's log. A call that did not connect on a
+# loaded machine is then told apart from one that failed (media "failed", a relay retry, an
+# error in the page) without rerunning it.
+_PAGE_STATE_JS = """() => {
+  const pick = (sel, f) => [...document.querySelectorAll(sel)].map(f);
+  const d = (e) => e.dataset;
+  return {
+    participants: pick('[data-testid=participant]', (e) => d(e).participant + '=' + d(e).state),
+    tiles: pick('[data-testid=remote-tile]',
+      (e) => d(e).participant + ' state=' + d(e).state + ' media=' + d(e).media),
+    reconnecting: pick('[data-testid=banner-reconnecting]', (e) => !e.hidden),
+    quality: pick('[data-testid=net-quality]', (e) => d(e).level),
+    notices: pick('[data-testid=notice]', (e) => e.textContent.trim()).slice(-5),
+  };
+}"""
+
+
+def _describe_pages(probes: list[PageProbe], log_path: Path | None) -> str:
+    out = []
+    for i, p in enumerate(probes):
+        try:
+            url = p.page.url
+            state = p.page.evaluate(_PAGE_STATE_JS)
+            state["call"] = p.page.evaluate(
+                "() => window.huizhenCall ? window.huizhenCall.diagnostics() : null")
+        except Exception as exc:  # a closed or crashed page is itself the finding
+            url, state = "?", f"(page not readable: {exc})"
+        out.append(f"page {i}: {url}\n  {state}")
+        out += [f"  console.{m.type}: {m.text}"[:400] for m in p.console[-25:]]
+        out += [f"  pageerror: {e}"[:400] for e in p.errors[-5:]]
+    if log_path is not None and log_path.exists():
+        out.append("server log (tail):\n" + _tail(log_path))
+    return "\n".join(out)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    probes = getattr(item, "_hz_probes", None)
+    if rep.when == "call" and rep.failed and probes:
+        server = item.funcargs.get("live_server")
+        log_path = server.data_dir / "server.log" if isinstance(server, LiveServer) else None
+        rep.sections.append(("browser pages at failure", _describe_pages(probes, log_path)))
+
+
 @pytest.fixture
-def probe(browser, live_server) -> Iterator[PageProbe]:
+def probe(browser, live_server, request) -> Iterator[PageProbe]:
     context, p = _new_probe(browser, live_server)
+    request.node._hz_probes = [p]
     try:
         yield p
     finally:
@@ -279,15 +328,18 @@ def probe(browser, live_server) -> Iterator[PageProbe]:
 
 
 @pytest.fixture
-def new_probe(browser, live_server) -> Iterator[object]:
+def new_probe(browser, live_server, request) -> Iterator[object]:
     """A factory of pages, each in its own browser context (own storage, own fake camera and
     microphone, camera/microphone permission granted): `new_probe(locale="zh-CN")`,
     `new_probe(viewport=(1024, 768))`, `new_probe(base_url=other_server.url)`."""
     contexts = []
+    probes: list[PageProbe] = []
+    request.node._hz_probes = probes
 
     def make(locale: str = "en-US", **kw) -> PageProbe:
         context, p = _new_probe(browser, live_server, locale, **kw)
         contexts.append(context)
+        probes.append(p)
         return p
 
     try:

