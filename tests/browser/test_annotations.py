@@ -95,6 +95,7 @@ def test_marks_in_the_mdt_room_reach_the_other_participants(new_probe, live_serv
         _token,
         coordinator_presents_to_zhang,
         make_mdt,
+        use_tool,
         wait_same,
     )
 
@@ -106,7 +107,7 @@ def test_marks_in_the_mdt_room_reach_the_other_participants(new_probe, live_serv
     assert tid(cp, "ann-key-image").is_visible()
     assert not tid(zp, "ann-key-image").is_visible()  # a follower: not the presenter
 
-    tid(cp, "ann-tool-length").click()
+    use_tool(cp, "ann-tool-length")
     box = tid(cp, "viewport").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     _drag(cp, (cx - 100, cy - 20), (cx + 60, cy + 40))
@@ -117,7 +118,7 @@ def test_marks_in_the_mdt_room_reach_the_other_participants(new_probe, live_serv
     assert tid(zp, "ann-value").first.inner_text() == mine
     assert tid(zp, "ann-remove").count() == 0  # not theirs to undo
 
-    tid(cp, "ann-key-image").click()
+    use_tool(cp, "ann-key-image")
     wait_status = "() => document.querySelector('[data-testid=ann-status]').textContent"
     cp.wait_for_function(f"{wait_status} === 'Key image marked.'", timeout=20_000)
     study = cp.evaluate("() => window.huizhenViewer.studyUid")
@@ -126,7 +127,7 @@ def test_marks_in_the_mdt_room_reach_the_other_participants(new_probe, live_serv
     assert len(keys) == 1 and keys[0]["by"] == "coord.liu"
 
     # undo by the presenter disappears from the follower too
-    tid(cp, "ann-undo").click()
+    use_tool(cp, "ann-undo")
     zp.wait_for_function(
         "() => document.querySelectorAll('[data-testid=ann-item]').length === 0",
         timeout=20_000)

@@ -127,17 +127,19 @@ def shots() -> Path:
 
 def check_sizes(
     page, name: str, ids: list[str], shots: Path, failures: list[str], *, scroll_ok: bool = False,
+    sizes: list[tuple[int, int]] = SIZES, cover_ok: list[str] = COVER_OK, extra=None,
 ) -> None:
-    """`scroll_ok`: a list page may scroll below its first rows (the study list)."""
-    for w, h in SIZES:
+    """`scroll_ok`: a list page may scroll below its first rows (the study list); `extra(page)`:
+    more checks at each size (a list of problems)."""
+    for w, h in sizes:
         page.set_viewport_size({"width": w, "height": h})
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")
         page.screenshot(path=str(shots / f"{name}-{w}x{h}.png"))
         if (name, (w, h)) in DOC_SHOTS:
             screenshot(page, f"layout-{name}-{w}x{h}")
-        args = [ids, COVER_OK, FIRST_ONLY, scroll_ok, MIN_TOUCH_PX]
-        for problem in page.evaluate(CHECK_JS, args):
-            failures.append(f"{name} {w}x{h}: {problem}")
+        args = [ids, cover_ok, FIRST_ONLY, scroll_ok, MIN_TOUCH_PX]
+        problems = page.evaluate(CHECK_JS, args) + (extra(page) if extra else [])
+        failures.extend(f"{name} {w}x{h}: {problem}" for problem in problems)
     page.set_viewport_size({"width": 1280, "height": 800})
 
 

@@ -40,8 +40,9 @@ def _token(live_server, username: str) -> str:
                 body={"username": username, "password": live_server.password})["token"]
 
 
-def _series(n: int = 40) -> tuple[str, list[bytes]]:
-    """A CT series of `n` 64×64 slices of its own patient (a study no MDT has yet)."""
+def _series(n: int = 40, frames: int = 1) -> tuple[str, list[bytes]]:
+    """A CT series of `n` 64×64 slices of its own patient (a study no MDT has yet); with
+    `frames` > 1 each instance is a multi-frame image of that many frames."""
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -71,7 +72,11 @@ def _series(n: int = 40) -> tuple[str, list[bytes]]:
         ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 2.5
         yy, xx = np.mgrid[0:64, 0:64]
         disc = ((xx - 32) ** 2 + (yy - 32) ** 2) < (8 + i % 20) ** 2
-        ds.PixelData = np.where(disc, 1100 + 10 * i, 200).astype(np.int16).tobytes()
+        ds.PixelData = b"".join(
+            np.where(disc, 1100 + 10 * i + 7 * f, 200).astype(np.int16).tobytes()
+            for f in range(frames))
+        if frames > 1:
+            ds.NumberOfFrames = frames
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         files.append(buf.getvalue())
@@ -95,13 +100,13 @@ def _upload(live_server, token: str, files: list[bytes]) -> None:
         assert r.status == 200
 
 
-def make_mdt(live_server) -> str:
-    """dr.li uploads and proposes a CT, coord.liu schedules an MDT with two experts and the
-    clinic and opens its room; the session id."""
+def make_mdt(live_server, n: int = 40, frames: int = 1) -> str:
+    """dr.li uploads and proposes a CT (`_series(n, frames)`), coord.liu schedules an MDT with
+    two experts and the clinic and opens its room; the session id."""
     import time
 
     doctor = _token(live_server, "dr.li")
-    study, files = _series()
+    study, files = _series(n, frames)
     _upload(live_server, doctor, files)
     proposal = _api(live_server, "POST", "/api/mdt/proposals", doctor, {
         "study_uids": [study], "reason": "Nodule in the right upper lobe",
@@ -130,11 +135,11 @@ def enter_room(new_probe, live_server, username: str, mdt_id: str, size=(1280, 8
     return p
 
 
-def coordinator_presents_to_zhang(new_probe, live_server, mdt_id: str):
-    """coord.liu (1280×800) and exp.zhang (1024×768) in the room, each seeing the other; the
+def coordinator_presents_to_zhang(new_probe, live_server, mdt_id: str, zhang_size=(1024, 768)):
+    """coord.liu (1280×800) and exp.zhang (`zhang_size`) in the room, each seeing the other; the
     coordinator takes control and Prof. Zhang's page says so: (coord, zhang) probes."""
     coord = enter_room(new_probe, live_server, "coord.liu", mdt_id)
-    zhang = enter_room(new_probe, live_server, "exp.zhang", mdt_id, size=(1024, 768))
+    zhang = enter_room(new_probe, live_server, "exp.zhang", mdt_id, size=zhang_size)
     for page in (coord.page, zhang.page):
         page.wait_for_function(
             "() => document.querySelectorAll('[data-testid=mdt-participant]').length === 2",
@@ -158,6 +163,14 @@ SAME = """(want) => {
 
 def wait_same(page, want, timeout=20_000) -> None:
     page.wait_for_function(SAME, arg=want, timeout=timeout)
+
+
+def use_tool(page, testid: str) -> None:
+    """Clicks a viewer tool, from the toolbar's "More" menu when the row has no room for it."""
+    target = tid(page, testid)
+    if not target.is_visible():
+        tid(page, "viewer-more").click()
+    target.click()
 
 
 def scroll(page, notches: int) -> None:
@@ -207,10 +220,10 @@ def test_presenter_scrolls_and_windows_and_every_follower_ends_on_the_same_state
 
     # the presenter scrolls, changes the window, zooms and scrolls on
     scroll(cp, 12)
-    tid(cp, "preset-lung").click()
+    use_tool(cp, "preset-lung")
     scroll(cp, 7)
-    tid(cp, "zoom-in").click()
-    tid(cp, "mdt-rotate").click()
+    use_tool(cp, "zoom-in")
+    use_tool(cp, "mdt-rotate")
     cp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
     final = cp.evaluate(STATE)
     assert final["window"]["center"] == -600 and final["rotation"] == 90
@@ -269,7 +282,7 @@ def test_presenter_scrolls_and_windows_and_every_follower_ends_on_the_same_state
         assert tid(page, "mdt-follow-state").get_attribute("data-mode") == "following"
     assert tid(cp, "mdt-take").is_visible()  # the coordinator can always take it back
     scroll(zp, 6)
-    tid(zp, "preset-bone").click()
+    use_tool(zp, "preset-bone")
     zp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
     final = zp.evaluate(STATE)
     assert final["window"]["center"] != -600
@@ -291,4 +304,81 @@ def test_presenter_scrolls_and_windows_and_every_follower_ends_on_the_same_state
     for page in (cp, lp):
         wait_same(page, final)
     for p in (coord, zhang, li):
+        assert p.console_errors(allow=HTTP_ERROR_LOG) == []
+
+
+def choose_fps(page, fps: int) -> None:
+    """Picks the cine speed, from the toolbar's "More" menu when the row has no room for it."""
+    target = tid(page, "mdt-cine-fps")
+    if not target.is_visible():
+        tid(page, "viewer-more").click()
+    target.select_option(str(fps))
+    page.keyboard.press("Escape")
+
+
+SHOWN = "() => document.querySelector('[data-testid=viewport]').dataset.shownSop"
+PLAYING = """(fps) => {
+  const v = window.huizhenViewer && window.huizhenViewer.getViewState();
+  const shared = window.huizhenMdt.sync.state;
+  return Boolean(v && shared) && v.cine.playing && v.cine.fps === fps
+    && shared.cine.playing && shared.cine.fps === fps
+    && document.querySelector('[data-testid=viewport]').dataset.cine === 'playing';
+}"""
+
+
+def shown_frames(page, seconds: float) -> int:
+    """How many different images the page put on screen in `seconds`."""
+    return page.evaluate("""(ms) => new Promise((done) => {
+      const seen = new Set(), end = performance.now() + ms;
+      const look = () => {
+        const vp = document.querySelector('[data-testid=viewport]');
+        seen.add(`${vp.dataset.shownSop}/${vp.dataset.shownFrame}`);
+        if (performance.now() < end) requestAnimationFrame(look); else done(seen.size);
+      };
+      look();
+    })""", seconds * 1000)
+
+
+@pytest.mark.timeout(300)
+def test_cine_plays_for_every_follower_and_stops_on_the_same_frame(new_probe, live_server):
+    mdt_id = make_mdt(live_server, n=4, frames=8)  # 4 instances of 8 frames: 32 images
+    coord, zhang = coordinator_presents_to_zhang(new_probe, live_server, mdt_id)
+    cp, zp = coord.page, zhang.page
+    for page in (cp, zp):
+        assert page.evaluate("() => window.huizhenViewer.slices.length") == 32
+    scroll(cp, 3)
+    cp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
+    wait_same(zp, cp.evaluate(STATE))
+
+    # the presenter plays the 32 frames at 30 fps: the follower plays too, at that speed
+    applied = cp.evaluate("() => window.huizhenMdt.sync.applied.length")
+    choose_fps(cp, 30)
+    use_tool(cp, "mdt-cine")
+    for page in (cp, zp):
+        page.wait_for_function(PLAYING, arg=30, timeout=20_000)
+    assert tid(zp, "mdt-cine").get_attribute("aria-pressed") == "true"
+    assert tid(zp, "mdt-cine-fps").input_value() == "30"
+    # both pages show image after image (2 s at 30 fps is 60 frames; a loaded machine drops some)
+    assert shown_frames(zp, 2.0) >= 8
+    assert shown_frames(cp, 2.0) >= 8
+    # cine frames are not the follower's own browsing: it still follows
+    assert tid(zp, "mdt-follow-state").get_attribute("data-mode") == "following"
+    sent = cp.evaluate("() => window.huizhenMdt.sync.sentCount")
+
+    # the presenter stops: both end on the frame the presenter stopped on, and stay there
+    use_tool(cp, "mdt-cine")
+    cp.wait_for_function("() => !window.huizhenMdt.sync.inflight && !window.huizhenMdt.sync.dirty")
+    final = cp.evaluate(STATE)
+    assert final["cine"] == {"playing": False, "fps": 30}
+    wait_same(zp, final)
+    # playing sent nothing per frame: one update to stop; and the presenter's own updates
+    # coming back never put its cine back on the frame they were sent from
+    assert cp.evaluate("() => window.huizhenMdt.sync.sentCount") - sent <= 1
+    assert cp.evaluate("() => window.huizhenMdt.sync.applied.length") == applied
+    cp.wait_for_timeout(600)  # no cine timer left running on either page
+    for page in (cp, zp):
+        assert page.evaluate(STATE) == final
+        assert tid(page, "viewport").get_attribute("data-cine") == "stopped"
+        assert page.evaluate(SHOWN) == final["sop_instance_uid"]
+    for p in (coord, zhang):
         assert p.console_errors(allow=HTTP_ERROR_LOG) == []

@@ -128,20 +128,27 @@ export class ViewSync extends EventTarget {
     this.onViewState(view, { force: true });
   }
 
-  /** `view.state` {version, presenter, state}: newer than ours → ours (and shown, following). */
-  onViewState(msg, { force = false } = {}) {
+  /**
+   * `view.state` {version, presenter, state}: newer than ours → ours (and shown, following).
+   * Our own update coming back (`own`: the reply; or its published copy) is never shown again:
+   * our viewer is already past it (a cine frame later), and showing it put a playing cine back.
+   */
+  onViewState(msg, { force = false, own = false } = {}) {
     const version = Number(msg.version) || 0;
     // never back to an older one arriving late; the same one again only when asked (a rejoin)
     if (version < this.version || (version === this.version && !force)) return;
     this.version = version;
     if (msg.presenter !== undefined) this.onControl(msg.presenter || null);
     const state = normalizeShared(msg.state);
+    // ours: the reply to our update, or its published copy arriving first
+    const ours = own || Boolean(this.inflight && version > this.inflight.base
+      && sameShared(state, this.inflight.state));
     if (this.inflight && version > this.inflight.base) this.inflight = null; // ours landed
     if (!state) return;
     this.state = state;
     if (this.isPresenter) {
       // our own update coming back; a different one (the coordinator took over and back) is shown
-      if (this.viewer && !sameShared(this.current(), state) && !this.dirty) this.applyShared();
+      if (!ours && this.viewer && !sameShared(this.current(), state) && !this.dirty) this.applyShared();
       if (this.dirty) this.schedule();
       return;
     }
@@ -265,7 +272,7 @@ export class ViewSync extends EventTarget {
     this.dispatchEvent(new CustomEvent("sent", { detail: { base_version: base, state } }));
     this.signal.request({ type: "view.update", room_id: this.roomId, base_version: base, state }).then(
       (reply) => {
-        if (reply && reply.type === "view.state") this.onViewState(reply);
+        if (reply && reply.type === "view.state") this.onViewState(reply, { own: true });
         if (this.inflight && this.inflight.base === base) this.inflight = null;
         if (this.dirty) this.schedule();
       },

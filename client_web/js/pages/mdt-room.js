@@ -13,6 +13,8 @@ import { RoomCall, getLocalMedia, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
 import { mountAnnotations } from "../components/viewer/annotations.js";
+import { ToolbarFit } from "../components/viewer/toolbar-fit.js";
+import { withIcon } from "../lib/icons.js";
 import { ViewSync } from "../components/view-sync.js";
 import { ECG_CLASSES, ecgMarkup, mountEcgViewer } from "../components/ecg/viewer.js";
 import { mountShell } from "../components/shell.js";
@@ -41,6 +43,8 @@ const state = {
   ecg: null, // the ECG viewer (js/components/ecg/viewer.js) of the ECG pane, or null
   ecgChoices: [], // the agenda's ECGs this user may see: [{study, series, sop, patient, number}]
   ecgFor: "", // the agenda's studies the choices are of
+  annotations: null,
+  toolbar: null, // the viewer's one-row toolbar (ToolbarFit)
   sync: null,
   participants: new Map(), // id -> participant (others)
   events: new Map(), // event id -> event (the room's log as far as we have it)
@@ -101,7 +105,25 @@ const EXTRA_TOOLS = `
     <button type="button" data-testid="mdt-flip" data-i18n="mdt.flipH" aria-pressed="false">Flip</button>
     <button type="button" data-testid="mdt-invert" data-i18n="mdt.invert" aria-pressed="false">Invert</button>
     <button type="button" data-testid="mdt-cine" data-i18n="mdt.cine" aria-pressed="false">Cine</button>
+    <select data-testid="mdt-cine-fps" data-i18n-aria-label="mdt.cineFps" data-i18n-title="mdt.cineFps"></select>
   </div>`;
+const CINE_FPS = [2, 5, 10, 15, 20, 25, 30];
+
+// The toolbar's icons, and its tools by rank: the first stay on the row longest (the rest go
+// into the "More" menu when the row is full: js/components/viewer/toolbar-fit.js).
+const TOOL_ICONS = {
+  "tool-scroll": "scroll", "tool-wl": "window", "tool-pan": "pan", reset: "reset",
+  "ann-tool-arrow": "arrow", "ann-tool-text": "text", "ann-tool-length": "length",
+  "ann-tool-angle": "angle", "ann-tool-ellipse": "ellipse", "ann-tool-polygon": "polygon",
+  "ann-undo": "undo", "ann-key-image": "key", "ann-export-sr": "save",
+  "mdt-rotate": "rotate", "mdt-flip": "flip", "mdt-invert": "invert", "mdt-cine": "cine",
+};
+const TOOL_RANKS = [
+  "tool-scroll", "tool-wl", "tool-pan", "mdt-cine", "mdt-cine-fps", "zoom-out", "zoom-in",
+  "ann-tool-length", "ann-tool-arrow", "ann-key-image", "ann-undo", "presets", "reset",
+  "ann-tool-ellipse", "ann-tool-angle", "ann-tool-text", "ann-tool-polygon",
+  "mdt-rotate", "mdt-flip", "mdt-invert", "ann-export-sr",
+];
 
 /** The viewer for `studyUid` (a new one when the study changes), attached to the sync. */
 function ensureViewer(studyUid) {
@@ -122,6 +144,8 @@ function ensureViewer(studyUid) {
   q("mdt-flip").addEventListener("click", () => viewer.flip("h"));
   q("mdt-invert").addEventListener("click", () => viewer.setInvert(!viewer.view.invert));
   q("mdt-cine").addEventListener("click", () => viewer.setCine(!viewer.view.cine.playing));
+  q("mdt-cine-fps").addEventListener("change", (e) => viewer.setCine(viewer.view.cine.playing, Number(e.target.value)));
+  renderFpsOptions(root, viewer);
   viewer.addEventListener("viewchange", () => renderViewTools(root, viewer));
   viewer.addLayer(drawPointer);
   bindPointer(viewer);
@@ -130,12 +154,20 @@ function ensureViewer(studyUid) {
     roomId: state.roomId, username: state.me, caseId: () => state.currentCase,
     canMarkKey: () => isCoordinator() || Boolean(state.sync && state.sync.isPresenter),
   });
+  for (const [id, name] of Object.entries(TOOL_ICONS)) {
+    const b = q(id);
+    if (b) withIcon(b, name);
+  }
+  applyI18n(q("toolbar"));
+  state.toolbar = new ToolbarFit(q("toolbar"), TOOL_RANKS);
   state.sync.attach(viewer);
   viewer.start().catch((err) => viewer.status(t("viewer.error", { message: err.message }), true));
   return viewer;
 }
 
 function closeViewer() {
+  if (state.toolbar) state.toolbar.destroy();
+  state.toolbar = null;
   if (state.annotations) state.annotations.destroy();
   state.annotations = null;
   if (state.viewer) state.viewer.destroy();
@@ -148,6 +180,18 @@ function renderViewTools(root, viewer) {
   q("mdt-flip").setAttribute("aria-pressed", String(viewer.view.flip_h));
   q("mdt-invert").setAttribute("aria-pressed", String(viewer.view.invert));
   q("mdt-cine").setAttribute("aria-pressed", String(viewer.view.cine.playing));
+  const fps = q("mdt-cine-fps");
+  if (fps.value !== String(viewer.view.cine.fps)) renderFpsOptions(root, viewer);
+}
+
+/** The cine speeds offered, with the one the view plays at (a shared state may carry another). */
+function renderFpsOptions(root, viewer) {
+  const sel = testIds(root)("mdt-cine-fps");
+  const now = viewer.view.cine.fps;
+  sel.textContent = "";
+  for (const n of [...new Set([...CINE_FPS, now])].sort((a, b) => a - b)) {
+    sel.append(new Option(t("mdt.fps", { n }), String(n), false, n === now));
+  }
 }
 
 // ---- an ECG of the agenda ------------------------------------------------------------------------
@@ -704,6 +748,7 @@ function init() {
     ...callSignOut(() => state), // a call asks first
     onLangChange: () => {
       if (state.sync) renderAll();
+      if (state.viewer) renderFpsOptions(state.viewer.root, state.viewer);
     },
   });
   state.shell = shell;
