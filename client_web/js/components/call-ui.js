@@ -3,6 +3,7 @@
 // indicator and the reconnecting banners.
 
 import { onLangChange, offLangChange, t } from "../lib/i18n.js";
+import { icon, iconMarkup } from "../lib/icons.js";
 import { playMedia } from "./call.js";
 import "../i18n/call.js";
 
@@ -29,13 +30,13 @@ export function callMarkup(extra = "") {
       <div class="participants" data-testid="participants" aria-live="polite"></div>
       <div class="buttons">
         <button type="button" class="ctl" data-testid="mute" aria-pressed="false">
-          <svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="9" y="3" width="6" height="11" rx="3"/><path d="M5 11a7 7 0 0 0 14 0M12 18v3"/><path class="slash" d="M4 3l16 18"/></svg><span class="txt" data-i18n="call.mute">Mute</span>
+          ${iconMarkup("mic", "icon")}<span class="txt" data-i18n="call.mute">Mute</span>
         </button>
         <button type="button" class="ctl" data-testid="camera-off" aria-pressed="false">
-          <svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="2" y="6" width="13" height="12" rx="2"/><path d="M15 10l6-3v10l-6-3z"/><path class="slash" d="M3 3l18 18"/></svg><span class="txt" data-i18n="call.cameraOff">Camera off</span>
+          ${iconMarkup("camera", "icon")}<span class="txt" data-i18n="call.cameraOff">Camera off</span>
         </button>
         <button type="button" class="ctl danger" data-testid="hang-up">
-          <svg class="icon hang" viewBox="0 0 24 24" aria-hidden="true"><path d="M5 3h4l2 5-2.5 1.5a11 11 0 0 0 6 6L16 13l5 2v4a2 2 0 0 1-2 2A17 17 0 0 1 3 5a2 2 0 0 1 2-2z"/></svg><span class="txt" data-i18n="call.hangUp">Hang up</span>
+          ${iconMarkup("phone", "icon hang")}<span class="txt" data-i18n="call.hangUp">Hang up</span>
         </button>
       </div>
       ${extra}
@@ -266,7 +267,9 @@ export class CallView {
     retry.className = "primary";
     retry.dataset.testid = "media-retry";
     retry.addEventListener("click", () => this.call.retry());
-    status.append(statusText, statusHint, retry);
+    const warn = icon("warning"); // shown for a failed tile only (call.css)
+    warn.classList.add("status-icon");
+    status.append(warn, statusText, statusHint, retry);
     el.append(video, placeholder, status, name, flags, state);
     this.$("remote-grid").append(el);
     tile = { el, video, placeholder, name, state, status, statusText, statusHint, retry, micOff, camOff, stream: null, hasVideo: false };

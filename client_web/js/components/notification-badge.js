@@ -12,6 +12,7 @@
 import { getLang, onLangChange, t } from "../lib/i18n.js";
 import { apiJson } from "../lib/api.js";
 import { el } from "../lib/dom.js";
+import { icon } from "../lib/icons.js";
 import { describeError } from "../messages.js";
 import "../i18n/notifications.js";
 
@@ -65,8 +66,8 @@ export class NotificationBadge {
       testid: "notification-badge", onclick: () => this.toggle(!this.open) });
     this.button.setAttribute("aria-haspopup", "true");
     this.button.setAttribute("aria-expanded", "false");
-    this.icon = el("span", { className: "notif-icon", textContent: "🔔" });
-    this.icon.setAttribute("aria-hidden", "true");
+    this.icon = icon("bell"); // decorative: the button's aria-label says "Notifications: N unread"
+    this.icon.classList.add("notif-icon");
     this.count = el("span", { className: "notif-count", testid: "notification-count", hidden: true });
     this.button.append(this.icon, this.count);
     this.panel = el("div", { className: "notif-panel", testid: "notification-panel", hidden: true });

@@ -3,6 +3,7 @@
 import { applyI18n, getLang, t } from "../lib/i18n.js";
 import { TAG, apiJson, first, formatDate, getSession, num, personName, uploadFiles, values } from "../lib/api.js";
 import { show, testIds } from "../lib/dom.js";
+import { icon } from "../lib/icons.js";
 import { errorText, failureReasonText, hasErrorText } from "../messages.js";
 import { mountShell } from "../components/shell.js";
 import { proposeForMdt } from "../components/mdt-propose.js";
@@ -271,7 +272,7 @@ function renderUploadResults() {
     li.className = "ok";
     li.setAttribute("data-testid", "upload-result-ok");
     // a file sent twice is stored once: say so rather than "stored" again
-    li.textContent = `${t(item.duplicate ? "upload.duplicate" : "upload.stored")}: ${item.file}`;
+    li.append(icon("check"), `${t(item.duplicate ? "upload.duplicate" : "upload.stored")}: ${item.file}`);
     ul.append(li);
   }
   for (const item of failed) {
@@ -287,7 +288,7 @@ function renderUploadResults() {
     reason.className = "reason";
     reason.dataset.testid = "upload-result-reason";
     reason.textContent = uploadReason(item);
-    li.append(`${t("upload.failedItem")}: `, name, " — ", reason);
+    li.append(icon("cross"), `${t("upload.failedItem")}: `, name, " — ", reason);
     ul.append(li);
   }
   box.append(ul);

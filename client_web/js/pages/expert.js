@@ -4,6 +4,7 @@
 import { proposeForMdt } from "../components/mdt-propose.js";
 import { applyI18n, t } from "../lib/i18n.js";
 import { testIds } from "../lib/dom.js";
+import { icon } from "../lib/icons.js";
 import { getSession } from "../lib/api.js";
 import { RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
@@ -126,7 +127,7 @@ function consultCard(consult, { invitation = null } = {}) {
       const warn = document.createElement("span");
       warn.className = "mismatch-flag";
       warn.dataset.testid = "consult-ring-mismatch";
-      warn.textContent = t("patient.mismatchShort");
+      warn.append(icon("warning"), t("patient.mismatchShort"));
       line2.append(warn);
     }
     const q = document.createElement("div");
@@ -265,10 +266,13 @@ function renderConsultInfo() {
   const banner = $("patient-mismatch-banner");
   const mismatch = Boolean(c && isMismatch(c));
   banner.hidden = !mismatch;
-  banner.textContent = mismatch ? t("patient.mismatchBanner", {
-    study: [c.study_patient_name, c.study_patient_id].filter(Boolean).join(" · ") || "?",
-    consult: [c.patient_name, c.patient_id].filter(Boolean).join(" · ") || "—",
-  }) : "";
+  banner.replaceChildren();
+  if (mismatch) {
+    banner.append(icon("warning"), t("patient.mismatchBanner", {
+      study: [c.study_patient_name, c.study_patient_id].filter(Boolean).join(" · ") || "?",
+      consult: [c.patient_name, c.patient_id].filter(Boolean).join(" · ") || "—",
+    }));
+  }
 }
 
 /** The consult's `patient_check` says the attached study is of another patient. */

@@ -4,6 +4,7 @@
 import { applyI18n, t } from "../lib/i18n.js";
 import { TAG, apiJson, first, formatDate, personName } from "../lib/api.js";
 import { testIds } from "../lib/dom.js";
+import { fillIcons } from "../lib/icons.js";
 import { LevelMeter, RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, confirmAction, leftKey, showNotice } from "../components/call-ui.js";
 import { mountShell } from "../components/shell.js";
@@ -692,6 +693,7 @@ function start(shell) {
 
 function init() {
   const deviceToken = takeDeviceToken();
+  fillIcons(); // the Call button's and the waiting screen's (kiosk.html)
   document.getElementById("call-view").insertAdjacentHTML("beforeend", callMarkup(ECG_SHARE_MARKUP));
   $("ecg-share-send").addEventListener("click", onShareEcg);
   const shell = mountShell({

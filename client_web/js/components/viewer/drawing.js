@@ -1,7 +1,7 @@
 // Drawing: the image canvas (the server's rendered frame under zoom, pan, rotation, flips and
 // invert as canvas transforms), and the overlay canvas above it for layers other modules draw
 // (the presenter's pointer, annotations: js/components/viewer/annotations.js). Also the
-// image ↔ screen coordinate transforms those layers and the input tools use.
+// image-to-screen and back coordinate transforms those layers and the input tools use.
 //
 // Coordinates: "image" = pixel column/row of the DICOM frame (0,0 = the top-left pixel's
 // corner, like the annotation points); "screen" = CSS pixels from the viewport's top-left.

@@ -125,7 +125,7 @@ export function sameWindow(a, b) {
   return a.c === b.c && a.w === b.w && (a.fn || "LINEAR") === (b.fn || "LINEAR");
 }
 
-/** ViewState window {center, width, function} ↔ the viewer's {c, w, fn}. */
+/** ViewState window {center, width, function} to and from the viewer's {c, w, fn}. */
 export function toWin(w) {
   return { c: w.center, w: w.width, fn: w.function };
 }

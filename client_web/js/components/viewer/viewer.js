@@ -11,7 +11,7 @@
 // an image is on the canvas.
 //
 // Modules: view-state.js (the ViewState, windows), loading.js (metadata, frames, prefetch),
-// drawing.js (canvas, overlay layers, image↔screen), input.js (toolbar, wheel, keys, drags,
+// drawing.js (canvas, overlay layers, image to screen and back), input.js (toolbar, wheel, keys, drags,
 // registered tools), chrome.js (markup, overlays, presets, series strip).
 
 import { offLangChange, onLangChange, t } from "../../lib/i18n.js";
