@@ -21,6 +21,7 @@ from tests.browser.test_mdt_sync import (
     _upload,
     coordinator_presents_to_zhang,
     scroll,
+    use_tool,
     wait_same,
 )
 from tests.browser.test_viewer import HTTP_ERROR_LOG, tid, wait_text
@@ -70,8 +71,8 @@ def test_the_presenter_shows_an_ecg_and_the_follower_follows_it_and_back(new_pro
 
     # the images first: somewhere of the presenter's own
     scroll(cp, 5)
-    tid(cp, "preset-lung").click()
-    tid(cp, "zoom-in").click()
+    use_tool(cp, "preset-lung")
+    use_tool(cp, "zoom-in")
     cp.wait_for_function(SETTLED)
     images = cp.evaluate(STATE)
     assert images["window"]["center"] == -600
