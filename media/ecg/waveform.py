@@ -257,11 +257,19 @@ def decode(ds: Dataset) -> list[Group]:
     return out
 
 
+def _is_median(g: Group) -> bool:
+    return "MEDIAN" in g.label.upper() or "REPRESENT" in g.label.upper()
+
+
 def rhythm_group(groups: list[Group]) -> Group:
     """The rhythm group: not labelled a median/representative beat, longest first."""
-    rhythm = [g for g in groups if "MEDIAN" not in g.label.upper()
-              and "REPRESENT" not in g.label.upper()]
+    rhythm = [g for g in groups if not _is_median(g)]
     return max(rhythm or groups, key=lambda g: g.samples / g.rate)
+
+
+def median_group(groups: list[Group]) -> Group | None:
+    """The median (representative) beat group, labelled so by the device; None without one."""
+    return next((g for g in groups if _is_median(g)), None)
 
 
 #: Concept names (SCP-ECG code meanings, lower case) of the device measurements we show.

@@ -712,6 +712,8 @@ _REPORT_ID = {"name": "report_id", "in": "path", "required": True,
 _REPORT_VERSION = _query("version", "a signed version number (default: the newest)",
                          {"type": "string", "pattern": "^[0-9]{1,6}$"})
 _REPORT_LANG = _query("lang", "en or zh (default zh)", {"type": "string", "enum": ["en", "zh"]})
+_REPORT_GAIN = _query("gain", "mm/mV of an ECG report's printed tracing (default 10)",
+                      {"type": "string", "enum": ["5", "10", "20"]})
 _CODE = {"name": "code", "in": "path", "required": True,
          "schema": {"type": "string", "maxLength": 40},
          "description": "the verification code printed on the report (case and dashes free)"}
@@ -763,10 +765,11 @@ _REPORT_PATHS: dict[str, dict[str, Operation]] = {
         params=[_REPORT_ID])},
     "/api/reports/{report_id}/document": {"get": _report_op(
         "a signed version as the printable page's document (client_web/print.html)",
-        params=[_REPORT_ID, _REPORT_VERSION, _REPORT_LANG])},
+        params=[_REPORT_ID, _REPORT_VERSION, _REPORT_LANG, _REPORT_GAIN])},
     "/api/reports/{report_id}/pdf": {"get": _report_op(
         "a signed version as PDF (Chinese text embedded, key images, verification code)",
-        content_type="application/pdf", params=[_REPORT_ID, _REPORT_VERSION, _REPORT_LANG])},
+        content_type="application/pdf",
+        params=[_REPORT_ID, _REPORT_VERSION, _REPORT_LANG, _REPORT_GAIN])},
     "/api/reports/{report_id}/fhir": {"get": _report_op(
         "a signed version as a FHIR R4 DiagnosticReport", content_type="application/fhir+json",
         params=[_REPORT_ID, _REPORT_VERSION])},

@@ -187,6 +187,7 @@ async def _document(request: web.Request, action: str) -> Document:
     viewed, version = await service.signed_version(_who(request), _report_id(request),
                                                    _version_param(request))
     lang = _lang(request)
+    gain = _gain(request)
     settings = request.app[appkeys.SETTINGS]
     department = await request.app[appkeys.STORE].directory.get_department(
         version.subject.department)
@@ -194,7 +195,7 @@ async def _document(request: web.Request, action: str) -> Document:
     # Who was told of a critical value raised on it, when, the read-back (server/clinical/
     # alerts.py): printed with the report, as the critical-value rules ask.
     communication = await request.app[appkeys.ALERTS].communication(viewed.report.id)
-    tracing = await _tracing(request, version)
+    tracing = await _tracing(request, version, gain)
     doc = document(viewed.report, version, lang=lang, institution=settings.institution,
                    department_name=department.name if department else version.subject.department,
                    images=images, public_url=settings.public_url, communication=communication,
@@ -203,10 +204,20 @@ async def _document(request: web.Request, action: str) -> Document:
     return doc
 
 
-async def _tracing(request: web.Request, version: Version
-                   ) -> tuple[bytes, float, float] | None:
-    """The ECG tracing at standard scale (media/ecg/tracing.py, thread pool) of an ECG report's
-    study, or None (no ECG template, no ECG in the study, or it cannot be read)."""
+def _gain(request: web.Request) -> float:
+    """`?gain=` mm/mV of the printed tracing: 10 (standard), or 5 / 20 as the reader chose."""
+    text = request.query.get("gain", "10")
+    gains = {f"{g:g}": g for g in ecg_tracing.GAINS}
+    if text not in gains:
+        raise InvalidParameter(f"gain must be one of {', '.join(gains)} (mm/mV)")
+    return gains[text]
+
+
+async def _tracing(request: web.Request, version: Version,
+                   gain: float) -> ecg_tracing.Sheets | None:
+    """The ECG sheets at true scale (media/ecg/tracing.py, thread pool: rhythm with calibration
+    pulses, median beats when present) of an ECG report's study, or None (no ECG template, no
+    ECG in the study, or it cannot be read)."""
     s = version.subject
     if not version.content.get(ECG) or not s.study_uid:
         return None
@@ -216,12 +227,12 @@ async def _tracing(request: web.Request, version: Version
     path = str(request.app[appkeys.SETTINGS].dicom_dir / found["path"])
     try:
         tracing = await asyncio.get_running_loop().run_in_executor(
-            request.app[appkeys.EXECUTOR], ecg_tracing.render_file, path)
+            request.app[appkeys.EXECUTOR], ecg_tracing.render_file, path, gain)
     except (OSError, ValueError, ImagingError) as exc:
         event(log, "report_tracing_failed", logging.WARNING, report=version.report_id,
               error=type(exc).__name__)
         return None
-    return tracing.png, tracing.width_mm, tracing.height_mm
+    return tracing
 
 
 async def _key_images(request: web.Request, version: Version) -> list[tuple[bytes, str]]:

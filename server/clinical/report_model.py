@@ -86,14 +86,16 @@ _UID_CHARS = set("0123456789.")
 #: only when given, so a report without it is (and hashes) exactly as before. Numbers are whole
 #: (canonical JSON holds no floats) or null (not measured).
 ECG = "ecg"
-#: name -> (low, high) for the numbers: rate /min, intervals ms, axis degrees.
+#: name -> (low, high) for the numbers: rate /min, intervals ms, axes degrees (`axis` is the QRS
+#: axis, named so before the P and T axes joined).
 ECG_NUMBERS: dict[str, tuple[int, int]] = {
     "rate": (0, 400), "pr": (0, 1000), "qrs": (0, 400), "qt": (0, 1000), "qtc": (0, 1000),
-    "axis": (-180, 360),
+    "axis": (-180, 360), "p_axis": (-180, 360), "t_axis": (-180, 360),
 }
 #: name -> max characters for the texts.
 ECG_TEXTS: dict[str, int] = {"rhythm": 200, "st_t": 2_000, "conclusion": 4_000}
-ECG_FIELDS = ("rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "st_t", "conclusion")
+ECG_FIELDS = ("rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "p_axis", "t_axis", "st_t",
+              "conclusion")
 
 
 class ContentError(ValueError):
@@ -202,6 +204,7 @@ def ecg_prefill(ecg: dict[str, Any] | None) -> dict[str, Any] | None:
         "rhythm": "", "rate": whole(rate, "rate"), "pr": whole(m.get("pr_ms"), "pr"),
         "qrs": whole(m.get("qrs_ms"), "qrs"), "qt": whole(m.get("qt_ms"), "qt"),
         "qtc": whole(m.get("qtc_ms"), "qtc"), "axis": whole(m.get("qrs_axis"), "axis"),
+        "p_axis": whole(m.get("p_axis"), "p_axis"), "t_axis": whole(m.get("t_axis"), "t_axis"),
         "st_t": "", "conclusion": "\n".join(statements)[:ECG_TEXTS["conclusion"]],
     })
 

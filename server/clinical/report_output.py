@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from media.ecg.tracing import Sheets
 from server.clinical.report_model import (
     ECG,
+    ECG_FIELDS,
     KEY_IMAGES,
     Kind,
     Report,
@@ -42,8 +44,10 @@ FIELD_LABELS = {
            "tier.critical": "Critical value", "tier.significant": "Significant finding",
            "ecg": "ECG", "ecg.rhythm": "Rhythm", "ecg.rate": "Rate (/min)", "ecg.pr": "PR (ms)",
            "ecg.qrs": "QRS (ms)", "ecg.qt": "QT (ms)", "ecg.qtc": "QTc (ms)",
-           "ecg.axis": "Axis (°)", "ecg.st_t": "ST-T changes", "ecg.conclusion": "Conclusion",
-           "ecg.tracing": "ECG tracing · 25 mm/s · 10 mm/mV"},
+           "ecg.axis": "QRS axis (°)", "ecg.p_axis": "P axis (°)",
+           "ecg.t_axis": "T axis (°)", "ecg.st_t": "ST-T changes", "ecg.conclusion": "Conclusion",
+           "ecg.tracing": "ECG tracing · 25 mm/s · {gain} mm/mV · calibration 1 mV",
+           "ecg.medians": "Median beats · 25 mm/s · {gain} mm/mV"},
     "zh": {"findings": "检查所见", "impression": "诊断意见", "recommendation": "建议",
            "advice": "会诊意见", "follow_up": "随访", "critical": "危急值",
            "refer": "建议转诊", "patient": "患者", "patient_id": "患者编号", "clinic": "申请机构",
@@ -61,8 +65,10 @@ FIELD_LABELS = {
            "tier.critical": "危急值", "tier.significant": "重大阳性",
            "ecg": "心电图", "ecg.rhythm": "心律", "ecg.rate": "心率 (次/分)", "ecg.pr": "PR (ms)",
            "ecg.qrs": "QRS (ms)", "ecg.qt": "QT (ms)", "ecg.qtc": "QTc (ms)",
-           "ecg.axis": "电轴 (°)", "ecg.st_t": "ST-T 改变", "ecg.conclusion": "心电图诊断",
-           "ecg.tracing": "心电图 · 25 mm/s · 10 mm/mV"},
+           "ecg.axis": "QRS 电轴 (°)", "ecg.p_axis": "P 电轴 (°)",
+           "ecg.t_axis": "T 电轴 (°)", "ecg.st_t": "ST-T 改变", "ecg.conclusion": "心电图诊断",
+           "ecg.tracing": "心电图 · 25 mm/s · {gain} mm/mV · 定标 1 mV",
+           "ecg.medians": "中位数心搏 · 25 mm/s · {gain} mm/mV"},
 }
 STATUS_TEXT = {
     "en": {Status.FINAL: "final", Status.AMENDED: "amended", Status.CORRECTED: "corrected",
@@ -113,7 +119,7 @@ def ecg_section(lang: str, ecg: dict[str, Any] | None) -> Section | None:
         return None
     t = FIELD_LABELS[lang]
     rows = []
-    for name in ("rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "st_t", "conclusion"):
+    for name in ECG_FIELDS:
         value = ecg.get(name)
         if value is None or str(value).strip() == "":
             continue
@@ -125,8 +131,9 @@ def document(report: Report, version: Version, *, lang: str, institution: str,
              department_name: str, images: list[tuple[bytes, str]],
              public_url: str | None,
              communication: list[dict[str, Any]] | None = None,
-             tracing: tuple[bytes, float, float] | None = None) -> Document:
-    """`tracing`: the ECG tracing PNG and its true size in mm (media/ecg/tracing.py)."""
+             tracing: Sheets | None = None) -> Document:
+    """`tracing`: the ECG's sheets at true size (media/ecg/tracing.py): the rhythm, then the
+    median beats when the ECG has them."""
     t = FIELD_LABELS[lang]
     s = version.subject
     c = version.content
@@ -173,11 +180,23 @@ def document(report: Report, version: Version, *, lang: str, institution: str,
     return Document(
         title=TITLES[(lang, report.kind)], institution=institution,
         subtitle=department_name, meta=tuple(meta), sections=tuple(sections),
-        images=tuple(DocImage(png, caption) for png, caption in images) + (
-            (DocImage(tracing[0], t["ecg.tracing"], width_mm=tracing[1], height_mm=tracing[2]),)
-            if tracing else ()),
+        images=tuple(DocImage(png, caption) for png, caption in images)
+        + _tracing_images(lang, tracing),
         verification=Verification(code, verification_url(public_url, code)),
         footer=t["page_note"], lang=lang, watermark=watermark)
+
+
+def _tracing_images(lang: str, sheets: Sheets | None) -> tuple[DocImage, ...]:
+    if sheets is None:
+        return ()
+    t = FIELD_LABELS[lang]
+    out = [DocImage(sheets.rhythm.png, t["ecg.tracing"].format(gain=f"{sheets.rhythm.gain:g}"),
+                    width_mm=sheets.rhythm.width_mm, height_mm=sheets.rhythm.height_mm)]
+    if sheets.medians is not None:
+        m = sheets.medians
+        out.append(DocImage(m.png, t["ecg.medians"].format(gain=f"{m.gain:g}"),
+                            width_mm=m.width_mm, height_mm=m.height_mm))
+    return tuple(out)
 
 
 def _paragraphs(text: str) -> tuple[str, ...]:
@@ -186,7 +205,22 @@ def _paragraphs(text: str) -> tuple[str, ...]:
 
 # FHIR R4 ------------------------------------------------------------------------------------------
 LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+#: The ECG template's numbers as Observations: field -> (LOINC code, LOINC display, UCUM code,
+#: human unit). Codes and displays as LOINC (and US Core's clinical test codes) list them; the
+#: T wave axis is 8638-9 (LOINC's mod-10 check digit; 8638-1 is no LOINC code).
+ECG_OBSERVATIONS: dict[str, tuple[str, str, str, str]] = {
+    "rate": ("8867-4", "Heart rate", "/min", "/min"),
+    "pr": ("8625-6", "P-R interval", "ms", "ms"),
+    "qrs": ("8633-0", "QRS duration", "ms", "ms"),
+    "qt": ("8634-8", "Q-T interval", "ms", "ms"),
+    "qtc": ("8636-3", "Q-T interval corrected", "ms", "ms"),
+    "p_axis": ("8626-4", "P wave axis", "deg", "°"),
+    "axis": ("8632-2", "QRS axis", "deg", "°"),
+    "t_axis": ("8638-9", "T wave axis", "deg", "°"),
+}
 ID_SYSTEM = "urn:huizhen:report"
 CODE_SYSTEM = "urn:huizhen:verification-code"
 EXT_SIGNATURE = "urn:huizhen:fhir:signature-sha256"
@@ -223,10 +257,23 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
     s = version.subject
     c = version.content
     reading = report.kind is Kind.READING
-    code = ({"coding": [_coding(LOINC, "18748-4", "Diagnostic imaging study")],
-             "text": "Imaging report"} if reading else
-            {"coding": [_coding(LOINC, "11488-4", "Consult note")],
-             "text": "Consultation opinion"})
+    ecg = c.get(ECG) if reading else None
+    if ecg:
+        code = {"coding": [_coding(LOINC, "11524-6", "EKG study")], "text": "ECG report"}
+        category = _coding(V2_0074, "EC", "Electrocardiac (e.g., EKG, EEC, Holter)")
+    elif reading:
+        code = {"coding": [_coding(LOINC, "18748-4", "Diagnostic imaging study")],
+                "text": "Imaging report"}
+        category = _coding(V2_0074, "RAD", "Radiology")
+    else:
+        code = {"coding": [_coding(LOINC, "11488-4", "Consult note")],
+                "text": "Consultation opinion"}
+        category = _coding(V2_0074, "OTH", "Other")
+    subject = {"identifier": {"system": f"urn:huizhen:clinic:{s.clinic}:patient-id",
+                              "value": s.patient_id or "unknown"},
+               "display": s.patient_name or "unknown"}
+    performer = {"display": f"{version.signer_name} ({institution})",
+                 "identifier": {"system": "urn:huizhen:user", "value": version.signer}}
     text = plain_text(report, version)
     extensions: list[dict[str, Any]] = [
         {"url": EXT_SIGNATURE, "valueString": version.signature}]
@@ -244,15 +291,11 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
         "identifier": [{"system": ID_SYSTEM, "value": report.id},
                        {"system": CODE_SYSTEM, "value": version.verification_code}],
         "status": version.status.value,
-        "category": [{"coding": [_coding(V2_0074, "RAD", "Radiology") if reading
-                                 else _coding(V2_0074, "OTH", "Other")]}],
+        "category": [{"coding": [category]}],
         "code": code,
-        "subject": {"identifier": {"system": f"urn:huizhen:clinic:{s.clinic}:patient-id",
-                                   "value": s.patient_id or "unknown"},
-                    "display": s.patient_name or "unknown"},
+        "subject": subject,
         "issued": version.signed_at,
-        "performer": [{"display": f"{version.signer_name} ({institution})",
-                       "identifier": {"system": "urn:huizhen:user", "value": version.signer}}],
+        "performer": [performer],
         "resultsInterpreter": [{"display": version.signer_name,
                                 "identifier": {"system": "urn:huizhen:user",
                                                "value": version.signer}}],
@@ -273,9 +316,40 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
     if s.reading_request_id:
         resource["basedOn"] = [{"identifier": {"system": "urn:huizhen:reading-request",
                                                "value": s.reading_request_id}}]
+    observations = ecg_observations(ecg, status=version.status.value, subject=subject,
+                                    performer=performer, issued=version.signed_at)
+    if observations:
+        # Contained, not separate resources: they are part of this signed version and have no
+        # life (or id) of their own; `result` points at each.
+        resource["contained"] = observations
+        resource["result"] = [{"reference": f"#{o['id']}", "display": o["code"]["text"]}
+                              for o in observations]
     if c.get(KEY_IMAGES):
         resource["media"] = [{"comment": k.get("caption") or f"key image {i + 1}",
                               "link": {"identifier": {"system": "urn:dicom:uid",
                                                       "value": f"urn:oid:{k['sop_uid']}"}}}
                              for i, k in enumerate(c[KEY_IMAGES])]
     return resource
+
+
+def ecg_observations(ecg: dict[str, Any] | None, *, status: str, subject: dict[str, Any],
+                     performer: dict[str, Any], issued: str) -> list[dict[str, Any]]:
+    """The ECG template's measured numbers (null = not measured: left out) as FHIR Observations
+    with their LOINC code and a UCUM quantity, in the template's order."""
+    out: list[dict[str, Any]] = []
+    for name in ECG_FIELDS:
+        if name not in ECG_OBSERVATIONS or not ecg or ecg.get(name) is None:
+            continue
+        loinc, display, ucum, unit = ECG_OBSERVATIONS[name]
+        out.append({
+            "resourceType": "Observation",
+            "id": f"ecg-{name.replace('_', '-')}",
+            "status": status,
+            "category": [{"coding": [_coding(OBSERVATION_CATEGORY, "procedure", "Procedure")]}],
+            "code": {"coding": [_coding(LOINC, loinc, display)], "text": display},
+            "subject": subject,
+            "issued": issued,
+            "performer": [performer],
+            "valueQuantity": {"value": ecg[name], "unit": unit, "system": UCUM, "code": ucum},
+        })
+    return out

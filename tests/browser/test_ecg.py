@@ -255,11 +255,16 @@ def test_ecg_reading_from_upload_to_critical_value(new_probe, ecg_room_server):
     paper = new_page.value
     tid(paper, "print-document").wait_for(timeout=20_000)
     assert "Sinus rhythm 窦性心律" in tid(paper, "print-sections").inner_text()
-    # The tracing at true scale: 250 mm wide in CSS mm (96 px per 25.4 mm).
+    # The tracing at true scale in CSS mm (96 px per 25.4 mm): the rhythm sheet 260 × 140 mm
+    # (10 mm calibration lead-in + 10 s), then the synthetic ECG's median beats.
     img = paper.locator("[data-testid=print-tracing] img")
-    img.wait_for()
-    width = paper.evaluate("(i) => i.getBoundingClientRect().width", img.element_handle())
-    assert abs(width - 250 * 96 / 25.4) < 1.0, width
+    img.first.wait_for()
+    assert img.count() == 2
+    sizes = paper.evaluate("(all) => all.map((i) => [i.getBoundingClientRect().width, "
+                           "i.getBoundingClientRect().height])", img.element_handles())
+    mm = 96 / 25.4
+    assert abs(sizes[0][0] - 260 * mm) < 1.0 and abs(sizes[0][1] - 140 * mm) < 1.0, sizes
+    assert abs(sizes[1][1] - 105 * mm) < 1.0, sizes
     screenshot(paper, "ecg-report-print")
     # The reader raises the critical value on the request; the clinic acknowledges it.
     alert = _post(server, "/api/alerts", {"finding": "Acute anterior STEMI",

@@ -250,9 +250,18 @@ async def test_signed_ecg_report_prints_the_tracing_and_fields(
     section = next(s for s in doc["sections"] if s["heading"] == "ECG")
     rows = dict(map(tuple, section["rows"]))
     assert rows["Rhythm"] == "Sinus rhythm 窦性心律" and rows["QTc (ms)"] == str(ecg["qtc"])
+    # The rhythm sheet (10 s after the 10 mm calibration lead-in), then the fixture's median
+    # beats (1.2 s each, 3 × 4), both at true size.
     scaled = [i for i in doc["images"] if i.get("width_mm")]
-    assert len(scaled) == 1 and scaled[0]["width_mm"] == 250.0
-    assert scaled[0]["height_mm"] == 4 * tracing.ROW_MM
+    assert [(i["width_mm"], i["height_mm"]) for i in scaled] == [
+        (260.0, 4 * tracing.ROW_MM), (tracing.medians_width_mm(1.2), 3 * tracing.ROW_MM)]
+    assert "10 mm/mV" in scaled[0]["caption"] and "Median beats" in scaled[1]["caption"]
+    resp = await client.get(f"/api/reports/{rid}/document?lang=en&gain=20", headers=doctor)
+    assert "20 mm/mV" in (await resp.json())["images"][-2]["caption"]
+    for bad_gain in ("15", "1e1", ""):
+        resp = await client.get(f"/api/reports/{rid}/pdf", params={"gain": bad_gain},
+                                headers=doctor)
+        assert resp.status == 400 and (await resp.json())["error"]["code"], bad_gain
 
     resp = await client.get(f"/api/reports/{rid}/pdf?lang=en", headers=doctor)
     assert resp.status == 200, await resp.text()
@@ -268,8 +277,48 @@ async def test_signed_ecg_report_prints_the_tracing_and_fields(
         p.extract_text().split())]
     assert with_image
     content_stream = with_image[0].get_contents().get_data().decode("latin-1")
-    # fpdf2 places an image with "w 0 0 h x y cm" in points: 250 mm = 708.66 pt.
-    assert "708.66 0 0 " in content_stream, content_stream[:400]
+    # fpdf2 places an image with "w 0 0 h x y cm" in points: 260 mm = 737.01 pt, 140 mm =
+    # 396.85 pt; the median beats' page 150 × 105 mm = 425.20 × 297.64 pt.
+    assert "737.01 0 0 396.85 " in content_stream, content_stream[:400]
+    medians = "".join(p.get_contents().get_data().decode("latin-1") for p in pdf.pages
+                      if "Medianbeats" in "".join(p.extract_text().split()))
+    assert "425.20 0 0 297.64 " in medians, medians[:400]
 
     verdict = await (await client.get(f"/api/verify/{v1['verification_code']}")).json()
     assert verdict["authentic"] and verdict["current"]
+
+    # FHIR: an EKG study (LOINC 11524-6, category EC) whose measurements are contained
+    # Observations with LOINC codes and UCUM quantities, each referenced from `result`.
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+    from fhir.resources.R4B.observation import Observation
+
+    resp = await client.get(f"/api/reports/{rid}/fhir", headers=doctor)
+    assert resp.status == 200, await resp.text()
+    raw = await resp.json()
+    resource = DiagnosticReport.model_validate(raw)
+    assert [(c.system, c.code, c.display) for c in resource.code.coding] == [
+        ("http://loinc.org", "11524-6", "EKG study")]
+    assert resource.category[0].coding[0].code == "EC"
+    assert resource.category[0].coding[0].system == \
+        "http://terminology.hl7.org/CodeSystem/v2-0074"
+    observations = {}
+    for item in resource.contained:
+        obs = Observation.model_validate(item.model_dump())
+        observations[obs.code.coding[0].code] = obs
+    signed_ecg = v1["content"]["ecg"]
+    expected = {"8867-4": ("rate", "/min"), "8625-6": ("pr", "ms"), "8633-0": ("qrs", "ms"),
+                "8634-8": ("qt", "ms"), "8636-3": ("qtc", "ms"), "8626-4": ("p_axis", "deg"),
+                "8632-2": ("axis", "deg"), "8638-9": ("t_axis", "deg")}
+    assert set(observations) == set(expected)  # the fixture has every one of them
+    for loinc, (field, ucum) in expected.items():
+        obs = observations[loinc]
+        assert obs.code.coding[0].system == "http://loinc.org"
+        assert obs.valueQuantity.system == "http://unitsofmeasure.org"
+        assert obs.valueQuantity.code == ucum
+        assert float(obs.valueQuantity.value) == signed_ecg[field]
+        assert obs.status == "final" and obs.subject.identifier.value == \
+            resource.subject.identifier.value
+    assert (observations["8626-4"].valueQuantity.value,
+            observations["8638-9"].valueQuantity.value) == (74, 57)
+    assert sorted(r.reference for r in resource.result) == sorted(
+        f"#{o.id}" for o in observations.values())

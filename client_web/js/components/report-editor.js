@@ -42,9 +42,10 @@ export function openReport(kind, ref) {
 
 /** The ECG template (server/clinical/report_model.py ECG_NUMBERS / ECG_TEXTS). */
 export const ECG_NUMBERS = { rate: [0, 400], pr: [0, 1000], qrs: [0, 400], qt: [0, 1000],
-  qtc: [0, 1000], axis: [-180, 360] };
+  qtc: [0, 1000], axis: [-180, 360], p_axis: [-180, 360], t_axis: [-180, 360] };
 export const ECG_TEXTS = { rhythm: 200, st_t: 2000, conclusion: 4000 };
-const ECG_ORDER = ["rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "st_t", "conclusion"];
+const ECG_ORDER = ["rhythm", "rate", "pr", "qrs", "qt", "qtc", "axis", "p_axis", "t_axis", "st_t",
+  "conclusion"];
 
 /** An ECG number input's value as the API wants it: a whole number, or null when empty. */
 export function ecgNumber(text) {
