@@ -24,6 +24,8 @@ from pydicom.uid import generate_uid
 from media.ecg.synthetic import Spec, ecg_dataset
 from server.auth.passwords import hash_password
 from server.auth.principal import Principal
+from server.clinical.ecg_reading import ECG_DEPARTMENT, request_readings
+from server.clinical.worklist import WorklistService
 from server.config import Settings
 from server.demo.phantom import cr_monochrome1_phantom, ct_phantom_series
 from server.errors import Conflict
@@ -31,6 +33,8 @@ from server.ingest import Ingestor, SpooledFile
 from server.log import event
 from server.mdt.models import CaseRef, MdtCreate, ProposalCreate
 from server.mdt.service import MdtService
+from server.notifications import Notifier
+from server.realtime.hub import Hub
 from server.store import Store
 from server.store.directory import Role
 from server.store.grants import DEMO
@@ -50,6 +54,8 @@ DEPARTMENTS = {
     "radiology": "影像科 Radiology",
     "neurology": "神经内科 Neurology",
     "respiratory": "呼吸内科 Respiratory Medicine",
+    # The county's remote ECG centre: reads the townships' ECGs (server/clinical/ecg_reading.py).
+    ECG_DEPARTMENT: "心电图室 ECG Centre",
 }
 
 
@@ -68,6 +74,8 @@ USERS = (
     DemoUser("dr.test", "测试样例医生 Test-sample doctor", Role.DOCTOR, clinic=SAMPLES_CLINIC),
     DemoUser("exp.zhang", "张主任 Prof. Zhang", Role.EXPERT, department="radiology"),
     DemoUser("exp.chen", "陈主任 Prof. Chen", Role.EXPERT, department="neurology"),
+    DemoUser("exp.huang", "黄医生 Dr. Huang (ECG reader)", Role.EXPERT,
+             department=ECG_DEPARTMENT),
     DemoUser("coord.liu", "刘协调员 Coordinator Liu", Role.COORDINATOR),
     DemoUser("admin", "管理员 Administrator", Role.ADMIN),
     DemoUser("audit.zhou", "周审计员 Auditor Zhou", Role.AUDITOR),
@@ -175,6 +183,7 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
         # Prof. Zhang heads radiology: reassigns its reading requests, hears unacknowledged
         # critical alerts at the second escalation step (docs/clinical.md).
         await directory.set_department_head("radiology", "exp.zhang")
+        await directory.set_department_head(ECG_DEPARTMENT, "exp.huang")
         kiosk_token = None
         accounts = settings.data_dir / ACCOUNTS_FILE
         if not accounts.exists() or not json.loads(accounts.read_text()).get("kiosk_device_token"):
@@ -225,7 +234,8 @@ async def seed(settings: Settings, store: Store, password: str, *, ct_slices: in
         for direction in Direction:
             await store.referrals.allow(direction, clinic, dept)
     mdt = await _demo_mdt(settings, store)
-    event(log, "demo_seeded", stored=stored, mdt=mdt)
+    ecg_requests = await _demo_ecg_readings(settings, store)
+    event(log, "demo_seeded", stored=stored, mdt=mdt, ecg_requests=ecg_requests)
     return {"password": password, "stored": stored, "accounts_added": accounts_added}
 
 
@@ -265,6 +275,36 @@ async def _demo_mdt(settings: Settings, store: Store) -> str:
     return DEMO_MDT_ID
 
 
+async def _demo_ecg_readings(settings: Settings, store: Store) -> int:
+    """The demo's ECGs on the ECG centre's worklist, as an upload puts them there: Dr Li's
+    reading requests through the worklist (grants to the readers, the pre-screening's flags, so
+    the STEMI is suspected critical and first; inbox notifications). Once: a study already on
+    the clinic's worklist (open or done) is left alone, so a re-run adds nothing."""
+    listed = {i.study_uid for i in await store.worklist.of_clinic("qingshui", limit=2000)}
+    todo = [(uid, _demo_ecg_sop_uid(uid)) for uid in (DEMO_ECG_STEMI_STUDY_UID,
+                                                      DEMO_ECG_NSR_STUDY_UID)
+            if uid not in listed]
+    if not todo:
+        return 0
+    li = await store.directory.get_user("dr.li")
+    assert li is not None
+    who = Principal(li.username, li.role, li.clinic, li.department)
+    hub = Hub(store.redis)  # publish only (nobody listens during the seed), no subscriptions
+    worklist = WorklistService(settings, store)
+    notifier = Notifier(store, hub)
+    await worklist.start(hub, lambda: notifier, sweep=False)
+    try:
+        made = await request_readings(store, worklist, notifier, who, "qingshui", todo)
+    finally:
+        await worklist.close()
+        await hub.close()
+    return len(made)
+
+
+def _demo_ecg_sop_uid(study_uid: str) -> str:
+    return generate_uid(entropy_srcs=[study_uid, "sop"])
+
+
 def _demo_ecg(study_uid: str, patient: DemoPatient, condition: str,
               when: tuple[int, ...]) -> pydicom.Dataset:
     """A synthetic 12-lead ECG with UIDs derived from its study (a re-run finds it again)."""
@@ -272,7 +312,7 @@ def _demo_ecg(study_uid: str, patient: DemoPatient, condition: str,
                      patient_id=patient.patient_id, patient_name=patient.patient_name,
                      study_uid=study_uid, when=dt.datetime(*when))
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[study_uid, "series"])
-    ds.SOPInstanceUID = generate_uid(entropy_srcs=[study_uid, "sop"])
+    ds.SOPInstanceUID = _demo_ecg_sop_uid(study_uid)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.PatientSex = patient.patient_sex

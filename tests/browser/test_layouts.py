@@ -87,7 +87,8 @@ CHECK_JS = """
 
 KIOSK_PRECALL = [
     "lang-toggle", "logout", "history-open", "selfcheck-retry", "selfcheck-camera", "selfcheck-mic",
-    "dept-radiology", "dept-neurology", "dept-respiratory", "urgency-routine", "urgency-urgent",
+    "dept-radiology", "dept-neurology", "dept-respiratory", "dept-ecg", "urgency-routine",
+    "urgency-urgent",
     "urgency-emergency", "patient-name", "patient-id", "study-select", "consult-question",
     "call-start",
 ]
@@ -151,6 +152,7 @@ def test_pages_fit_every_screen(new_probe, live_server, shots):
     sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", live_server.password)
     kp, zp = kiosk.page, zhang.page
     tid(kp, "selfcheck-camera").and_(kp.locator("[data-state=ok]")).wait_for()
+    tid(kp, "dept-ecg").wait_for()  # the departments come from the server (/api/departments)
     kp.wait_for_function(
         "uid => [...document.querySelectorAll('[data-testid=study-select] option')]"
         ".some(o => o.value === uid)", arg=DEMO_CT_STUDY_UID)

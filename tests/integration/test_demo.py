@@ -83,4 +83,22 @@ async def test_demo_rerun_reports_what_it_added_and_looks_like_a_county(tmp_path
         assert len(upcoming["mdts"][0]["cases"]) == 2
         waiting = await (await client.get("/api/mdt/proposals", headers=liu)).json()
         assert [p["patient_id"] for p in waiting["proposals"]] == ["QS-2024-0816"]
+        # The county ECG centre's worklist: the demo's two ECGs as reading requests (once,
+        # though the demo ran twice), the suspected-critical STEMI first.
+        resp = await client.post("/api/auth/login",
+                                 json={"username": "exp.huang", "password": PASSWORD})
+        huang = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+        resp = await client.get("/api/worklist", params={"modality": "ECG"}, headers=huang)
+        assert resp.status == 200, await resp.text()
+        items = (await resp.json())["items"]
+        assert [(i["patient_id"], i["department"]) for i in items] == [
+            ("QS-2025-0107", "ecg"), ("QS-2025-0108", "ecg")]
+        assert items[0]["flags"].startswith("suspected_critical")
+        assert items[0]["priority"] == "emergency" and not items[1]["flags"]
+        departments = await (await client.get("/api/departments", headers=huang)).json()
+        assert {"id": "ecg", "name": "心电图室 ECG Centre"}.items() <= next(
+            d for d in departments["departments"] if d["id"] == "ecg").items()
+        # The reader was told of the suspected-critical one in their inbox.
+        inbox = await (await client.get("/api/notifications", headers=huang)).json()
+        assert "ecg.suspected_critical" in {n["kind"] for n in inbox["notifications"]}
     assert "Test samples" in CLINICS[SAMPLES_CLINIC]

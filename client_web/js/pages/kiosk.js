@@ -8,7 +8,7 @@ import { fillIcons } from "../lib/icons.js";
 import { LevelMeter, RoomCall, elapsed, getLocalMedia, savedRoom, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, confirmAction, leftKey, showNotice } from "../components/call-ui.js";
 import { mountShell } from "../components/shell.js";
-import { DEPARTMENTS } from "../lib/departments.js";
+import { DEPARTMENTS, departmentLabel, orderDepartments } from "../lib/departments.js";
 import { HistoryPanel, historyMarkup } from "../components/history.js";
 import { ReportsPanel } from "../components/reports-panel.js";
 import { ECG_CLASSES } from "../components/ecg/viewer.js";
@@ -44,6 +44,8 @@ const state = {
   mismatch: null, // {study, consult}: the typed patient is not the attached study's
   rejoinable: new Map(), // consult id -> consult still open without us
   online: null, // department id -> experts online (null: the server does not say)
+  departments: null, // the server's department ids, ordered (null: not known yet)
+  departmentNames: new Map(), // id -> the directory's name (for ids without our label)
   checks: { camera: { state: "pending", key: "selfcheck.pending" }, mic: { state: "pending", key: "selfcheck.pending" } },
 };
 
@@ -167,7 +169,10 @@ async function runSelfCheck() {
 function renderChoices() {
   const depts = $("departments");
   depts.textContent = "";
-  for (const d of DEPARTMENTS) {
+  const shown = state.departments || DEPARTMENTS;
+  // One row for up to 4 (css/call.css): a second row would push Call off a 768 px screen.
+  depts.style.setProperty("--choices", String(Math.min(shown.length, 4) || 1));
+  for (const d of shown) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "choice";
@@ -175,7 +180,7 @@ function renderChoices() {
     b.setAttribute("aria-pressed", String(state.department === d));
     const label = document.createElement("span");
     label.className = "dept-label";
-    label.textContent = t(`dept.${d}`);
+    label.textContent = departmentLabel(d, state.departmentNames.get(d));
     b.append(label);
     // how many experts are online (GET /api/departments + the `departments` push)
     const n = state.online ? state.online.get(d) : undefined;
@@ -218,12 +223,18 @@ function renderNoneOnline() {
   const none = Boolean(d && state.online && state.online.get(d) === 0);
   box.hidden = !none;
   $("call-start").hidden = none; // "Leave a request" instead
-  if (none) $("dept-none-text").textContent = t("dept.noneOnline", { dept: t(`dept.${d}`) });
+  if (none) {
+    $("dept-none-text").textContent = t("dept.noneOnline",
+      { dept: departmentLabel(d, state.departmentNames.get(d)) });
+  }
 }
 
 function setOnline(list) {
   if (!Array.isArray(list)) return;
   state.online = new Map(list.map((x) => [x.id, Number(x.experts_online) || 0]));
+  state.departments = orderDepartments(list);
+  state.departmentNames = new Map(list.map((x) => [x.id, String(x.name || "")]));
+  if (state.department && !state.departments.includes(state.department)) state.department = null;
   renderChoices();
 }
 
@@ -331,7 +342,7 @@ function renderMismatch() {
 /** Puts a consult's request back into the form: cancelling or an unanswered ring keeps it. */
 function fillForm(c) {
   if (!c) return;
-  if (DEPARTMENTS.includes(c.department)) state.department = c.department;
+  if ((state.departments || DEPARTMENTS).includes(c.department)) state.department = c.department;
   if (URGENCIES.includes(c.urgency)) state.urgency = c.urgency;
   renderChoices();
   $("patient-name").value = c.patient_name || "";
