@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 from collections import OrderedDict
 from pathlib import Path
 from threading import Lock
 
 import pydicom
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from media.ecg import compact, waveform
 from server import appkeys
@@ -24,7 +26,11 @@ from server.clinical import ecg_reading
 from server.dicomweb.resources import audit, authorized_instance, file_path, uid_param
 from server.errors import NotFound, PayloadTooLarge
 from server.ingest import IngestResult
+from server.log import event
+from server.realtime import outbound as out
+from server.store import keys
 
+log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/vnd.huizhen.ecg"
 _CACHE_ENTRIES = 64
 _cache: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
@@ -98,12 +104,26 @@ async def summary(request: web.Request) -> web.Response:
 
 async def after_ingest(request: web.Request, who: Principal, clinic: str,
                        result: IngestResult) -> None:
-    """New ECGs of an upload onto the ECG readers' worklist (server/clinical/ecg_reading.py)."""
-    new = [(s.study_instance_uid, s.sop_instance_uid) for s in result.stored
-           if not s.duplicate and s.sop_class_uid in waveform.ECG_SOP_CLASSES]
-    if not new:
+    """New ECGs of an upload: told to the clinic's open pages (`ecg.stored`: a kiosk in a call
+    lists them at once to send into it) and put onto the ECG readers' worklist
+    (server/clinical/ecg_reading.py)."""
+    stored = [s for s in result.stored
+              if not s.duplicate and s.sop_class_uid in waveform.ECG_SOP_CLASSES]
+    if not stored:
         return
+    new = [(s.study_instance_uid, s.sop_instance_uid) for s in stored]
     realtime = request.app.get(appkeys.REALTIME)
+    if realtime is not None:
+        message = out.EcgStored(clinic=clinic, instances=[
+            {"study_uid": s.study_instance_uid, "series_uid": s.series_instance_uid,
+             "sop_instance_uid": s.sop_instance_uid} for s in stored])
+        try:
+            await realtime.hub.publish(keys.channel_clinic(clinic), message)
+        except RedisError as exc:
+            # The upload is stored and answered regardless; a page's list is only late (it
+            # reloads it when the call starts again).
+            event(log, "ecg_stored_publish_failed", logging.WARNING, clinic=clinic,
+                  error=type(exc).__name__)
     await ecg_reading.request_readings(
         request.app[appkeys.STORE], request.app[appkeys.WORKLIST],
         getattr(realtime, "notifier", None), who, clinic, new)

@@ -256,6 +256,15 @@ class RoomShared(Out):
 
 
 # reading worklist, critical alerts, consult escalation (server/clinical/) ---------------------
+class EcgStored(Out):
+    """New ECG instances of a clinic's upload: its pages (the kiosk's in-call ECG list) fetch
+    the list again through QIDO, where access.py decides; only ids travel."""
+
+    type: Literal["ecg.stored"] = "ecg.stored"
+    clinic: str
+    instances: list[Json]  # [{study_uid, series_uid, sop_instance_uid}]
+
+
 class WorklistItem(Out):
     type: Literal["worklist.item"] = "worklist.item"
     action: str

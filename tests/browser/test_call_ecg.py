@@ -55,9 +55,62 @@ def test_kiosk_sends_an_ecg_the_expert_sees_it_beside_the_video(new_probe, live_
     tid(zhang.page, "study-tab-ecg").click()
     assert not tid(zhang.page, "study-ecg").is_hidden()
 
+    # The clinic uploads a new ECG during the call: the kiosk's list gains it at once (the
+    # `ecg.stored` push, no reload, no polling), the STEMI stays chosen, and the new one can be
+    # sent.
+    before = int(tid(kiosk.page, "ecg-share-select").get_attribute("data-count"))
+    chosen = tid(kiosk.page, "ecg-share-select").input_value()
+    new_uid = _upload_ecg(live_server, "QS-LIVE-ECG")
+    kiosk.page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=ecg-share-select] option')]"
+        ".some(o => o.textContent.includes('QS-LIVE-ECG'))", timeout=15_000)
+    assert int(tid(kiosk.page, "ecg-share-select").get_attribute("data-count")) == before + 1
+    selected = kiosk.page.eval_on_selector(
+        '[data-testid="ecg-share-select"]', "s => s.selectedOptions[0].textContent")
+    assert "QS-2025-0107" in selected, (chosen, selected)
+    labels = kiosk.page.eval_on_selector_all(
+        '[data-testid="ecg-share-select"] option', "os => os.map(o => o.textContent)")
+    fresh = next(i for i, label in enumerate(labels) if "QS-LIVE-ECG" in label)
+    tid(kiosk.page, "ecg-share-select").select_option(str(fresh))
+    send.click()
+    zhang.page.wait_for_function(
+        "uid => window.huizhenEcg && window.huizhenEcg.state.study === uid", arg=new_uid,
+        timeout=30_000)
+
     tid(kiosk.page, "hang-up").click()
     tid(kiosk.page, "call-start").wait_for()
     tid(zhang.page, "hang-up").click()
     tid(zhang.page, "consult-empty").wait_for(timeout=30_000)
     assert tid(zhang.page, "study-tabs").is_hidden()  # the next call starts with no ECG
     no_errors(zhang, kiosk)
+
+
+def _upload_ecg(live_server, patient_id: str) -> str:
+    """Dr Li's clinic uploads a synthetic ECG (the kiosk upload route, from another device);
+    returns its StudyInstanceUID."""
+    import io
+    import json
+    import urllib.request
+
+    import pydicom
+
+    from media.ecg.synthetic import Spec, ecg_bytes
+
+    def call(path: str, data: bytes, ctype: str, token: str = "") -> dict:
+        headers = {"Content-Type": ctype}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"{live_server.url}{path}", data=data, headers=headers)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read() or b"{}")
+
+    token = call("/api/auth/login", json.dumps(
+        {"username": "dr.li", "password": live_server.password}).encode(),
+        "application/json")["token"]
+    body = ecg_bytes(Spec("nsr", seed=77), patient_id=patient_id)
+    boundary = "hzliveecg"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+            f"filename=\"ecg.dcm\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    call("/api/uploads", form, f"multipart/form-data; boundary={boundary}", token)
+    return str(pydicom.dcmread(io.BytesIO(body)).StudyInstanceUID)

@@ -134,6 +134,35 @@ async def test_kiosk_upload_of_an_ecg(client, auth):
     assert "vt" in {r["code"] for r in summary["screening"]["reasons"]}
 
 
+async def test_new_ecgs_are_told_to_the_clinics_pages(client, auth, page_sockets):
+    """`ecg.stored` (the kiosk's in-call list reloads on it): to the uploading clinic's pages for
+    a kiosk upload and a STOW-RS of ECGs, with the instances' ids; not for a CT, not for a
+    duplicate, and never to another clinic's pages."""
+    li, wang = await auth("dr.li"), await auth("dr.wang")
+    li_page, wang_page = await page_sockets("dr.li"), await page_sockets("dr.wang")
+    body = synthetic.ecg_bytes(synthetic.Spec("nsr", seed=41))
+    ds = pydicom.dcmread(io.BytesIO(body))
+    form = aiohttp.FormData()
+    form.add_field("files", body, filename="ecg.dcm", content_type="application/octet-stream")
+    assert (await client.post("/api/uploads", data=form, headers=li)).status == 200
+    told = await li_page.expect("ecg.stored")
+    assert told == {"type": "ecg.stored", "clinic": "qingshui", "instances": [
+        {"study_uid": ds.StudyInstanceUID, "series_uid": ds.SeriesInstanceUID,
+         "sop_instance_uid": ds.SOPInstanceUID}]}
+    # A CT and the same ECG again (a duplicate) tell nobody; the next new ECG does.
+    await _stow(client, li, ct_bytes(), body)
+    second = pydicom.dcmread(io.BytesIO(synthetic.ecg_bytes(synthetic.Spec("af_rvr", seed=42))))
+    await _stow(client, li, to_bytes(second))
+    told = await li_page.expect("ecg.stored")
+    assert [i["sop_instance_uid"] for i in told["instances"]] == [second.SOPInstanceUID]
+    # Hetang's doctor heard none of Qingshui's, only their own.
+    await _stow(client, wang, FIXTURE.read_bytes())
+    theirs = await wang_page.expect("ecg.stored")
+    assert theirs["clinic"] == "hetang"
+    assert [m for m in wang_page.backlog if m.get("type") == "ecg.stored"] == []
+    assert [m for m in li_page.backlog if m.get("type") == "ecg.stored"] == []
+
+
 async def test_ecg_reading_worklist_suspected_critical_first_alert_and_read_back(
         client, auth, store, page_sockets, password_hash):
     """The 'done when' of #11 through the API: a kiosk uploads a normal ECG and then an acute

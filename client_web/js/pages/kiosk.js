@@ -40,6 +40,8 @@ const state = {
   call: null,
   view: null,
   ecgs: [], // the clinic's ECG instances the doctor may send into the call
+  ecgLoad: null, // the list's load under way (a promise), and whether another was asked for
+  ecgReload: false,
   endedBy: null, // {key, name}: why the call ended when everyone else left
   mismatch: null, // {study, consult}: the typed patient is not the attached study's
   rejoinable: new Map(), // consult id -> consult still open without us
@@ -579,13 +581,36 @@ const ECG_SHARE_MARKUP = `
         <span class="ecg-share-status" data-testid="ecg-share-status" role="status"></span>
       </div>`;
 
-/** The clinic's newest ECGs (studies with an ECG, then their waveform instances). */
-async function loadEcgs() {
+/** The clinic's newest ECGs (studies with an ECG, then their waveform instances): when the call
+ * starts, and again on `ecg.stored` (the clinic uploaded one) — `keep`: a reload in the call,
+ * which leaves the status alone and keeps the chosen ECG chosen. Loads never overlap: one asked
+ * for during a load runs after it, so the newest upload is always in the list. */
+async function loadEcgs({ keep = false } = {}) {
+  if (state.ecgLoad) {
+    state.ecgReload = true;
+    return state.ecgLoad;
+  }
+  state.ecgLoad = fillEcgs(keep);
+  try {
+    await state.ecgLoad;
+  } finally {
+    state.ecgLoad = null;
+  }
+  if (state.ecgReload) {
+    state.ecgReload = false;
+    await loadEcgs({ keep: true });
+  }
+}
+
+async function fillEcgs(keep) {
   const sel = $("ecg-share-select");
-  sel.textContent = "";
-  sel.append(new Option(t("ecgshare.loading"), ""));
-  $("ecg-share-send").disabled = true;
-  $("ecg-share-status").textContent = "";
+  const chosen = keep ? state.ecgs[Number(sel.value)] : null;
+  if (!keep) {
+    sel.textContent = "";
+    sel.append(new Option(t("ecgshare.loading"), ""));
+    $("ecg-share-send").disabled = true;
+    $("ecg-share-status").textContent = "";
+  }
   const found = [];
   try {
     const studies = await apiJson(
@@ -612,6 +637,9 @@ async function loadEcgs() {
   sel.textContent = "";
   if (!found.length) sel.append(new Option(t("ecgshare.none"), ""));
   found.forEach((e, i) => sel.append(new Option(e.label, String(i))));
+  const again = chosen ? found.findIndex((e) => e.sop === chosen.sop) : -1;
+  if (again >= 0) sel.value = String(again);
+  sel.dataset.count = String(found.length);
   $("ecg-share-send").disabled = !found.length;
 }
 
@@ -651,6 +679,12 @@ function renderEnded() {
 function onSignalMessage(msg) {
   if (msg.type === "departments") {
     setOnline(msg.departments);
+    return;
+  }
+  if (msg.type === "ecg.stored") {
+    // The clinic uploaded an ECG: in a call it can be sent at once (the list is loaded when
+    // a call starts, so outside one there is nothing to refresh).
+    if (state.call) loadEcgs({ keep: true });
     return;
   }
   if (msg.type === "consult.accepted" && state.consult && msg.consult.id === state.consult.consult.id) {
