@@ -9,8 +9,11 @@ Rules (the critical-value list of issue #11; a reason is recorded for each that 
 - `st_elevation`: ST elevation at J + 40 ms against the PR segment, on median beats, of
   >= 0.1 mV in limb leads and V4-V6 or >= 0.3 mV in V1-V3, in two contiguous leads, when the
   QRS is narrow (not measurable in a wide-complex rhythm);
+- `vf`: ventricular fibrillation / flutter, which has no organised QRS to detect: in some 8 s
+  window, at least 45 % of the 1-30 Hz power (summed over the leads) lies within 1 Hz of a
+  dominant frequency of 3-10 Hz (the spectral criterion of Barro et al. 1989, simplified: a
+  sinus or AF tracing's QRS spreads its power, 0.07-0.31 on the synthetic set; VF 0.6);
 - `device`: the recording device's interpretation statements name a critical finding.
-Ventricular fibrillation is recognised from device statements only (no organised QRS to detect).
 """
 
 from __future__ import annotations
@@ -26,10 +29,18 @@ from media.ecg.waveform import Group, rhythm_group
 
 #: Longest recording screened (an ambulatory ECG is screened on its first 10 minutes).
 MAX_SCREENED_S = 600.0
+#: Leads screened at most (the standard twelve first), and samples x leads: the screening's
+#: memory (about 60 bytes per value in the filters) and CPU bound whatever the IOD allows
+#: (a General ECG may have 24 channels of 2^22 samples). 12 leads at 1 kHz: 125 s; at 500 Hz:
+#: 250 s, far more than the 30 s a sustained rhythm needs.
+MAX_SCREENED_LEADS = 12
+MAX_SCREENED_VALUES = 1_500_000
 SUSTAINED_S = 30.0
 PAUSE_S = 3.0
 RATE_CRITICAL = 180.0
 WIDE_QRS_MS = 120.0
+VF_CONCENTRATION = 0.45
+VF_WINDOW_S = 8.0
 _ST_LIMB = 100.0  # microvolts
 _ST_V1_V3 = 300.0
 #: Pairs of anatomically contiguous leads.
@@ -45,6 +56,11 @@ _CRITICAL_STATEMENTS = re.compile(
     r"室性心动过速|室速|心室颤动|室颤|停搏|ST段抬高|急性.{0,6}心肌梗|三度.{0,4}传导阻滞",
     re.IGNORECASE,
 )
+#: A statement that denies its finding ("No ST elevation", "未见ST段抬高") names nothing critical.
+#: "Rule out" / "R/O" / "排除" are not denials (a suspicion still to be excluded), nor is "Non-ST
+#: elevation MI" (an acute MI): those still flag.
+_NEGATED = re.compile(
+    r"^\W*(no|not|without|negative\s+for|absence\s+of)\b|^\W*(无|未见)", re.IGNORECASE)
 
 
 @dataclass
@@ -84,11 +100,39 @@ def _max_window_rate(peaks: np.ndarray, fs: float, duration: float) -> float:
     return best
 
 
+def _vf_window(uv: np.ndarray, fs: float) -> tuple[float, float]:
+    """(concentration, dominant Hz) of the most VF-like window (see the `vf` rule)."""
+    size = min(len(uv), round(VF_WINDOW_S * fs))
+    best = (0.0, 0.0)
+    if size < 2 * fs:
+        return best
+    f = np.fft.rfftfreq(size, 1.0 / fs)
+    band = (f >= 1.0) & (f <= 30.0)
+    vf_band = (f >= 3.0) & (f <= 10.0)
+    taper = np.hanning(size)[:, None]
+    for start in range(0, len(uv) - size + 1, max(1, size // 2)):
+        x = uv[start:start + size]
+        power = np.sum(np.abs(np.fft.rfft((x - x.mean(axis=0)) * taper, axis=0)) ** 2, axis=1)
+        total = float(np.sum(power[band]))
+        if total <= 0:
+            continue
+        dominant = float(f[vf_band][np.argmax(power[vf_band])])
+        near = (f >= dominant - 1.0) & (f <= dominant + 1.0)
+        share = float(np.sum(power[near])) / total
+        if share > best[0]:
+            best = (share, dominant)
+    return best
+
+
 def screen(groups: list[Group], statements: list[str]) -> Screening:
     rhythm = rhythm_group(groups)
     fs = rhythm.rate
-    n = min(rhythm.samples, int(MAX_SCREENED_S * fs))
-    uv = np.stack([rhythm.microvolts(k)[:n] for k in range(len(rhythm.channels))], axis=1)
+    order = sorted(range(len(rhythm.channels)),
+                   key=lambda k: (_lead_order(rhythm.channels[k].lead), k))
+    screened = sorted(order[:MAX_SCREENED_LEADS])
+    channels = [rhythm.channels[k] for k in screened]
+    n = min(rhythm.samples, int(MAX_SCREENED_S * fs), MAX_SCREENED_VALUES // len(screened))
+    uv = np.stack([rhythm.microvolts(k, n) for k in screened], axis=1)
     duration = n / fs
     detection = qrs.detect(uv, fs)
     peaks = detection.peaks
@@ -120,7 +164,7 @@ def screen(groups: list[Group], statements: list[str]) -> Screening:
             reasons.append({"code": "vt", "rate": round(window_rate),
                             "qrs_ms": round(result.qrs_ms or 0)})
         if medians and not wide:
-            for k, channel in enumerate(rhythm.channels):
+            for k, channel in enumerate(channels):
                 beat = beats[k]
                 if beat is None:
                     continue
@@ -144,7 +188,13 @@ def screen(groups: list[Group], statements: list[str]) -> Screening:
     elif duration >= PAUSE_S and not any(r["code"] == "pause" for r in reasons):
         reasons.append({"code": "pause", "seconds": round(duration, 2)})
 
-    matched = [s for s in statements if _CRITICAL_STATEMENTS.search(s)]
+    share, dominant = _vf_window(uv, fs)
+    if share >= VF_CONCENTRATION:
+        reasons.append({"code": "vf", "dominant_hz": round(dominant, 1),
+                        "concentration": round(share, 2)})
+
+    matched = [s for s in statements
+               if _CRITICAL_STATEMENTS.search(s) and not _NEGATED.search(s)]
     if matched:
         reasons.append({"code": "device", "statements": matched[:5]})
     result.suspected_critical = bool(reasons)

@@ -45,14 +45,18 @@ class IodRules:
 _RULES = {
     # A.34.3.4: 1-5 groups, 1-13 channels, 200-1000 Hz, at most 16384 samples, SS 16.
     TWELVE_LEAD: IodRules(5, 13, 200.0, 1000.0, 16384, frozenset({(16, "SS")})),
-    # A.34.4.4: 1-4 groups, 1-24 channels, 200-1000 Hz, SB 8 / SS 16.
-    GENERAL_ECG: IodRules(4, 24, 200.0, 1000.0, 2**22, frozenset({(8, "SB"), (16, "SS")})),
+    # A.34.4.4: 1-4 groups, 1-24 channels, 200-1000 Hz, SS 16 only (8-bit SB is the
+    # Ambulatory ECG's alone).
+    GENERAL_ECG: IodRules(4, 24, 200.0, 1000.0, 2**22, frozenset({(16, "SS")})),
     # A.34.5.4: 1 group, 1-12 channels, 50-1000 Hz, SB 8 / SS 16 (a day at 1 kHz fits).
     AMBULATORY_ECG: IodRules(1, 12, 50.0, 1000.0, 100_000_000,
                              frozenset({(8, "SB"), (16, "SS")})),
 }
 #: Decoded samples one instance may hold (all groups, all channels): the decode's memory bound.
 MAX_TOTAL_SAMPLES = 50_000_000
+#: Waveform Annotation Sequence items kept (a resting ECG has tens: the fixture 77; a Holter's
+#: beat annotations run to a day's beats). More is refused: each item costs a parse.
+MAX_ANNOTATIONS = 200_000
 _DTYPES = {(8, "SB"): np.int8, (16, "SS"): np.int16}
 #: Units a channel's sensitivity may be in, as microvolts per unit.
 _UV_PER_UNIT = {"uV": 1.0, "mV": 1000.0, "V": 1e6, "nV": 1e-3}
@@ -95,16 +99,39 @@ def _code_value(item: Dataset, keyword: str) -> str:
     return str(seq[0].get("CodeValue") or "") if seq else ""
 
 
-def check_waveform(ds: Dataset) -> None:
+def check_waveform(ds: Dataset, *, has_pixels: bool = False) -> None:
     """Refuse (InvalidDicomError / ImageTooLargeError) an ECG whose waveform header is out of the
-    IOD's bounds or inconsistent with its data, before anything is decoded."""
+    IOD's bounds or inconsistent with its data, before anything is decoded. `has_pixels`: the
+    file has a (Float/Double Float) Pixel Data element that a header-only parse left out."""
     sop_class = str(ds.get("SOPClassUID", ""))
     rules = _RULES.get(sop_class)
     if rules is None:
         return
+    if has_pixels or any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        # A.34 has no Image Pixel module: an ECG with pixels is an image mislabelled (or the
+        # other way round), and which of the two a viewer should show is not ours to guess.
+        raise InvalidDicomError(
+            f"a {ECG_SOP_CLASSES[sop_class]} instance carries no Pixel Data; send an image with "
+            "its image SOP Class, a waveform without pixels"
+        )
+    meta = getattr(ds, "file_meta", None)
+    tsyntax = str(meta.get("TransferSyntaxUID") or "") if meta is not None else ""
+    if tsyntax == "1.2.840.10008.1.2.2":
+        # Waveform Data (OW) is byte-swapped in Big Endian, and pydicom (hence the bulk data and
+        # transcoding paths) keeps it as stored: samples would come out scrambled. The syntax
+        # is retired (PS3.5 A.3); devices send Little Endian.
+        raise InvalidDicomError(
+            "an ECG in Explicit VR Big Endian (retired) is not accepted; send it in Explicit VR "
+            "Little Endian"
+        )
     groups = ds.get("WaveformSequence")
     if not groups:
         raise InvalidDicomError("an ECG instance needs a Waveform Sequence with a multiplex group")
+    notes = ds.get("WaveformAnnotationSequence")
+    if notes is not None and len(notes) > MAX_ANNOTATIONS:
+        raise ImageTooLargeError(
+            f"the ECG has {len(notes):,} waveform annotations, more than {MAX_ANNOTATIONS:,}"
+        )
     if len(groups) > rules.max_groups:
         raise InvalidDicomError(
             f"{ECG_SOP_CLASSES[sop_class]} allows at most {rules.max_groups} multiplex groups, "
@@ -137,12 +164,20 @@ def check_waveform(ds: Dataset) -> None:
                 f"{where}: sampling frequency {rate:g} Hz, allowed {rules.min_rate:g} to "
                 f"{rules.max_rate:g} Hz"
             )
+        offset = item.get("MultiplexGroupTimeOffset")
+        if offset not in (None, ""):
+            _number(offset, f"{where}: Multiplex Group Time Offset")
         definitions = item.get("ChannelDefinitionSequence") or []
         if len(definitions) != channels:
             raise InvalidDicomError(
                 f"{where}: {len(definitions)} channel definitions for {channels} channels"
             )
         for number, channel in enumerate(definitions, start=1):
+            if not channel.get("ChannelSourceSequence"):
+                # Type 1 (C.10.9.1): the lead; without it neither the paper layout nor the ST
+                # rules can place the channel.
+                raise InvalidDicomError(
+                    f"{where} channel {number}: Channel Source Sequence (the lead) is missing")
             _channel_scale(channel, f"{where} channel {number}")
         total += channels * samples
         if total > MAX_TOTAL_SAMPLES:
@@ -168,16 +203,26 @@ def _given(item: Dataset, keyword: str, default: float) -> Any:
 def _channel_scale(channel: Dataset, where: str) -> tuple[float, float, float, str]:
     """(sensitivity, correction, baseline, unit) of one channel:
     value = raw * sensitivity * correction + baseline, in `unit` (pydicom's order of operations,
-    so the viewer's floating-point values equal waveform_array's)."""
-    sensitivity = _number(_given(channel, "ChannelSensitivity", 1.0),
-                          f"{where}: Channel Sensitivity")
+    so the viewer's floating-point values equal waveform_array's).
+
+    Channel Sensitivity and its units are Type 1C, required when the samples are in defined
+    units (C.10.9.1.4.3), which an ECG's always are (voltages): a default of 1 unit per count
+    would draw, measure and screen the tracing at a made-up amplitude, so they are required."""
+    if channel.get("ChannelSensitivity") in (None, ""):
+        raise InvalidDicomError(
+            f"{where}: Channel Sensitivity is missing (an ECG's samples are voltages, so it is "
+            "required)"
+        )
+    if not _code_value(channel, "ChannelSensitivityUnitsSequence"):
+        raise InvalidDicomError(f"{where}: Channel Sensitivity Units Sequence is missing")
+    sensitivity = _number(channel.get("ChannelSensitivity"), f"{where}: Channel Sensitivity")
     correction = _number(_given(channel, "ChannelSensitivityCorrectionFactor", 1.0),
                          f"{where}: Channel Sensitivity Correction Factor")
     baseline = _number(_given(channel, "ChannelBaseline", 0.0), f"{where}: Channel Baseline")
     scale = sensitivity * correction
     if scale == 0 or not 1e-6 <= abs(scale) <= 1e6 or abs(baseline) > 1e9:
         raise InvalidDicomError(f"{where}: sensitivity {scale:g} or baseline is out of range")
-    unit = _code_value(channel, "ChannelSensitivityUnitsSequence") or "uV"
+    unit = _code_value(channel, "ChannelSensitivityUnitsSequence")
     if unit not in _UV_PER_UNIT:
         raise InvalidDicomError(f"{where}: sensitivity unit {unit[:10]!r} is not a voltage")
     return sensitivity, correction, baseline, unit
@@ -221,9 +266,11 @@ class Group:
     def samples(self) -> int:
         return int(self.raw.shape[0])
 
-    def microvolts(self, index: int) -> np.ndarray:
+    def microvolts(self, index: int, stop: int | None = None) -> np.ndarray:
+        """One channel in microvolts, its first `stop` samples only when given (sliced before
+        the float copy: a long ambulatory channel is never converted whole)."""
         ch = self.channels[index]
-        values = self.raw[:, index].astype(np.float64) * ch.sensitivity * ch.correction
+        values = self.raw[:stop, index].astype(np.float64) * ch.sensitivity * ch.correction
         return (values + ch.baseline) * ch.uv_per_unit
 
     def lead(self, name: str) -> int | None:

@@ -437,7 +437,7 @@ def _validate(fp: BinaryIO, limits: Limits) -> tuple[Dataset, ImageModel]:
     try:
         if is_ecg(ds):
             # Channels, samples, bits, sensitivity, groups, data length: before any decoding.
-            check_waveform(ds)
+            check_waveform(ds, has_pixels=keyword is not None)
         if keyword == "PixelData" and pixel_offset is not None and length is not None:
             return ds, _check_pixels(fp, size, ds, tsyntax, (pixel_offset, length, vr), limits)
         return ds, model_from_dataset(ds, None)

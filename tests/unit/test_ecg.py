@@ -4,6 +4,7 @@ detector and the pre-screening (on pydicom's waveform_ecg.dcm and the synthetic 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import logging
 from pathlib import Path
@@ -145,6 +146,8 @@ def test_synthetic_files_are_valid_and_as_specified(tmp_path):
 
 def test_qrs_detector_finds_the_synthetic_beats():
     for spec, _ in synthetic.synthetic_set(per_condition=3):
+        if spec.condition == "vf":
+            continue  # no beats to find
         ds = synthetic.ecg_dataset(spec)
         g = waveform.decode(ds)[0]
         uv = np.stack([g.microvolts(k) for k in range(12)], axis=1)
@@ -168,8 +171,7 @@ def test_screening_sensitivity_and_false_alarm_rate():
     """Waveform rules alone (device statements left out), on the labelled synthetic set."""
     tp = fn = fp = tn = 0
     for spec, critical in synthetic.synthetic_set(per_condition=5):
-        quiet = synthetic.Spec(spec.condition, spec.rate, spec.seconds, spec.fs, spec.seed,
-                               spec.noise_uv, statements=False)
+        quiet = dataclasses.replace(spec, statements=False)
         index = ecg_index(synthetic.ecg_dataset(quiet))
         assert index is not None
         flagged = index["screening"]["suspected_critical"]
@@ -178,8 +180,9 @@ def test_screening_sensitivity_and_false_alarm_rate():
         fp += flagged and not critical
         tn += not critical and not flagged
         codes = {r["code"] for r in index["screening"]["reasons"]}
-        expected = {"stemi": "st_elevation", "vt": "vt", "af_rvr": "rate"}.get(spec.condition)
-        if expected:
+        expected = {"stemi": "st_elevation", "vt": "vt", "af_rvr": "rate",
+                    "vf": "vf"}.get(spec.condition)
+        if expected and critical:
             assert expected in codes, (spec, index["screening"])
     sensitivity = tp / (tp + fn)
     false_alarm = fp / (fp + tn)
