@@ -157,7 +157,7 @@ def render(groups: list[Group], gain: float = MM_PER_MV) -> Tracing:
             x0 = CAL_MM + c * col_s * MM_PER_S
             if k is None or start >= n:
                 continue
-            uv = g.microvolts(k)[start:min(n, start + col_n)]
+            uv = g.microvolts(k, n)[start:min(n, start + col_n)]
             draw.line(_points(uv, fs, x0, base, gain), fill=_TRACE, width=2)
             _label(draw, lead, x0, base)
             if c:  # the column boundary mark
@@ -168,7 +168,7 @@ def render(groups: list[Group], gain: float = MM_PER_MV) -> Tracing:
     k = 0 if k is None else k
     base = len(LAYOUT) * ROW_MM + BASELINE_MM
     pulses.append(_pulse(draw, base, gain))
-    draw.line(_points(g.microvolts(k)[:n], fs, CAL_MM, base, gain), fill=_TRACE, width=2)
+    draw.line(_points(g.microvolts(k, n), fs, CAL_MM, base, gain), fill=_TRACE, width=2)
     _label(draw, g.channels[k].lead, CAL_MM, base)
     return Tracing(_save(im), width_mm(), height_mm(rows), gain, MM_PER_S, tuple(pulses))
 
@@ -201,7 +201,7 @@ def render_medians(groups: list[Group], gain: float = MM_PER_MV) -> Tracing | No
             if k is None:
                 continue
             x0 = CAL_MM + c * cell_mm
-            draw.line(_points(g.microvolts(k)[:n], fs, x0, base, gain), fill=_TRACE, width=2)
+            draw.line(_points(g.microvolts(k, n), fs, x0, base, gain), fill=_TRACE, width=2)
             _label(draw, lead, x0, base)
     return Tracing(_save(im), w_mm, h_mm, gain, MM_PER_S, tuple(pulses))
 

@@ -23,8 +23,9 @@ from media.ecg import compact, waveform
 from server import appkeys
 from server.auth.principal import Principal
 from server.clinical import ecg_reading
+from server.dicomweb.multipart import negotiate
 from server.dicomweb.resources import audit, authorized_instance, file_path, uid_param
-from server.errors import NotFound, PayloadTooLarge
+from server.errors import InvalidParameter, NotFound, PayloadTooLarge
 from server.ingest import IngestResult
 from server.log import event
 from server.realtime import outbound as out
@@ -33,8 +34,18 @@ from server.store import keys
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/vnd.huizhen.ecg"
 _CACHE_ENTRIES = 64
+#: Bytes the cache holds at most (identity + gzip bodies): a 10-minute recording's body is
+#: 7 MB, so an entry count alone would let 64 of them pin half a gigabyte.
+_CACHE_BYTES = 48 * 2**20
 _cache: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
 _cache_lock = Lock()
+
+
+def _too_many_samples(total: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the ECG holds {total:,} samples, more than the {compact.MAX_SAMPLES:,} the viewer "
+        "format carries; read it through WADO-RS bulk data (the metadata's BulkDataURI)"
+    )
 
 
 def _compact(path: Path, extra: dict[str, object]) -> tuple[bytes, bytes]:
@@ -52,20 +63,24 @@ def _compact(path: Path, extra: dict[str, object]) -> tuple[bytes, bytes]:
     groups = waveform.decode(ds)
     total = sum(g.samples * len(g.channels) for g in groups)
     if total > compact.MAX_SAMPLES:
-        raise PayloadTooLarge(
-            f"the ECG holds {total:,} samples, more than the {compact.MAX_SAMPLES:,} the viewer "
-            "format carries; read it through WADO-RS bulk data (the metadata's BulkDataURI)"
-        )
+        raise _too_many_samples(total)
     body = compact.encode(groups, extra)
     packed = gzip.compress(body, compresslevel=6, mtime=0)
     with _cache_lock:
         _cache[key] = (body, packed)
-        if len(_cache) > _CACHE_ENTRIES:
-            _cache.popitem(last=False)
+        held = sum(len(a) + len(b) for a, b in _cache.values())
+        while len(_cache) > 1 and (len(_cache) > _CACHE_ENTRIES or held > _CACHE_BYTES):
+            _, (a, b) = _cache.popitem(last=False)
+            held -= len(a) + len(b)
     return body, packed
 
 
-async def _record(request: web.Request):  # type: ignore[no-untyped-def]
+async def _record(request: web.Request, offered: str):  # type: ignore[no-untyped-def]
+    # Malformed requests are refused the same whoever asks and whatever exists (no oracle).
+    if request.query:
+        raise InvalidParameter(
+            f"unknown parameter {next(iter(request.query))[:40]!r}; this resource takes none")
+    negotiate(request.headers.get("Accept"), (offered,))
     record = await authorized_instance(
         request, uid_param(request, "study"), uid_param(request, "series"),
         uid_param(request, "instance"))
@@ -76,7 +91,12 @@ async def _record(request: web.Request):  # type: ignore[no-untyped-def]
 
 async def samples(request: web.Request) -> web.Response:
     """GET …/instances/{instance}/ecg: the compact waveform (all multiplex groups)."""
-    record = await _record(request)
+    record = await _record(request, MEDIA_TYPE)
+    # The index knows the size: a long (ambulatory) recording is refused before its file is read.
+    total = sum(int(g.get("samples", 0)) * int(g.get("channels", 0))
+                for g in record.ecg.get("groups") or [])
+    if total > compact.MAX_SAMPLES:
+        raise _too_many_samples(total)
     extra = {"summary": {k: v for k, v in record.ecg.items() if k != "screening"},
              "screening": record.ecg.get("screening")}
     body, packed = await asyncio.get_running_loop().run_in_executor(
@@ -93,7 +113,7 @@ async def samples(request: web.Request) -> web.Response:
 async def summary(request: web.Request) -> web.Response:
     """GET …/instances/{instance}/ecg/summary: acquisition, device, rate, duration, the device's
     measurements and statements, and the pre-screening result (from the index)."""
-    record = await _record(request)
+    record = await _record(request, "application/json")
     await audit(request, "ecg.summary", study=record.study_uid, series=record.series_uid,
                 instance=record.sop_uid)
     return web.json_response(

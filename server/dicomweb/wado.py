@@ -328,6 +328,9 @@ async def bulkdata(request: web.Request) -> web.StreamResponse:
         instance=record.sop_uid,
         tag=f"{tag:08X}" if within is None else f"{within[0]:08X}/{within[1]}/{tag:08X}",
     )
+    path = request.match_info["tag"] if within is None else "/".join(
+        request.match_info[k] for k in ("seq", "item", "tag"))
     writer = MultipartWriter(request, "application/octet-stream")
-    await writer.part(body)
+    # The part names its BulkDataURI, as the metadata gave it (PS3.18 8.7: a part's location).
+    await writer.part(body, location=f"{_instance_url(request, record)}/bulkdata/{path}")
     return await writer.finish()
