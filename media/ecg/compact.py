@@ -72,7 +72,9 @@ def encode(groups: list[Group], extra: dict[str, Any] | None = None) -> bytes:
     }
     if extra:
         header.update(extra)
-    text = json.dumps(header, separators=(",", ":")).encode()
+    # allow_nan=False: the browser's JSON.parse refuses NaN / Infinity, so never write them
+    # (validation keeps every number finite; this makes a slip a loud error, not a blank viewer).
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     if (8 + len(text)) % 2:
         text += b" "
     parts = [MAGIC, struct.pack("<I", len(text)), text]
@@ -82,12 +84,16 @@ def encode(groups: list[Group], extra: dict[str, Any] | None = None) -> bytes:
     return b"".join(parts)
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (a browser's JSON.parse refuses it)")
+
+
 def decode(body: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
     """The inverse of encode (tests and the benchmark): header, and (samples, channels) arrays."""
     if body[:4] != MAGIC:
         raise ValueError("not a compact ECG")
     (n,) = struct.unpack("<I", body[4:8])
-    header = json.loads(body[8:8 + n])
+    header = json.loads(body[8:8 + n], parse_constant=_not_json)
     pos = 8 + n
     arrays = []
     for g in header["groups"]:
