@@ -29,8 +29,10 @@ _REASON_TEXT = {
     "vt": "sustained wide-complex tachycardia / 持续性宽QRS心动过速",
     "rate": "heart rate >= 180/min / 心率≥180次/分",
     "pause": "pause / 停搏",
+    "vf": "ventricular fibrillation / flutter / 心室颤动/扑动",
     "st_elevation": "ST elevation / ST段抬高",
     "device": "device statement / 设备提示",
+    "unscreened": "not screened (screening failed) / 未能自动筛查",
 }
 
 

@@ -222,3 +222,17 @@ def test_ecg_bytes_parse():
     body = synthetic.ecg_bytes(synthetic.Spec("stemi"))
     ds = pydicom.dcmread(io.BytesIO(body))
     assert ds.WaveformSequence[1].MultiplexGroupLabel == "MEDIAN BEAT"
+
+
+def test_a_screening_fault_stores_the_ecg_flagged_for_a_human(monkeypatch, caplog):
+    """A fault in our screening never refuses (or hides) a valid ECG: it is indexed, flagged
+    `unscreened` so a reader takes it first, and the fault is logged."""
+    def broken(groups, statements):
+        raise FloatingPointError("injected")
+
+    monkeypatch.setattr(screening, "screen", broken)
+    index = ecg_index(synthetic.ecg_dataset(synthetic.Spec("nsr", seconds=3)))
+    assert index is not None and index["leads"][0] == "I"
+    assert index["screening"]["suspected_critical"] is True
+    assert [r["code"] for r in index["screening"]["reasons"]] == ["unscreened"]
+    assert any(r.getMessage() == "ecg_screening_failed" for r in caplog.records)
