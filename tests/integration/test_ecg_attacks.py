@@ -290,10 +290,22 @@ async def test_ecg_resources_negotiation_queries_and_ps318_spelling(client, auth
         assert headers["content-type"].startswith("application/octet-stream")
         assert headers["content-location"].endswith(base + "/bulkdata/54000100/1/54001010")
         assert value == _group(ds).WaveformData
-    # An ECG has no image: the image resources answer 4xx, not 500.
-    for suffix in ("/rendered", "/frames/1/rendered", "/thumbnail", "/frames/1"):
-        resp = await client.get(base + suffix, headers=h)
-        assert 400 <= resp.status < 500, (suffix, resp.status)
+    # An ECG has no image: the image resources answer 4xx, not 500 (also a study or series
+    # holding nothing but the ECG).
+    series = base.rsplit("/instances/", 1)[0]
+    study = series.rsplit("/series/", 1)[0]
+    for url in (base + "/rendered", base + "/frames/1/rendered", base + "/thumbnail",
+                base + "/frames/1", series + "/thumbnail", study + "/thumbnail"):
+        resp = await client.get(url, headers=h)
+        assert 400 <= resp.status < 500, (url, resp.status)
+    # The instance itself, as stored and transcoded to Explicit VR Little Endian.
+    for ts in ("*", "1.2.840.10008.1.2.1"):
+        resp = await client.get(base, headers={
+            **h, "Accept": f'multipart/related; type="application/dicom"; transfer-syntax={ts}'})
+        assert resp.status == 200, ts
+        ((_, value),) = await read_multipart(resp)
+        again = pydicom.dcmread(io.BytesIO(value))
+        np.testing.assert_array_equal(again.waveform_array(0), ds.waveform_array(0))
     # Another clinic: 404 exactly as for an instance that does not exist.
     missing = base.rsplit("/", 1)[0] + "/1.2.3.4.5"
     for suffix in ("/ecg", "/ecg/summary", "/metadata", "/bulkdata/54000100/1/54001010"):
