@@ -4,7 +4,7 @@ full tracing in the viewer, over loopback.
 Starts what it needs (bench/render.py's Stack: a private redis-server, `huizhen demo`, `huizhen
 serve` on free 127.0.0.1 ports) and tears it down again, then:
 
-  upload    --uploads synthetic 10 s 12-lead 500 Hz ECGs (media/ecg/synthetic.py, the four
+  upload    --uploads synthetic 10 s 12-lead 500 Hz ECGs (media/ecg/synthetic.py, the five
             conditions in turn, made before timing) sent one at a time by dr.li through the
             kiosk upload (POST /api/uploads). Measured per ECG: the upload's answer (validated,
             stored, decoded, pre-screened, indexed, the reading request made) and until the ECG
