@@ -28,7 +28,7 @@ from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from media.ecg.waveform import check_waveform, is_ecg
+from media.ecg.waveform import check_annotation_count, check_waveform, is_ecg
 from media.imaging.errors import (
     ImageTooLargeError,
     ImagingError,
@@ -426,6 +426,8 @@ def _validate(fp: BinaryIO, limits: Limits) -> tuple[Dataset, ImageModel]:
             little_endian=tsyntax.is_little_endian,
             pos=fp.tell(),
         )
+        # Before the conversion below parses every sequence item.
+        check_annotation_count(ds)
         # Convert every element now so malformed values fail here rather than at render time.
         for element in ds.iterall():
             _ = element.value
