@@ -95,8 +95,14 @@ def _max_window_rate(peaks: np.ndarray, fs: float, duration: float) -> float:
     best = 0.0
     for start in np.arange(0.0, duration - SUSTAINED_S + 1e-9, 1.0):
         inside = times[(times >= start) & (times < start + SUSTAINED_S)]
-        if len(inside) >= 2:
-            best = max(best, 60.0 * (len(inside) - 1) / (inside[-1] - inside[0]))
+        if len(inside) < 2:
+            continue
+        span = inside[-1] - inside[0]
+        rate = 60.0 * (len(inside) - 1) / span
+        # Only a window its beats fill counts: a 10 s run at 200/min followed by a pause is a
+        # burst (and a pause), not a rate sustained for 30 s.
+        if span >= SUSTAINED_S - 2 * 60.0 / rate - 0.5:
+            best = max(best, rate)
     return best
 
 

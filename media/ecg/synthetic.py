@@ -91,9 +91,9 @@ def _lead_signal(spec: Spec, lead: str, t: np.ndarray, beats: np.ndarray,
     """mV of one independent lead (I, II, V1-V6)."""
     out = np.zeros_like(t)
     if spec.condition == "vf":
-        # Coarse VF: 0.2-0.8 mV, the frequency wandering around 4-7 Hz, each lead its own
-        # phase and gain (no beat times: nothing organised to detect).
-        f = rng.uniform(4.0, 7.0)
+        # Coarse VF: 0.2-0.8 mV, the frequency wandering around 4-7 Hz (one heart: the same
+        # in every lead), each lead its own phase and gain (nothing organised to detect).
+        f = 4.0 + 3.0 * float(np.random.default_rng(spec.seed).random())
         gain = 0.5 * rng.uniform(0.6, 1.4)
         amp = gain * (1.0 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 0.3) * t + rng.uniform(0, 6)))
         phase = 2 * np.pi * f * t + 1.5 * np.sin(2 * np.pi * 0.7 * t) + rng.uniform(0, 6.3)

@@ -236,3 +236,29 @@ def test_a_screening_fault_stores_the_ecg_flagged_for_a_human(monkeypatch, caplo
     assert index["screening"]["suspected_critical"] is True
     assert [r["code"] for r in index["screening"]["reasons"]] == ["unscreened"]
     assert any(r.getMessage() == "ecg_screening_failed" for r in caplog.records)
+
+
+def _joined(*parts: tuple[str, float, float, int]) -> list[waveform.Group]:
+    groups = [waveform.decode(synthetic.ecg_dataset(
+        synthetic.Spec(c, rate=r, seconds=s, seed=seed)))[0] for c, r, s, seed in parts]
+    raw = np.concatenate([g.raw for g in groups])
+    return [waveform.Group("RHYTHM", groups[0].rate, raw, groups[0].channels)]
+
+
+def test_a_rate_must_be_sustained_30_s_in_a_long_recording():
+    """>= 180/min for >= 30 s: a 10 s burst at 200/min in 40 s of recording is not that (the
+    30 s windows its beats do not fill are not counted); 35 s at 195/min is."""
+    burst = screening.screen(_joined(("af_rvr", 200, 10, 1), ("nsr", 70, 30, 2)), [])
+    assert "rate" not in {r["code"] for r in burst.reasons}
+    sustained = screening.screen(_joined(("af_rvr", 195, 35, 3), ("nsr", 70, 10, 4)), [])
+    assert "rate" in {r["code"] for r in sustained.reasons}
+
+
+def test_vf_is_recognised_from_the_waveform_alone():
+    for seed in range(3):
+        groups = waveform.decode(synthetic.ecg_dataset(synthetic.Spec("vf", seed=seed)))
+        result = screening.screen(groups, [])
+        assert "vf" in {r["code"] for r in result.reasons}, result
+    calm = screening.screen(waveform.decode(synthetic.ecg_dataset(
+        synthetic.Spec("nsr", rate=170, seed=9))), [])
+    assert calm.reasons == []
