@@ -244,8 +244,23 @@ def _channel_scale(channel: Dataset, where: str) -> tuple[float, float, float, s
     return sensitivity, correction, baseline, unit
 
 
+#: The twelve standard leads by their code (PS3.16 CID 3001: SCP-ECG "5.6.3-9-n", and the
+#: ISO/IEEE 11073 MDC "2:n" of the same n): the name whatever language the meaning is in.
+_LEAD_CODES = {1: "I", 2: "II", 61: "III", 62: "aVR", 63: "aVL", 64: "aVF", 3: "V1", 4: "V2",
+               5: "V3", 6: "V4", 7: "V5", 8: "V6"}
+
+
 def _lead_name(channel: Dataset) -> str:
-    """'Lead II' / 'Lead I (Einthoven)' / 'II' -> 'II'; 'V1'...; the meaning otherwise."""
+    """The standard lead by its code; else 'Lead II' / 'Lead I (Einthoven)' / 'II' -> 'II',
+    'V1'...; the meaning otherwise."""
+    seq = channel.get("ChannelSourceSequence")
+    code = seq[0] if seq else None
+    value = str(code.get("CodeValue") or "") if code is not None else ""
+    scheme = str(code.get("CodingSchemeDesignator") or "").upper() if code is not None else ""
+    number = value.rsplit("-", 1)[-1] if scheme == "SCPECG" and value.startswith("5.6.3-9-") \
+        else value[2:] if scheme == "MDC" and value.startswith("2:") else ""
+    if number.isascii() and number.isdigit() and int(number) in _LEAD_CODES:
+        return _LEAD_CODES[int(number)]
     text = _code_meaning(channel, "ChannelSourceSequence") or str(channel.get("ChannelLabel", ""))
     text = text.replace("(Einthoven)", "").replace("Lead", "").strip()
     return text[:16] or "?"

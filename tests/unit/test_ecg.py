@@ -262,3 +262,18 @@ def test_vf_is_recognised_from_the_waveform_alone():
     calm = screening.screen(waveform.decode(synthetic.ecg_dataset(
         synthetic.Spec("nsr", rate=170, seed=9))), [])
     assert calm.reasons == []
+
+
+def test_leads_are_named_by_their_code_whatever_the_meaning_says():
+    """CID 3001 codes name the lead (SCP-ECG 5.6.3-9-n, MDC 2:n), so a device writing its
+    meanings in Chinese still gets the paper layout and the ST rules."""
+    ds = synthetic.ecg_dataset(synthetic.Spec("stemi", seed=2))
+    for k, channel in enumerate(ds.WaveformSequence[0].ChannelDefinitionSequence):
+        source = channel.ChannelSourceSequence[0]
+        source.CodeMeaning = "导联"
+        if k % 2:
+            source.CodingSchemeDesignator = "MDC"
+            source.CodeValue = "2:" + source.CodeValue.rsplit("-", 1)[-1]
+    groups = waveform.decode(ds)
+    assert [c.lead for c in groups[0].channels] == list(synthetic.LEADS)
+    assert "st_elevation" in {r["code"] for r in screening.screen(groups, []).reasons}
