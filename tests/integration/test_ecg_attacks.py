@@ -223,7 +223,9 @@ async def test_valid_odd_waveforms_are_stored_and_served_safely(client, auth):
     for note in odd.WaveformAnnotationSequence:
         note.ReferencedWaveformChannels = [9, 99]
     extra = copy.deepcopy(channels[1])
-    extra.ChannelSourceSequence[0].CodeMeaning = "Esophageal lead"
+    source = extra.ChannelSourceSequence[0]
+    source.CodeValue, source.CodingSchemeDesignator = "ESO", "99LOCAL"
+    source.CodeMeaning = "Esophageal lead"
     g = _group(odd)
     raw = np.frombuffer(g.WaveformData, "<i2").reshape(-1, 12)
     g.WaveformData = np.concatenate([raw, raw[:, 1:2]], axis=1).tobytes()
