@@ -13,6 +13,7 @@ thread pool.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from server.clinical.report_model import ContentError, Report, Subject, Version
 
 NO_STUDY = "no-study"
 DRAFT = "draft.json"
+DRAFT_LOCK = ".draft.lock"  # held while the draft file is compared and replaced
 _CLINIC = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _UID = re.compile(r"^[0-9][0-9.]{0,63}$")
 _REPORT = re.compile(r"^[0-9a-f]{16}$")
@@ -106,13 +108,36 @@ def write_signed(root: Path, version: Version) -> bool:
     return True
 
 
-def write_draft(root: Path, draft: Version) -> None:
+def write_draft(root: Path, draft: Version) -> bool:
+    """Write the draft durably unless the file already holds a newer one. Two server
+    processes that saved revisions 4 and 5 (the Redis compare-and-set orders them) may reach
+    the file in either order: under an exclusive lock on the report directory, revision 4 finds
+    5 there and is dropped, so the file never goes back. False: dropped."""
     assert not draft.signed
     directory = report_dir(root, draft.subject, draft.report_id)
     _makedirs(directory)
-    temp = _write_temp(directory, _encode(draft))
-    os.replace(temp, directory / DRAFT)
-    _fsync_dir(directory)
+    fd = os.open(directory / DRAFT_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # in the thread pool: waiting here blocks no loop
+        on_disk = _draft_order(directory / DRAFT)
+        if on_disk is not None and on_disk >= (draft.version, draft.revision):
+            return False
+        temp = _write_temp(directory, _encode(draft))
+        os.replace(temp, directory / DRAFT)
+        _fsync_dir(directory)
+        return True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _draft_order(path: Path) -> tuple[int, int] | None:
+    """(version, revision) of the draft file; None if there is none, or it is unreadable
+    (then the new draft replaces it)."""
+    try:
+        data = json.loads(path.read_bytes())
+        return int(data.get("version", 0)), int(data.get("revision", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def remove_draft(root: Path, subject: Subject, report_id: str) -> None:

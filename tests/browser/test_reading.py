@@ -91,3 +91,72 @@ def test_reading_page_writes_signs_and_prints(new_probe, live_server):
     assert paper.locator("[data-testid=print-image] img").first.get_attribute("src").startswith(
         "data:image/png;base64,")
     no_errors(zhang)
+
+
+def _field(page, name: str) -> str:
+    return tid(page, f"report-field-{name}").input_value()
+
+
+def _status(page, key: str, timeout: int = 15_000) -> None:
+    page.locator(f'[data-testid=report-save-status][data-key="{key}"]').wait_for(
+        timeout=timeout)
+
+
+def test_two_pages_editing_one_draft_merge_and_keep_the_users_text(new_probe, live_server):
+    """Two pages of the reader on one draft: a save based on an older revision is refused
+    (409) and the page merges onto the newer draft — fields only it changed are saved on top,
+    fields only the other page changed are taken over, and a field both changed keeps this
+    page's text with the other version shown beside it. No one's text is lost."""
+    base = live_server.url
+    doctor = _login(base, "dr.li", live_server.password)
+    studies = _api(base, "/dicomweb/studies?ModalitiesInStudy=CT&limit=1", doctor)
+    study_uid = studies[0]["0020000D"]["Value"][0]
+    item = _api(base, "/api/worklist", doctor, {
+        "study_uid": study_uid, "question": "Two tabs", "priority": "routine",
+        "department": "radiology"})["item"]
+    expert = _login(base, "exp.zhang", live_server.password)
+    _api(base, f"/api/worklist/{item['id']}/claim", expert, {})
+    a, b = new_probe(), new_probe()
+    for probe in (a, b):
+        sign_in(probe, "/ui/expert.html", "exp.zhang", live_server.password)
+        probe.page.goto(f"/ui/reading.html?request={item['id']}")
+        probe.page.locator('[data-testid=report-editor][data-kind=reading]').wait_for(
+            timeout=20_000)
+    pa, pb = a.page, b.page
+    rid = pa.locator("[data-testid=report-editor]").get_attribute("data-report-id")
+
+    # A saves the findings (revision 1); B, still on revision 0, writes the impression.
+    tid(pa, "report-field-findings").fill("A: 右肺上叶结节 8 mm。")
+    _status(pa, "editor.saved")
+    tid(pb, "report-field-impression").fill("B: 考虑良性。")
+    # B's save is stale: merged onto revision 1 and saved as revision 2, A's findings shown.
+    _status(pb, "editor.merged")
+    assert _field(pb, "findings") == "A: 右肺上叶结节 8 mm。"
+    assert _field(pb, "impression") == "B: 考虑良性。"
+    draft = _api(base, f"/api/reports/{rid}", expert)["draft"]
+    assert draft["revision"] == 2
+    assert draft["content"]["findings"] == "A: 右肺上叶结节 8 mm。"
+    assert draft["content"]["impression"] == "B: 考虑良性。"
+
+    # A (still on revision 1) changes the findings: merged onto 2, saved as 3. B (on 2) then
+    # changes the findings too: both sides changed that field, a conflict.
+    tid(pa, "report-field-findings").fill("A2: 右肺上叶结节 9 mm。")
+    _status(pa, "editor.merged")  # A was on revision 1; B's impression is taken over
+    assert _field(pa, "impression") == "B: 考虑良性。"
+    tid(pb, "report-field-findings").fill("B2: 右肺上叶结节 10 mm。")
+    _status(pb, "editor.conflict")
+    # B's text stays in the field; A's version is shown beside it.
+    assert _field(pb, "findings") == "B2: 右肺上叶结节 10 mm。"
+    row = pb.locator('[data-testid=report-conflict-field][data-field=findings]')
+    assert row.locator("[data-testid=report-conflict-theirs]").inner_text() == (
+        "A2: 右肺上叶结节 9 mm。")
+    assert _api(base, f"/api/reports/{rid}", expert)["draft"]["content"]["findings"] == (
+        "A2: 右肺上叶结节 9 mm。")  # nothing overwritten behind the user's back
+    # B takes A's version: saved on top of revision 3, nothing lost on either side.
+    row.locator("[data-testid=report-conflict-use]").click()
+    _status(pb, "editor.saved")
+    draft = _api(base, f"/api/reports/{rid}", expert)["draft"]
+    assert draft["revision"] == 4
+    assert draft["content"]["findings"] == "A2: 右肺上叶结节 9 mm。"
+    assert draft["content"]["impression"] == "B: 考虑良性。"
+    no_errors(a, b)

@@ -55,6 +55,34 @@ export function ecgNumber(text) {
   return Number.isFinite(n) ? Math.round(n) : null;
 }
 
+const MAX_REBASES = 3;
+
+/** JSON with object keys sorted: equal content compares equal whatever the key order. */
+function stable(value) {
+  if (Array.isArray(value)) return `[${value.map(stable).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${stable(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+/** Three-way merge of a draft's content by field: `base` the draft an edit started from,
+ * `mine` the edit, `theirs` the newer draft saved elsewhere. A field only one side changed
+ * takes that side; a field both changed differently is a conflict (it keeps mine). */
+export function mergeDraft(base, mine, theirs) {
+  const merged = {};
+  const conflicts = [];
+  for (const k of new Set([...Object.keys(base), ...Object.keys(mine), ...Object.keys(theirs)])) {
+    const [b, m, th] = [stable(base[k]), stable(mine[k]), stable(theirs[k])];
+    if (m === b || m === th) merged[k] = theirs[k];
+    else {
+      merged[k] = mine[k];
+      if (th !== b) conflicts.push(k);
+    }
+  }
+  return { merged, conflicts };
+}
+
 export class ReportEditor {
   /** `root`: an element to fill; `report`: GET/POST /api/reports answer. */
   constructor(root, report, { onSigned = null, onClose = null } = {}) {
@@ -66,6 +94,7 @@ export class ReportEditor {
     this.dirty = false;
     this.timer = null;
     this.status = null; // [key, params, kind]
+    this.conflicted = false; // a stale save's conflict is shown (see showConflict)
     this.keyImages = [...((report.draft && report.draft.content.key_images) || [])];
     this.render();
   }
@@ -119,7 +148,7 @@ export class ReportEditor {
       }
       input.dataset.testid = `report-ecg-${f}`;
       input.addEventListener("input", () => this.changed());
-      input.addEventListener("blur", () => this.save());
+      input.addEventListener("blur", () => this.saveOnBlur());
       set.append(el("label", { className: "report-label" }, el("span", {}, t(`editor.ecg.${f}`)), input));
     }
     return set;
@@ -142,7 +171,9 @@ export class ReportEditor {
     this.timer = setTimeout(() => this.save(), AUTOSAVE_MS);
   }
 
-  /** Save the draft if it changed; resolves once it is stored (or failed). */
+  /** Save the draft if it changed; resolves once it is stored (or failed). A save refused
+   * as stale (409 draft_stale: another tab or server saved first) is rebased on the newer
+   * draft and sent again; the user's text is never dropped (see `rebase`). */
   async save() {
     clearTimeout(this.timer);
     if (this.saving) {
@@ -151,28 +182,132 @@ export class ReportEditor {
     }
     if (!this.dirty || !this.draft) return true;
     this.dirty = false;
-    const body = { revision: this.draft.revision, content: this.content() };
+    let body = { revision: this.draft.revision, content: this.content() };
     this.setStatus("editor.saving");
     this.saving = (async () => {
       try {
-        const saved = await apiJson(`/api/reports/${this.report.id}/draft`, {
-          method: "PUT",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify(body),
-        });
-        this.report.draft = saved;
-        this.setStatus("editor.saved", { revision: saved.revision }, "ok");
-        return true;
-      } catch (err) {
-        this.dirty = true;
-        if (err.code === "draft_stale") this.showStale();
-        else this.setStatus("editor.failed", { message: err.message }, "error");
-        return false;
+        for (let attempt = 0; ; attempt += 1) {
+          try {
+            const saved = await apiJson(`/api/reports/${this.report.id}/draft`, {
+              method: "PUT",
+              headers: { "Content-Type": "application/json" },
+              body: JSON.stringify(body),
+            });
+            this.report.draft = saved;
+            this.clearConflict();
+            this.setStatus(attempt ? "editor.merged" : "editor.saved", { revision: saved.revision }, "ok");
+            return true;
+          } catch (err) {
+            if (err.code !== "draft_stale" || attempt >= MAX_REBASES) {
+              this.dirty = true;
+              if (err.code === "draft_stale") this.showStale();
+              else this.setStatus("editor.failed", { message: err.message }, "error");
+              return false;
+            }
+            const next = await this.rebase();
+            if (next === true || next === false) return next;
+            body = next;
+          }
+        }
       } finally {
         this.saving = null;
       }
     })();
     return this.saving;
+  }
+
+  /** After a 409: fetch the newer draft and merge field by field against the draft this
+   * edit started from (mergeDraft). Returns the body to send again, true when the newer draft
+   * already holds everything (nothing to send), or false when the user must look: a field
+   * both sides changed keeps the user's text, with the other version shown beside it. */
+  async rebase() {
+    const base = this.draft ? this.draft.content : {};
+    const mine = this.content();
+    let fresh;
+    try {
+      fresh = await apiJson(`/api/reports/${this.report.id}`);
+    } catch (err) {
+      this.dirty = true;
+      this.showStale();
+      return false;
+    }
+    if (!fresh.draft || !fresh.may_edit) {  // signed or withdrawn meanwhile: keep the text shown
+      this.dirty = true;
+      this.showStale();
+      return false;
+    }
+    const theirs = fresh.draft.content;
+    const { merged, conflicts } = mergeDraft(base, mine, theirs);
+    this.report = fresh;
+    this.keyImages = [...(merged.key_images || [])];
+    this.fill(merged);
+    this.renderKeyImages();
+    if (conflicts.length) {
+      this.dirty = true;
+      this.showConflict(conflicts, theirs, fresh.draft.revision);
+      return false;
+    }
+    if (stable(merged) === stable(theirs)) {
+      this.setStatus("editor.updated", { revision: fresh.draft.revision }, "ok");
+      return true;
+    }
+    return { revision: fresh.draft.revision, content: this.content() };
+  }
+
+  /** Put a draft's content into the inputs (only those that differ: the caret stays put). */
+  fill(content) {
+    const set = (testid, value, checkbox = false) => {
+      const input = this.root.querySelector(`[data-testid="${testid}"]`);
+      if (!input) return;
+      if (checkbox) input.checked = Boolean(value);
+      else if (input.value !== String(value ?? "")) input.value = String(value ?? "");
+    };
+    for (const f of TEXT_FIELDS[this.report.kind]) set(`report-field-${f}`, content[f] || "");
+    for (const f of FLAG_FIELDS[this.report.kind]) set(`report-field-${f}`, content[f], true);
+    for (const f of ECG_ORDER) if (content.ecg) set(`report-ecg-${f}`, content.ecg[f] ?? "");
+  }
+
+  /** Both sides changed these fields: the user's text stays in them; the other version is
+   * listed below with "Use this version". The next save (typing, "Use this version", Sign)
+   * stores what the fields show, on top of the newer revision. */
+  showConflict(fields, theirs, revision) {
+    this.setStatus("editor.conflict", { revision, fields: fields.map((f) => t(`editor.${f}`)).join(", ") }, "error");
+    const box = this.root.querySelector("[data-testid=report-conflict]");
+    if (!box) return;
+    this.conflicted = true;
+    box.textContent = "";
+    for (const f of fields) {
+      const value = theirs[f];
+      const text = typeof value === "string" ? value : JSON.stringify(value ?? "");
+      const row = el("div", { className: "report-conflict-row", testid: "report-conflict-field", dataset: { field: f } },
+        el("span", {}, t("editor.conflict.theirs", { field: t(`editor.${f}`) })),
+        el("pre", { testid: "report-conflict-theirs" }, text),
+        el("button", { type: "button", testid: "report-conflict-use", onclick: () => {
+          if (f === "key_images") this.keyImages = [...(value || [])];
+          this.fill({ ...this.content(), [f]: value });
+          this.renderKeyImages();
+          row.remove();
+          box.hidden = !box.children.length;
+          this.changed();
+        } }, t("editor.conflict.use")));
+      box.append(row);
+    }
+    box.hidden = !fields.length;
+  }
+
+  /** Leaving a field saves it, except while a conflict is shown: the user has not chosen yet
+   * (typing, "Use this version" or Sign save). */
+  saveOnBlur() {
+    if (!this.conflicted) this.save();
+  }
+
+  clearConflict() {
+    this.conflicted = false;
+    const box = this.root.querySelector("[data-testid=report-conflict]");
+    if (box) {
+      box.textContent = "";
+      box.hidden = true;
+    }
   }
 
   showStale() {
@@ -278,6 +413,7 @@ export class ReportEditor {
   }
 
   render() {
+    this.conflicted = false; // a fresh form shows no conflict
     const r = this.report;
     const kind = r.kind;
     this.root.textContent = "";
@@ -333,7 +469,7 @@ export class ReportEditor {
         area.dataset.testid = `report-field-${f}`;
         area.value = draft.content[f] || "";
         area.addEventListener("input", () => this.changed());
-        area.addEventListener("blur", () => this.save());
+        area.addEventListener("blur", () => this.saveOnBlur());
         form.append(el("label", { className: "report-label" }, el("span", {}, t(`editor.${f}`)), area));
       }
       for (const f of FLAG_FIELDS[kind]) {
@@ -343,6 +479,7 @@ export class ReportEditor {
         form.append(el("label", { className: "report-flag" }, box2, el("span", {}, t(`editor.${f}`))));
       }
       box.append(form);
+      box.append(el("div", { className: "report-conflict", testid: "report-conflict", hidden: true }));
       box.append(el("ul", { className: "report-key-images", testid: "report-key-images", hidden: true }));
       const actions = el("div", { className: "report-actions" });
       const sign = el("button", { type: "button", className: "primary", testid: "report-sign" }, t("editor.sign"));
