@@ -50,6 +50,7 @@ from server.realtime import websocket
 from server.realtime.services import Realtime
 from server.store import Store
 from server.store.rooms import Room
+from server.sweeper import Sweeper, Sweeping
 from server.transport import cors, headers
 from server.transport.cors import cors_middleware
 from server.transport.proxies import forwarded_middleware
@@ -87,6 +88,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
                                   app[appkeys.RENDERER])
     app[appkeys.WORKLIST] = WorklistService(settings, store)
     app[appkeys.ALERTS] = AlertService(settings, store, executor)
+    sweeper = app[appkeys.SWEEPER] = Sweeper(store.locks)
     app[appkeys.REFERRALS] = ReferralService(store, journal_dir=settings.referrals_dir,
                                              executor=executor, reports=report_service)
 
@@ -142,11 +144,16 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         notifier = lambda: getattr(realtime, "notifier", None)  # noqa: E731
         await app[appkeys.WORKLIST].start(realtime.hub, notifier)
         await app[appkeys.ALERTS].start(realtime.hub, notifier)
+        # Every domain's periodic sweep, on the one sweeper (server/sweeper.py).
+        domains: tuple[Sweeping, ...] = (realtime, mdt_service, app[appkeys.WORKLIST],
+                                         app[appkeys.ALERTS])
+        for domain in domains:
+            domain.register_sweeps(sweeper)
+        sweeper.start()
 
     async def on_cleanup(app: web.Application) -> None:
+        await sweeper.close()
         await report_service.close()
-        await app[appkeys.WORKLIST].close()
-        await app[appkeys.ALERTS].close()
         if appkeys.REALTIME in app:
             await app[appkeys.REALTIME].close()
         executor.shutdown(wait=False, cancel_futures=True)

@@ -16,6 +16,7 @@ from server.ingest import Ingestor
 from server.mdt.service import MdtService
 from server.realtime.services import Realtime
 from server.store import Store
+from server.sweeper import Sweeper
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
@@ -27,10 +28,11 @@ MDT: web.AppKey[MdtService] = web.AppKey("mdt", MdtService)
 ALERTS: web.AppKey[AlertService] = web.AppKey("alerts", AlertService)
 WORKLIST: web.AppKey[WorklistService] = web.AppKey("worklist", WorklistService)
 REFERRALS: web.AppKey[ReferralService] = web.AppKey("referrals", ReferralService)
+SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper", Sweeper)
 TOKENS = TOKENS_KEY
 SESSIONS = SESSIONS_KEY
 
 __all__ = [
     "ALERTS", "EXECUTOR", "INGESTOR", "MDT", "REALTIME", "REFERRALS", "RENDERER", "SESSIONS",
-    "SETTINGS", "STORE", "TOKENS", "WORKLIST",
+    "SETTINGS", "STORE", "SWEEPER", "TOKENS", "WORKLIST",
 ]

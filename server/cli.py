@@ -95,6 +95,7 @@ async def cmd_demo(settings: Settings, store: Store, args: argparse.Namespace) -
 async def cmd_reindex(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from server.clinical.alerts import AlertService
     from server.clinical.referrals import ReferralService
     from server.clinical.reports import ReportService
     from server.ingest import Ingestor
@@ -104,9 +105,13 @@ async def cmd_reindex(settings: Settings, store: Store, args: argparse.Namespace
         reports, bad_reports = await ReportService(settings, store, pool).reindex()
         referrals = await ReferralService(store, journal_dir=settings.referrals_dir,
                                           executor=pool).reindex()
+        alerts = AlertService(settings, store, pool)
+        restored, journalled = await alerts.reindex()
     _out(f"Reindexed {indexed} instances from {settings.dicom_dir}; {bad} unreadable or misplaced.")
     _out(f"Reindexed {reports} reports and opinions; {bad_reports} unreadable.")
     _out(f"Restored {referrals} referrals from {settings.referrals_dir}.")
+    _out(f"Restored {restored} of {journalled} critical-value alerts from {alerts.journal_path}"
+         " (the others Redis held already).")
     return 0 if bad == 0 and bad_reports == 0 else 1
 
 
@@ -382,9 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ct-slices", type=int, default=120, help="slices of the demo CT")
     demo.set_defaults(func=_with_store(cmd_demo))
 
-    sub.add_parser("reindex", help="rebuild the study index from the DICOM files").set_defaults(
-        func=_with_store(cmd_reindex)
-    )
+    sub.add_parser(
+        "reindex", help="rebuild Redis from the files: studies, reports, referrals, alerts"
+    ).set_defaults(func=_with_store(cmd_reindex))
 
     clinic = sub.add_parser("clinic", help="manage clinics").add_subparsers(
         dest="action", required=True

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
@@ -97,6 +98,17 @@ def redis_server() -> Iterator[RedisServer]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def serve_data_dir() -> Iterator[Path]:
+    """A data dir for a real `huizhen serve` with its embedded Redis (whose unix socket path
+    must stay short), removed afterwards."""
+    from tests.integration.serve_process import short_data_dir
+
+    path = short_data_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -241,11 +241,3 @@ def setup(app: web.Application) -> None:
     r.add_put(f"/api/mdt/{ID}/cases/{CASE}/conclusion", record_conclusion)
     r.add_get("/calendar/{token}.ics", calendar_feed)
 
-    async def start(app: web.Application) -> None:
-        await app[appkeys.MDT].start()
-
-    async def stop(app: web.Application) -> None:
-        await app[appkeys.MDT].close()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)

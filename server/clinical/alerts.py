@@ -31,12 +31,11 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -148,21 +147,18 @@ class AlertService:
         self.store = store
         self._executor = executor
         self._notifier: NotifierGetter = lambda: None
-        self._sweeper = Sweeper("escalation_sweep", self.sweep, SWEEP_INTERVAL_S)
-        self._node = secrets.token_hex(8)
         self.report_resolver: ReportResolver | None = None
         self.journal_path = settings.data_dir / "alerts" / "journal.jsonl"
 
     # lifecycle --------------------------------------------------------------------------------
-    async def start(self, hub: Hub, notifier: NotifierGetter = lambda: None,
-                    *, sweep: bool = True) -> None:
+    async def start(self, hub: Hub, notifier: NotifierGetter = lambda: None) -> None:
         self.hub = hub
         self._notifier = notifier
-        if sweep:
-            self._sweeper.start()
 
-    async def close(self) -> None:
-        await self._sweeper.close()
+    def register_sweeps(self, sweeper: Sweeper) -> None:
+        """Escalation steps, consult escalations and unfinished deliveries: one node at a time
+        (the outbox must not be redelivered by two)."""
+        sweeper.register("escalation", self.sweep, SWEEP_INTERVAL_S, lock_ttl_s=LOCK_TTL_S)
 
     def schedule(self, tier: Tier) -> tuple[int, ...]:
         return (self.settings.alert_escalation_s if tier is Tier.CRITICAL
@@ -375,21 +371,17 @@ class AlertService:
 
     # escalation -------------------------------------------------------------------------------
     async def sweep(self, now: float | None = None) -> int:
-        """One sweep, if this node gets the lock: due alert steps, consult escalations, and
-        deliveries a dead node left unfinished. Returns the number of steps fired here."""
-        token = f"{self._node}:{secrets.token_hex(4)}"
-        if not await self.store.alerts.lock(token, LOCK_TTL_S):
-            return 0
-        try:
-            now = time.time() if now is None else now
-            fired = 0
-            for alert_id in await self.store.alerts.due(now):
-                fired += await self._escalate(alert_id, now)
-            fired += await self._escalate_consults(now)
-            await self._redeliver(now - OUTBOX_GRACE_S)
-            return fired
-        finally:
-            await self.store.alerts.unlock(token)
+        """One sweep (the sweeper runs it under the `escalation` lock): due alert steps,
+        consult escalations, and deliveries a dead node left unfinished. Each step is a
+        compare-and-set, so even sweeps run at once record it once. Returns the number of
+        steps fired here."""
+        now = time.time() if now is None else now
+        fired = 0
+        for alert_id in await self.store.alerts.due(now):
+            fired += await self._escalate(alert_id, now)
+        fired += await self._escalate_consults(now)
+        await self._redeliver(now - OUTBOX_GRACE_S)
+        return fired
 
     async def _escalate(self, alert_id: str, now: float) -> int:
         alert = await self.store.alerts.get(alert_id)
@@ -546,13 +538,79 @@ class AlertService:
     async def _journal(self, alert: Alert, entry: dict[str, Any]) -> None:
         """The clinical record of each step: appended and fsync'd before it is acknowledged
         (Redis holds the working state; this file is what survives a power cut)."""
+        # `record` is the whole alert after this step: what `reindex` rebuilds Redis from.
         line = json.dumps({"alert": alert.id, "clinic": alert.clinic, "tier": alert.tier.value,
                            "state": alert.state.value, "finding": alert.finding,
-                           "raised_by": alert.raised_by, "entry": entry},
-                          ensure_ascii=False) + "\n"
+                           "raised_by": alert.raised_by, "entry": entry,
+                           "record": alert.record()}, ensure_ascii=False) + "\n"
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, _append_fsync, self.journal_path,
                                    line.encode())
+
+    # reindex ----------------------------------------------------------------------------------
+    async def reindex(self) -> tuple[int, int]:
+        """Rebuild Redis's alert state from the journal after Redis lost it: each alert's
+        hash, timeline, indexes and, while unacknowledged, the due time of its next step.
+        The level is the number of escalation steps journalled, so the sweeper resumes with
+        the next one and never sends a journalled step again. Alerts Redis holds at least
+        as much of are left alone. Returns (restored, alerts in the journal)."""
+        loop = asyncio.get_running_loop()
+        lines = await loop.run_in_executor(self._executor, _read_journal, self.journal_path)
+        by_alert: dict[str, list[dict[str, Any]]] = {}
+        for line in lines:
+            by_alert.setdefault(str(line["alert"]), []).append(line)
+        restored = 0
+        for alert_id, entries in by_alert.items():
+            alert, timeline = self._rebuild(alert_id, entries)
+            if await self.store.alerts.restore(alert, timeline):
+                restored += 1
+                event(log, "alert_restored", alert=alert_id, state=alert.state.value,
+                      level=alert.level, steps=len(timeline))
+        return restored, len(by_alert)
+
+    def _rebuild(self, alert_id: str, lines: list[dict[str, Any]]
+                 ) -> tuple[Alert, list[dict[str, Any]]]:
+        """One alert from its journal lines, oldest first. The timeline decides state and
+        level (a step journalled twice counts once); the newest `record` gives the rest."""
+        timeline: list[dict[str, Any]] = []
+        seen: set[tuple[str, int]] = set()
+        for line in lines:
+            entry = line["entry"]
+            mark = (str(entry["step"]), int(entry.get("level", 0)))
+            if mark not in seen:
+                seen.add(mark)
+                timeline.append(entry)
+        newest = next((x["record"] for x in reversed(lines) if x.get("record")), None)
+        first = lines[0]
+        alert = Alert.from_record(newest) if newest else Alert(
+            # A line journalled before records were: what it carries, the rest left blank.
+            id=alert_id, tier=Tier(first["tier"]), state=AlertState.RAISED,
+            clinic=str(first["clinic"]), clinic_name=str(first["clinic"]), department="",
+            raised_by=str(first.get("raised_by", "")),
+            raised_by_name=str(first.get("raised_by", "")), source="", source_id="",
+            report_id="", consult_id="", item_id="", study_uid="", patient_name="",
+            patient_id="", finding=str(first.get("finding", "")),
+            created_at=float(timeline[0]["at"]))
+        steps = [e for e in timeline if e["step"] in STEP_NAMES]
+        level = max((int(e.get("level", 0)) for e in steps), default=0)
+        acked = next((e for e in timeline if e["step"] == "acknowledged"), None)
+        handled = next((e for e in timeline if e["step"] == "handled"), None)
+        state = (AlertState.HANDLED if handled else AlertState.ACKNOWLEDGED if acked
+                 else AlertState.RAISED)
+        schedule = self.schedule(alert.tier)
+        next_due = (alert.created_at + schedule[level]
+                    if state is AlertState.RAISED and level < len(schedule) else 0.0)
+        alert = replace(alert, state=state, level=level, next_due=next_due)
+        if acked and not alert.acknowledged_at:
+            alert = replace(alert, acknowledged_by=str(acked.get("by", "")),
+                            acknowledged_name=str(acked.get("receiver", "")),
+                            acknowledged_at=float(acked["at"]),
+                            read_back=str(acked.get("read_back", "")))
+        if handled and not alert.handled_at:
+            alert = replace(alert, handled_by=str(handled.get("by", "")),
+                            handled_at=float(handled["at"]),
+                            action_taken=str(handled.get("action", "")))
+        return alert, timeline
 
     # the register as CSV ----------------------------------------------------------------------
     @staticmethod
@@ -601,6 +659,22 @@ def _iso(ts: float) -> str:
 def _cell(text: str) -> str:
     """A CSV cell a spreadsheet will not run as a formula (CWE-1236)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    """The journal's lines, oldest first; a torn last line (a crash mid-write) is skipped."""
+    if not path.exists():
+        return []
+    lines = []
+    for raw in path.read_bytes().splitlines():
+        try:
+            line = json.loads(raw)
+            if isinstance(line, dict) and line.get("alert") and isinstance(line.get("entry"),
+                                                                           dict):
+                lines.append(line)
+        except ValueError:
+            event(log, "alert_journal_line_unreadable", logging.WARNING, path=path)
+    return lines
 
 
 def _append_fsync(path: Path, data: bytes) -> None:

@@ -74,19 +74,16 @@ class WorklistService:
         self.settings = settings
         self.store = store
         self._notifier: NotifierGetter = lambda: None
-        self._sweeper = Sweeper("worklist_sweep", self.sweep, SWEEP_INTERVAL_S)
 
     # lifecycle --------------------------------------------------------------------------------
-    async def start(self, hub: Hub, notifier: NotifierGetter = lambda: None,
-                    *, sweep: bool = True) -> None:
+    async def start(self, hub: Hub, notifier: NotifierGetter = lambda: None) -> None:
         """Once the real-time plane runs: its hub publishes, its notifier fills inboxes."""
         self.hub = hub
         self._notifier = notifier
-        if sweep:
-            self._sweeper.start()
 
-    async def close(self) -> None:
-        await self._sweeper.close()
+    def register_sweeps(self, sweeper: Sweeper) -> None:
+        """Lease expiry on every node: each lapse is a token-checked step, announced once."""
+        sweeper.register("worklist_leases", self.sweep, SWEEP_INTERVAL_S)
 
     # requests ---------------------------------------------------------------------------------
     async def request(self, who: Principal, req: ReadingRequest, remote: str | None = None

@@ -11,8 +11,6 @@ no grant: another clinic's patients stay out of their reach.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
@@ -59,6 +57,7 @@ from server.store.mdt import (
     MdtStore,
     Proposal,
 )
+from server.sweeper import Sweeper
 
 if TYPE_CHECKING:
     from media.imaging.renderer import Renderer
@@ -138,18 +137,12 @@ class MdtService:
         self.renderer = renderer
         self.mdts: MdtStore = store.mdt
         self._realtime = realtime
-        self._sweeper: asyncio.Task[None] | None = None
-        self.sweep_interval_s = SWEEP_INTERVAL_S
 
     # lifecycle -----------------------------------------------------------------------------
-    async def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever())
-
-    async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+    def register_sweeps(self, sweeper: Sweeper) -> None:
+        """Opening due sessions and marking them live, on every node (each change is a
+        compare-and-set)."""
+        sweeper.register("mdt", self.sweep, SWEEP_INTERVAL_S)
 
     @property
     def base_url(self) -> str:
@@ -775,16 +768,6 @@ class MdtService:
                 if any(m.state.value != "left" for m in members):
                     changed += await self.mark_live(s.id, now=now) is not None
         return changed
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval_s)
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis restarting: the next sweep catches up
-                event(log, "mdt_sweep_failed", logging.WARNING, error=type(exc).__name__)
 
     # plumbing ------------------------------------------------------------------------------
     @staticmethod

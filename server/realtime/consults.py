@@ -8,7 +8,6 @@ every node ends overdue ones atomically (so a server restart does not leave one 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -24,7 +23,6 @@ from server.errors import (
     TooManyRequests,
 )
 from server.log import event
-from server.log_throttle import REALTIME as LOG_THROTTLE
 from server.patient_match import PatientCheck, compare, study_patient
 from server.realtime import outbound as out
 from server.realtime.hub import Connection, Hub
@@ -32,6 +30,7 @@ from server.realtime.messages import ConsultAccept, ConsultCancel, ConsultStart
 from server.store import Store, keys
 from server.store.consults import Consult, ConsultState, Outcome, RingRefused
 from server.store.directory import Role
+from server.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +45,16 @@ class ConsultService:
         self.settings = settings
         self.store = store
         self.hub = hub
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closing = False
         # Experts connected to this node: (department, username) -> open connections.
         self._experts: dict[tuple[str, str], int] = {}
         self._last_counts: dict[str, int] = {}
         self._presence_lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever())
-
-    async def close(self) -> None:
-        # A flag as well as the cancel: a library that swallows one CancelledError (seen
-        # in a Redis call at shutdown) must not keep the loop, and the shutdown, going.
-        self._closing = True
-        if self._sweeper:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+    def register_sweeps(self, sweeper: Sweeper) -> None:
+        """Ring timeouts (atomic per consult, on every node) and this node's experts'
+        presence, which only this node can refresh."""
+        sweeper.register("consult_ring_timeouts", self.sweep, SWEEP_INTERVAL_S)
+        sweeper.register("experts_presence", self._refresh_presence, PRESENCE_REFRESH_S)
 
     async def on_connect(self, conn: Connection, ready: out.Ready) -> None:
         """Subscribe the page to what concerns its user, send `ready`, then show what is
@@ -344,23 +335,6 @@ class ConsultService:
                 department=consult.department)
             event(log, "consult_unanswered", consult=consult_id, department=consult.department)
         return ended
-
-    async def _sweep_forever(self) -> None:
-        ticks = 0
-        while not self._closing:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            if self._closing:
-                return
-            ticks += 1
-            try:
-                await self.sweep()
-                if ticks % int(PRESENCE_REFRESH_S / SWEEP_INTERVAL_S) == 0:
-                    await self._refresh_presence()
-            except Exception:
-                suppressed = LOG_THROTTLE.allow("consult_sweep_failed")
-                if suppressed is not None:
-                    log.exception("consult_sweep_failed",
-                                  extra={"fields": {"suppressed": suppressed}})
 
 
 def _waiting(consult: Consult) -> out.Out:

@@ -16,7 +16,6 @@ room state lives in Redis and clients simply rejoin.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -36,6 +35,7 @@ from server.realtime.router import RoomRouter
 from server.store import Store, keys
 from server.store.directory import Role
 from server.store.rooms import MediaState, Member, MemberState, Room
+from server.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +63,17 @@ class RoomService:
         # Rooms this node's connections are in, as read at their last join (kind and ref never
         # change; a room closed here is dropped): the hot path of a live room reads no Redis.
         self._joined_rooms: dict[str, Room] = {}
-        self._sweeper: asyncio.Task[None] | None = None
-        self._closing = False
         self._media_timers: dict[tuple[str, str], asyncio.Task[None]] = {}
 
-    async def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+    def register_sweeps(self, sweeper: Sweeper) -> None:
+        """Members whose presence expired leave, on every node (a member attached here is
+        never timed out by this node)."""
+        sweeper.register("room_presence", self.sweep, SWEEP_INTERVAL_S)
 
     async def close(self) -> None:
-        # A flag as well as the cancel: a library that swallows one CancelledError (seen
-        # in a Redis call at shutdown) must not keep the loop, and the shutdown, going.
-        self._closing = True
         for timer in self._media_timers.values():
             timer.cancel()
         self._media_timers.clear()
-        if self._sweeper:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
 
     # ---------------------------------------------------------------------------------------
     def ice_servers(self, username: str) -> list[IceServer]:
@@ -466,16 +459,6 @@ class RoomService:
             for m in active:
                 if not present.get(m.id) and (room_id, m.id) not in self._attached:
                     await self._left(room_id, m.id, reason="timed_out")
-
-    async def _sweep_forever(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            if self._closing:
-                return
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("room_sweep_failed")
 
 
 StateExtra = Callable[[Room, Connection], Awaitable[dict[str, Any]]]

@@ -16,6 +16,7 @@ from server.realtime.live import LiveRooms
 from server.realtime.rooms import RoomService
 from server.realtime.router import LocalRouter, RoomRouter
 from server.store import Store
+from server.sweeper import Sweeper
 
 
 @dataclass
@@ -39,15 +40,16 @@ class Realtime:
                                                      settings.host))
         router = LocalRouter(sfu)
         rooms = RoomService(settings, store, hub, router)
-        await rooms.start()
         limits = SocketLimits(settings.ws_max_per_user, settings.ws_max_unauthenticated)
         consults = ConsultService(settings, store, hub)
-        await consults.start()
         live = LiveRooms(store, hub, rooms)
         return cls(hub, consults, rooms, sfu, limits, Notifier(store, hub), router, live)
 
+    def register_sweeps(self, sweeper: Sweeper) -> None:
+        self.rooms.register_sweeps(sweeper)
+        self.consults.register_sweeps(sweeper)
+
     async def close(self) -> None:
-        await self.consults.close()
         await self.rooms.close()
         await self.sfu.close()
         await self.hub.close()

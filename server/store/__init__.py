@@ -11,6 +11,7 @@ from server.store.audit import AuditLog
 from server.store.consults import Consult, Consults
 from server.store.directory import Directory
 from server.store.grants import Grant, Grants
+from server.store.locks import Locks
 from server.store.login_limits import LoginLimits
 from server.store.mdt import MdtStore
 from server.store.notifications import Inboxes
@@ -46,6 +47,7 @@ class Store:
         self.annotations = Annotations(redis)
         self.key_images = KeyImages(redis)
         self.referrals = Referrals(redis)
+        self.locks = Locks(redis)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

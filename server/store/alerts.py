@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from server.errors import Conflict, NotFound
 from server.store import keys
@@ -146,11 +148,28 @@ redis.call('RPUSH', KEYS[2], ARGV[5])
 return 'ok'
 """
 
-# A lock one node holds while it sweeps (compare-and-delete on release).
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+def _write(pipe: Pipeline, alert: Alert, timeline: list[dict[str, Any]]) -> None:
+    """An alert's hash, timeline and indexes, queued on a MULTI (create and restore)."""
+    pipe.hset(keys.alert(alert.id), mapping=alert.record())
+    pipe.rpush(keys.alert_timeline(alert.id),
+               *(json.dumps(e, ensure_ascii=False) for e in timeline))
+    when = {alert.id: alert.created_at}
+    pipe.zadd(keys.ALERTS, when)
+    pipe.zadd(keys.clinic_alerts(alert.clinic), when)
+    if alert.department:
+        pipe.zadd(keys.department_alerts(alert.department), when)
+    for ref in (alert.report_id, alert.item_id and f"item:{alert.item_id}",
+                alert.consult_id and f"consult:{alert.consult_id}"):
+        if ref:
+            pipe.zadd(keys.report_alerts(ref), when)
+    if alert.state is AlertState.RAISED:
+        pipe.zadd(keys.clinic_alerts_open(alert.clinic), when)
+    else:
+        pipe.zrem(keys.clinic_alerts_open(alert.clinic), alert.id)
+    if alert.state is AlertState.RAISED and alert.next_due:
+        pipe.zadd(keys.ALERTS_DUE, {alert.id: alert.next_due})
+    else:
+        pipe.zrem(keys.ALERTS_DUE, alert.id)
 
 
 def step(name: str, by: str = "", to: list[str] | None = None, at: float | None = None,
@@ -168,7 +187,6 @@ class Alerts:
         self._step = redis.register_script(_STEP)
         self._ack = redis.register_script(_ACK)
         self._handled = redis.register_script(_HANDLED)
-        self._unlock = redis.register_script(_UNLOCK)
 
     @staticmethod
     def new_id() -> str:
@@ -176,20 +194,31 @@ class Alerts:
 
     async def create(self, alert: Alert, first: dict[str, Any], first_due: float) -> Alert:
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.alert(alert.id), mapping={**alert.record(),
-                                                     "next_due": repr(first_due)})
-            pipe.rpush(keys.alert_timeline(alert.id), json.dumps(first, ensure_ascii=False))
-            pipe.zadd(keys.ALERTS, {alert.id: alert.created_at})
-            pipe.zadd(keys.clinic_alerts(alert.clinic), {alert.id: alert.created_at})
-            pipe.zadd(keys.department_alerts(alert.department), {alert.id: alert.created_at})
-            pipe.zadd(keys.clinic_alerts_open(alert.clinic), {alert.id: alert.created_at})
-            for ref in (alert.report_id, alert.item_id and f"item:{alert.item_id}",
-                        alert.consult_id and f"consult:{alert.consult_id}"):
-                if ref:
-                    pipe.zadd(keys.report_alerts(ref), {alert.id: alert.created_at})
-            pipe.zadd(keys.ALERTS_DUE, {alert.id: first_due})
+            _write(pipe, replace(alert, next_due=first_due), [first])
             await pipe.execute()
         return await self.require(alert.id)
+
+    async def restore(self, alert: Alert, timeline: list[dict[str, Any]]) -> bool:
+        """Reindex: put back an alert rebuilt from the journal — its hash, timeline, indexes
+        and (while raised) its next due time — unless Redis already holds as much of its
+        timeline (then Redis is as new as the journal, or newer). True if written."""
+        key = keys.alert_timeline(alert.id)
+        async with self._r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # WATCH: a sweep or an acknowledgement of this alert between the length
+                    # check and the write makes the write retry, not clobber it.
+                    await pipe.watch(key)
+                    if int(await pipe.llen(key)) >= len(timeline):
+                        await pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.delete(keys.alert(alert.id), key)
+                    _write(pipe, alert, timeline)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
 
     async def get(self, alert_id: str) -> Alert | None:
         data = await self._r.hgetall(keys.alert(alert_id))
@@ -296,13 +325,6 @@ class Alerts:
         """Steps committed before `older_than` whose delivery no node confirmed (it died)."""
         return list(await self._r.zrangebyscore(keys.ESCALATION_OUTBOX, "-inf", older_than,
                                                 start=0, num=100))
-
-    async def lock(self, token: str, ttl_s: float) -> bool:
-        return bool(await self._r.set(keys.ESCALATION_LOCK, token, nx=True,
-                                      px=int(ttl_s * 1000)))
-
-    async def unlock(self, token: str) -> None:
-        await self._unlock(keys=[keys.ESCALATION_LOCK], args=[token])
 
 
 # One escalation step of a ringing consult. KEYS: consult, outbox. ARGV: expected level, now,

@@ -339,11 +339,17 @@ def report_alerts(report_id: str) -> str:
 
 
 # Escalation: the next step of each unacknowledged alert by its due time, and of each ringing
-# consult; one node at a time sweeps (ESCALATION_LOCK).
+# consult; one node at a time sweeps (sweep_lock("escalation")).
 ALERTS_DUE = f"{PREFIX}:alerts:due"
-ESCALATION_LOCK = f"{PREFIX}:escalation:lock"
 # Steps committed but whose delivery a node may not have finished (member alert:level).
 ESCALATION_OUTBOX = f"{PREFIX}:escalation:outbox"
+
+
+
+def sweep_lock(name: str) -> str:
+    """Held by the one node running a periodic sweep (server/sweeper.py, server/store/locks.py)."""
+    return f"{PREFIX}:sweep:{name}:lock"
+
 
 ON_DUTY_COORDINATORS = f"{PREFIX}:coordinators:on-duty"
 # Annotations and key images [marks]: under the study's hash tag (a study is a clinic's, so a

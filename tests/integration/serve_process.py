@@ -119,3 +119,15 @@ def process_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return state in ("Z", "X")
+
+
+async def run_reindex(env: dict[str, str], redis_url: str) -> str:
+    """`huizhen reindex` as its own process against `redis_url`; its output (exit code 0)."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "reindex", env={**env, "HUIZHEN_REDIS_URL": redis_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()

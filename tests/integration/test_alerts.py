@@ -261,28 +261,40 @@ async def test_unacknowledged_alert_escalates_on_schedule_each_step_once(
 
 
 async def test_two_sweepers_never_fire_a_step_twice(server_with, world, store):
-    """Two nodes' sweeps at once (the lock), and a sweep repeated after a crash (the level
-    check): one step each."""
+    """Two nodes' sweepers at once (the `escalation` lock), sweeps run at once without it (the
+    level check), and a sweep repeated after a crash: one step each."""
     client = await server_with(alert_escalation_s=(1, 2, 3))
     item = await _claimed_item(client)
     alert = (await (await _raise(client, item["id"])).json())["alert"]
     service = client.server.app[appkeys.ALERTS]
-    await service.close()  # its own loop stops; we drive the sweeps
-    later = alert["created_at"] + 1.2
+    await client.server.app[appkeys.SWEEPER].close()  # its loops stop; we drive the sweeps
     from server.clinical.alerts import AlertService
+    from server.sweeper import Sweeper
 
     other = AlertService(service.settings, store)
-    await other.start(service.hub, sweep=False)
-    fired = await asyncio.gather(*[s.sweep(now=later) for s in (service, other) * 5])
+    await other.start(service.hub)
+    later = alert["created_at"] + 1.2
+    nodes = [Sweeper(store.locks) for _ in range(2)]
+    for node, s in zip(nodes, (service, other), strict=True):
+        node.register("escalation", lambda s=s: s.sweep(now=later), 60, lock_ttl_s=5)
+    runs = await asyncio.gather(*[n.run("escalation") for n in nodes * 5])
+    assert sum(r or 0 for r in runs) == 1, runs
+    # Another node holds the lock: this one skips its run.
+    assert await store.locks.acquire("escalation", "other-node", 5)
+    assert await nodes[0].run("escalation") is None
+    await store.locks.release("escalation", "other-node")
+    assert await nodes[0].run("escalation") == 0
+    # Without the lock the step's compare-and-set still records step 2 once.
+    again = alert["created_at"] + 2.2
+    fired = await asyncio.gather(*[s.sweep(now=again) for s in (service, other) * 5])
     assert sum(fired) == 1
-    assert await service.sweep(now=later) == 0
     # A crash after the step's commit: its level check refuses the repeat.
     stale = await store.alerts.get(alert["id"])
     from dataclasses import replace
 
-    assert not await store.alerts.record_step(replace(stale, level=0), {"at": later}, None, [])
+    assert not await store.alerts.record_step(replace(stale, level=1), {"at": again}, None, [])
     steps = [e["step"] for e in await store.alerts.timeline(alert["id"])]
-    assert steps == ["raised", "renotified"]
+    assert steps == ["raised", "renotified", "escalated"]
 
 
 async def test_an_unanswered_consult_re_rings_then_tells_the_department_and_its_head(

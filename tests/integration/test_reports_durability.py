@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +17,7 @@ from server.store import Store
 from server.store.directory import Role
 from tests.conftest import free_port
 from tests.integration.conftest import PASSWORD
-from tests.integration.serve_process import ServeProcess, short_data_dir
+from tests.integration.serve_process import ServeProcess, run_reindex, short_data_dir
 from tests.integration.ws_client import PageSocket
 
 pytestmark = pytest.mark.timeout(300)
@@ -126,13 +125,8 @@ async def test_acknowledged_signatures_survive_kill9_and_a_lost_index(data_dir, 
             assert await store.reports.clear() > 0
         finally:
             await store.close()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "reindex",
-            env={**env, "HUIZHEN_REDIS_URL": _redis_url(data_dir)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        assert proc.returncode == 0, out.decode()
-        assert f"Reindexed {CONSULTS} reports" in out.decode()
+        out = await run_reindex(env, _redis_url(data_dir))
+        assert f"Reindexed {CONSULTS} reports" in out
 
         second = ServeProcess(data_dir, port, env)
         url = second.start()
