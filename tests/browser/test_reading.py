@@ -32,16 +32,24 @@ def _login(base: str, user: str, password: str) -> str:
         return json.loads(r.read())["token"]
 
 
-def test_reading_page_writes_signs_and_prints(new_probe, live_server):
+def _claimed_request(live_server, question: str, priority: str) -> tuple[str, str, dict]:
+    """dr.li sends the first CT for reading, exp.zhang claims it: (doctor's token, expert's
+    token, the work item)."""
     base = live_server.url
     doctor = _login(base, "dr.li", live_server.password)
     studies = _api(base, "/dicomweb/studies?ModalitiesInStudy=CT&limit=1", doctor)
     study_uid = studies[0]["0020000D"]["Value"][0]
     item = _api(base, "/api/worklist", doctor, {
-        "study_uid": study_uid, "question": "Nodule?", "priority": "urgent",
+        "study_uid": study_uid, "question": question, "priority": priority,
         "department": "radiology"})["item"]
     expert = _login(base, "exp.zhang", live_server.password)
     _api(base, f"/api/worklist/{item['id']}/claim", expert, {})
+    return doctor, expert, item
+
+
+def test_reading_page_writes_signs_and_prints(new_probe, live_server):
+    base = live_server.url
+    doctor, expert, item = _claimed_request(live_server, "Nodule?", "urgent")
 
     zhang = new_probe()
     sign_in(zhang, "/ui/expert.html", "exp.zhang", live_server.password)
@@ -108,14 +116,7 @@ def test_two_pages_editing_one_draft_merge_and_keep_the_users_text(new_probe, li
     fields only the other page changed are taken over, and a field both changed keeps this
     page's text with the other version shown beside it. No one's text is lost."""
     base = live_server.url
-    doctor = _login(base, "dr.li", live_server.password)
-    studies = _api(base, "/dicomweb/studies?ModalitiesInStudy=CT&limit=1", doctor)
-    study_uid = studies[0]["0020000D"]["Value"][0]
-    item = _api(base, "/api/worklist", doctor, {
-        "study_uid": study_uid, "question": "Two tabs", "priority": "routine",
-        "department": "radiology"})["item"]
-    expert = _login(base, "exp.zhang", live_server.password)
-    _api(base, f"/api/worklist/{item['id']}/claim", expert, {})
+    _, expert, item = _claimed_request(live_server, "Two tabs", "routine")
     a, b = new_probe(), new_probe()
     for probe in (a, b):
         sign_in(probe, "/ui/expert.html", "exp.zhang", live_server.password)
