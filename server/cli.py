@@ -100,6 +100,9 @@ async def cmd_reindex(settings: Settings, store: Store, args: argparse.Namespace
     from server.clinical.reports import ReportService
     from server.ingest import Ingestor
 
+    # Referral grants come back with the server's TTL (ReferralService.reindex).
+    store.grants.configure(ttl_s=settings.grant_ttl_s,
+                           break_glass_ttl_s=settings.break_glass_ttl_s)
     with ThreadPoolExecutor(settings.render_threads) as pool:
         indexed, bad = await Ingestor(settings, store, pool).reindex()
         reports, bad_reports = await ReportService(settings, store, pool).reindex()

@@ -368,7 +368,8 @@ class ReferralService:
         return [s for s in referral.studies
                 if not (referral.direction is Direction.DOWN and s.clinic == referral.clinic)]
 
-    async def _grant(self, referral: Referral, users: list[str] | None = None) -> None:
+    async def _grant(self, referral: Referral, users: list[str] | None = None,
+                     ttl_s: float | None = None) -> None:
         studies = self._granted_studies(referral)
         if not studies:
             return
@@ -377,7 +378,8 @@ class ReferralService:
         for s in studies:
             for name in names:
                 await grants.grant(name, s.clinic, s.study_uid, kind=REFERRAL, ref=referral.id,
-                                   ttl_s=grants.ttl_s, by=referral.created_by)
+                                   ttl_s=grants.ttl_s if ttl_s is None else ttl_s,
+                                   by=referral.created_by)
 
     async def _revoke(self, referral: Referral) -> None:
         studies = self._granted_studies(referral)
@@ -433,8 +435,16 @@ class ReferralService:
             return found
 
         restored = 0
+        now = time.time()
         for r in await asyncio.get_running_loop().run_in_executor(self.executor, read):
-            restored += await self.store.referrals.restore(r)
+            if not await self.store.referrals.restore(r):
+                continue
+            restored += 1
+            # Its grants went with Redis: the receiving side gets them back for what is left
+            # of the TTL past the latest step (what a live referral's step would have set).
+            left = r.updated_at + self.store.grants.ttl_s - now
+            if r.state not in (ReferralState.DECLINED, ReferralState.CANCELLED) and left > 0:
+                await self._grant(r, ttl_s=left)
         return restored
 
     async def _clinic_name(self, clinic: str) -> str:

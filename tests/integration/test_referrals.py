@@ -131,6 +131,41 @@ async def test_up_referral_lifecycle_and_grants(client, auth, li_study, store, s
     assert (await back.json())["state"] == "completed"
 
 
+async def test_reindex_after_redis_lost_them_brings_back_referrals_and_their_grants(
+        client, auth, li_study, store, settings) -> None:
+    """Redis loses the referrals and the grants (a wiped Redis): reindex restores an open
+    referral with the receiving side's grant for what was left of its TTL, and none for a
+    cancelled one."""
+    li, zhang = await auth("dr.li"), await auth("exp.zhang")
+    open_one = await _refer_up(client, li, li_study)
+    accepted = await _act(client, zhang, open_one["id"], "accept", "bed ready")
+    other_ds = ct_dataset(study_uid=generate_uid())
+    await _upload(client, li, other_ds)
+    cancelled = await _refer_up(client, li, other_ds)
+    await _act(client, li, cancelled["id"], "cancel", "family declined")
+    before = await store.grants.of_user("exp.zhang", study_uid=li_study.StudyInstanceUID)
+    assert [g.kind for g in before] == [REFERRAL]
+
+    for pattern in ("hz:referral:*", "hz:clinic:*:referrals", "hz:department:*:referrals"):
+        for key in [k async for k in store.redis.scan_iter(match=pattern)]:
+            await store.redis.delete(key)
+    for user in ("exp.zhang", "exp.li"):
+        await store.redis.delete(f"hz:user:{user}:grants")
+    assert await _study_status(client, zhang, li_study) == 404
+    await asyncio.sleep(2.1)  # the server's per-user grant cache (2 s) forgets the old answer
+
+    service = ReferralService(store, journal_dir=settings.referrals_dir)
+    assert await service.reindex() == 2
+    assert await service.reindex() == 0  # Redis holds them now: nothing rewritten
+    back = await client.get(f"/api/referrals/{open_one['id']}", headers=li)
+    assert (await back.json())["state"] == "accepted"
+    assert await _study_status(client, zhang, li_study) == 200
+    after = await store.grants.of_user("exp.zhang", study_uid=li_study.StudyInstanceUID)
+    assert [g.kind for g in after] == [REFERRAL]
+    assert abs(after[0].expires_at - (accepted["updated_at"] + settings.grant_ttl_s)) < 5
+    assert await _study_status(client, zhang, other_ds) == 404
+
+
 async def test_other_clinics_and_roles_see_nothing(client, auth, li_study) -> None:
     li = await auth("dr.li")
     r = await _refer_up(client, li, li_study)
