@@ -364,3 +364,41 @@ async def test_the_report_carries_the_communication(client, world):
     # The request is completed by the signature.
     done = await client.get(f"/api/worklist/{item['id']}", headers=expert)
     assert (await done.json())["item"]["state"] == "completed"
+
+
+async def test_reindex_from_a_journal_with_a_repeated_step_a_torn_line_and_old_lines(
+        server_with, world, store):
+    """The journal as a crash can leave it: a step appended twice counts once, a torn last
+    line is skipped, and lines written before they carried the whole alert still restore
+    tier, clinic, finding, timeline and the next due time."""
+    client = await server_with(alert_escalation_s=(1, 600, 900))
+    item = await _claimed_item(client)
+    alert = (await (await _raise(client, item["id"])).json())["alert"]
+    service = client.server.app[appkeys.ALERTS]
+    await client.server.app[appkeys.SWEEPER].close()  # we drive the sweeps
+    assert await service.sweep(now=alert["created_at"] + 1.1) == 1
+    journal = service.journal_path
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 2
+    old = json.loads(lines[0])
+    legacy_id = "0123456789abcdef"
+    legacy = {k: v for k, v in old.items() if k != "record"} | {"alert": legacy_id}
+    journal.write_bytes(b"".join([*lines, lines[1], json.dumps(legacy).encode() + b"\n",
+                                  b'{"alert": "torn", "entr']))
+    for key in [k async for k in store.redis.scan_iter(match="hz:*alert*")]:
+        await store.redis.delete(key)
+
+    assert await service.reindex() == (2, 2)
+    back = await store.alerts.get(alert["id"])
+    assert back is not None and back.level == 1 and back.state.value == "raised"
+    assert [e["step"] for e in await store.alerts.timeline(alert["id"])] == [
+        "raised", "renotified"]
+    assert back.next_due == pytest.approx(alert["created_at"] + 600)
+    assert back.patient_name == alert["patient_name"] and back.department == "radiology"
+    restored = await store.alerts.get(legacy_id)
+    assert restored is not None and restored.finding == FINDING and restored.level == 0
+    assert restored.next_due == pytest.approx(old["entry"]["at"] + 1)
+    # Nothing came due twice: step 2 is not due yet, so a sweep now fires nothing for it.
+    assert await service.sweep(now=alert["created_at"] + 2) == 1  # the legacy one's step 1
+    assert [e["step"] for e in await store.alerts.timeline(alert["id"])] == [
+        "raised", "renotified"]
