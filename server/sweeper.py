@@ -96,12 +96,18 @@ class Sweeper:
             return await sweep.sweep()
         assert self._locks is not None
         token = f"{self._node}:{secrets.token_hex(4)}"
-        if not await self._locks.acquire(name, token, sweep.lock_ttl_s):
-            return None
+        acquired: bool | None = None  # None: no answer (cancelled mid-call; it may be set)
         try:
+            acquired = await self._locks.acquire(name, token, sweep.lock_ttl_s)
+            if not acquired:
+                return None
             return await sweep.sweep()
         finally:
-            await self._locks.release(name, token)
+            if acquired is not False:
+                # Compare-and-delete with this run's token: frees only our own lock, so a
+                # close that cancelled the SET before its reply leaves nothing held for the
+                # TTL; shielded, so a close cancelling the release itself does not either.
+                await asyncio.shield(self._locks.release(name, token))
 
     async def _loop(self, sweep: Sweep) -> None:
         while not self._closing:
