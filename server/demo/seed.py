@@ -292,11 +292,11 @@ async def _demo_ecg_readings(settings: Settings, store: Store) -> int:
     hub = Hub(store.redis)  # publish only (nobody listens during the seed), no subscriptions
     worklist = WorklistService(settings, store)
     notifier = Notifier(store, hub)
-    await worklist.start(hub, lambda: notifier, sweep=False)
+    # No sweeps registered: the seed only sends requests (the server's sweeper expires leases).
+    await worklist.start(hub, lambda: notifier)
     try:
         made = await request_readings(store, worklist, notifier, who, "qingshui", todo)
     finally:
-        await worklist.close()
         await hub.close()
     return len(made)
 
