@@ -43,6 +43,53 @@ def pytest_configure(config: pytest.Config) -> None:
     assert interfaces() == ["lo"], interfaces()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: object):
+    """A test past its timeout (pytest-timeout's signal method) first prints every asyncio task
+    of the loop it is stuck in, with its stack: a hang in an async fixture's teardown is a task
+    waiting on another, which the thread stacks pytest-timeout prints do not show."""
+    yield
+    import signal
+
+    handler = signal.getsignal(signal.SIGALRM)
+    if not callable(handler):
+        return
+
+    def dump_tasks_then(signum: int, frame: object) -> None:
+        import asyncio
+        import sys
+
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            out = sys.__stderr__
+            print(f"\n+++ asyncio tasks of {item.nodeid} at its timeout +++", file=out)
+            for task in asyncio.all_tasks(loop):
+                print(f"task {task.get_name()}:", file=out)
+                # the whole await chain (Task.print_stack shows only the outermost frame)
+                aw: object = task.get_coro()
+                frame = None
+                for _ in range(40):
+                    caller, frame = frame, getattr(aw, "cr_frame", None) \
+                        or getattr(aw, "gi_frame", None) or getattr(aw, "ag_frame", None)
+                    if frame is None and type(aw).__name__ == "async_generator_asend":
+                        # an async fixture's teardown: the generator is in the caller's locals
+                        agen = next((v for v in (caller.f_locals if caller else {}).values()
+                                     if getattr(v, "ag_frame", None) is not None), None)
+                        aw, frame = agen, getattr(agen, "ag_frame", None)
+                    if frame is None:
+                        if aw is not None:
+                            print(f"    awaiting {aw!r}"[:300], file=out)
+                        break
+                    print(f"    {frame.f_code.co_filename}:{frame.f_lineno} "
+                          f"{frame.f_code.co_name}", file=out)
+                    aw = getattr(aw, "cr_await", None) or getattr(aw, "gi_yieldfrom", None) \
+                        or getattr(aw, "ag_await", None)
+            out.flush()
+        handler(signum, frame)
+
+    signal.signal(signal.SIGALRM, dump_tasks_then)
+
+
 @dataclass(frozen=True)
 class RedisServer:
     host: str

@@ -28,6 +28,8 @@ from server.realtime.outbound import Out
 log = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 256
+#: The longest a shutdown waits for the pub/sub listener, and then for its connection to close.
+CLOSE_TIMEOUT_S = 5.0
 VIEW_STATE = "view.state"
 _background: set[asyncio.Task[object]] = set()
 
@@ -112,8 +114,14 @@ class Connection:
             self._writer.cancel()
         else:
             self._outbox.put_nowait(None)  # let queued messages go out first
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        # Bounded: a page that reads nothing (its socket buffer full) must not hold us here.
+        await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT_S)
+        if not self._writer.done():
+            self._writer.cancel()
+            await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT_S)
+        if self._writer.done() and not self._writer.cancelled() and self._writer.exception():
+            event(log, "ws_writer_failed", logging.WARNING,
+                  error=type(self._writer.exception()).__name__)
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,7 @@ class Hub:
         self._local: dict[str, set[Connection]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._closing = False
 
     async def start(self) -> None:
         # Subscriptions come with the first connections; Redis may even be down right now
@@ -137,11 +146,26 @@ class Hub:
         self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
+        """Bounded: a shutdown must not wait forever on the listener or on Redis."""
+        self._closing = True
         if self._listener:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        await self._pubsub.aclose()
+            # The flag ends the loop even if a cancellation is swallowed inside redis-py's
+            # read; cancel again while it has not finished, within the bound.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    while not self._listener.done():
+                        self._listener.cancel()
+                        await asyncio.wait({self._listener}, timeout=0.5)
+            if not self._listener.done():
+                event(log, "pubsub_listener_stuck", logging.WARNING)
+        try:
+            # PubSub.aclose() can wait forever for the transport to close (redis-py#3941).
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._pubsub.aclose()
+        except (TimeoutError, RedisError, OSError) as exc:
+            event(log, "pubsub_close_slow", logging.WARNING, error=type(exc).__name__)
+            if self._pubsub.connection is not None:
+                await self._pubsub.connection.disconnect(nowait=True)
 
     async def subscribe(self, conn: Connection, channel: str) -> None:
         async with self._lock:
@@ -188,7 +212,7 @@ class Hub:
         return set(self._local.get(channel, ()))
 
     async def _listen(self) -> None:
-        while True:
+        while not self._closing:
             if not self._pubsub.subscribed:
                 await asyncio.sleep(0.2)
                 continue
