@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -152,14 +154,32 @@ def create_app(settings: Settings, store: Store) -> web.Application:
         sweeper.start()
 
     async def on_cleanup(app: web.Application) -> None:
-        await sweeper.close()
-        await report_service.close()
+        # Each step bounded and named: a shutdown that waits forever on one of them (a Redis
+        # connection that never closes, a task that swallows its cancellation) is worse than
+        # one that logs which step it gave up on and goes on with the rest.
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("sweeper", sweeper.close), ("reports", report_service.close)]
         if appkeys.REALTIME in app:
-            await app[appkeys.REALTIME].close()
+            steps.append(("realtime", app[appkeys.REALTIME].close))
+        for name, close in steps:
+            await _bounded_close(name, close)
         executor.shutdown(wait=False, cancel_futures=True)
-        await store.close()
+        await _bounded_close("store", store.close)
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     event(log, "app_created", data_dir=settings.data_dir)
     return app
+
+
+#: The longest one step of the application's cleanup may take before it is given up on.
+CLEANUP_STEP_TIMEOUT_S = 15.0
+
+
+async def _bounded_close(name: str, close: Callable[[], Awaitable[object]]) -> None:
+    try:
+        async with asyncio.timeout(CLEANUP_STEP_TIMEOUT_S):
+            await close()
+    except TimeoutError:
+        event(log, "cleanup_step_timed_out", logging.ERROR, step=name,
+              timeout_s=CLEANUP_STEP_TIMEOUT_S)
