@@ -30,7 +30,7 @@ from server.api.json_body import read_json
 from server.auth.middleware import principal
 from server.auth.principal import Principal
 from server.clinical.report_model import ECG, KEY_IMAGES, Kind, Status, Version
-from server.clinical.report_output import diagnostic_report, document
+from server.clinical.report_output import diagnostic_report, document, fhir_date
 from server.clinical.reports import ReportService, Viewed
 from server.dicomweb.resources import audit
 from server.documents import Document, DocumentError, render_pdf_async
@@ -282,6 +282,23 @@ async def report_pdf(request: web.Request) -> web.Response:
         "Cache-Control": "no-store"})
 
 
+async def _study_date(request: web.Request, version: Version) -> str | None:
+    """The study's date (and time where its zone is known) as a FHIR dateTime: the report's
+    effectiveDateTime. None without a study, or once the study has left the index."""
+    s = version.subject
+    if not s.study_uid:
+        return None
+    record = await request.app[appkeys.STORE].studies.study(s.clinic, s.study_uid)
+    if record is None:
+        return None
+
+    def first(tag: str) -> str | None:
+        value = (record.attrs.get(tag) or {}).get("Value") or [None]
+        return value[0] if isinstance(value[0], str) else None
+
+    return fhir_date(first("00080020"), first("00080030"), first("00080201"))
+
+
 async def report_fhir(request: web.Request) -> web.Response:
     service = _service(request)
     viewed, version = await service.signed_version(_who(request), _report_id(request),
@@ -290,7 +307,7 @@ async def report_fhir(request: web.Request) -> web.Response:
     pdf_url = (f"{settings.public_url or ''}/api/reports/{viewed.report.id}/pdf"
                f"?version={version.version}")
     resource = diagnostic_report(viewed.report, version, institution=settings.institution,
-                                 pdf_url=pdf_url)
+                                 pdf_url=pdf_url, effective=await _study_date(request, version))
     await _audit_view(request, "report.fhir", viewed, version.version)
     return web.json_response(resource, content_type="application/fhir+json")
 

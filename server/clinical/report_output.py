@@ -4,6 +4,7 @@ DiagnosticReport. Pure: the caller supplies the rendered key images and the URLs
 from __future__ import annotations
 
 import base64
+import datetime
 from typing import Any
 
 from media.ecg.tracing import Sheets
@@ -250,10 +251,36 @@ def plain_text(report: Report, version: Version) -> str:
     return "\n\n".join(parts)
 
 
+def fhir_date(study_date: str | None, study_time: str | None = None,
+              offset: str | None = None) -> str | None:
+    """A DICOM DA (+ TM, + Timezone Offset From UTC) as a FHIR dateTime; None when the date is
+    not a valid DA. FHIR requires a zone with a time of day, and a DICOM time without Timezone
+    Offset From UTC (0008,0201) has none, so then only the date is given (never a guessed zone)."""
+    d = (study_date or "").strip()
+    if len(d) != 8 or not d.isascii() or not d.isdigit():
+        return None
+    try:
+        datetime.date(int(d[:4]), int(d[4:6]), int(d[6:]))
+    except ValueError:
+        return None
+    day = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    t = (study_time or "").strip().split(".")[0]
+    z = (offset or "").strip()
+    if (len(t) >= 4 and t.isascii() and t.isdigit() and len(z) == 5 and z[0] in "+-"
+            and z[1:].isascii() and z[1:].isdigit()):
+        hh, mm, ss = t[:2], t[2:4], t[4:6] or "00"
+        if int(hh) < 24 and int(mm) < 60 and int(ss) < 60:
+            return f"{day}T{hh}:{mm}:{ss}{z[:3]}:{z[3:]}"
+    return day
+
+
 def diagnostic_report(report: Report, version: Version, *, institution: str,
-                      pdf_url: str) -> dict[str, Any]:
+                      pdf_url: str, effective: str | None = None) -> dict[str, Any]:
     """The FHIR R4 DiagnosticReport of one signed version (validated by fhir.resources in the
-    tests). The report id is the resource id, the version number its meta.versionId."""
+    tests). The report id is the resource id, the version number its meta.versionId.
+    `effective`: the clinically relevant time (the study's date, `fhir_date`); without one, the
+    time the report was begun (a consult opinion has no study), never the signing time, which
+    is `issued`."""
     s = version.subject
     c = version.content
     reading = report.kind is Kind.READING
@@ -294,6 +321,7 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
         "category": [{"coding": [category]}],
         "code": code,
         "subject": subject,
+        "effectiveDateTime": effective or iso_time(report.first.created_at),
         "issued": version.signed_at,
         "performer": [performer],
         "resultsInterpreter": [{"display": version.signer_name,
@@ -317,7 +345,8 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
         resource["basedOn"] = [{"identifier": {"system": "urn:huizhen:reading-request",
                                                "value": s.reading_request_id}}]
     observations = ecg_observations(ecg, status=version.status.value, subject=subject,
-                                    performer=performer, issued=version.signed_at)
+                                    performer=performer, issued=version.signed_at,
+                                    effective=resource["effectiveDateTime"])
     if observations:
         # Contained, not separate resources: they are part of this signed version and have no
         # life (or id) of their own; `result` points at each.
@@ -333,7 +362,8 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
 
 
 def ecg_observations(ecg: dict[str, Any] | None, *, status: str, subject: dict[str, Any],
-                     performer: dict[str, Any], issued: str) -> list[dict[str, Any]]:
+                     performer: dict[str, Any], issued: str,
+                     effective: str | None = None) -> list[dict[str, Any]]:
     """The ECG template's measured numbers (null = not measured: left out) as FHIR Observations
     with their LOINC code and a UCUM quantity, in the template's order."""
     out: list[dict[str, Any]] = []
@@ -348,6 +378,7 @@ def ecg_observations(ecg: dict[str, Any] | None, *, status: str, subject: dict[s
             "category": [{"coding": [_coding(OBSERVATION_CATEGORY, "procedure", "Procedure")]}],
             "code": {"coding": [_coding(LOINC, loinc, display)], "text": display},
             "subject": subject,
+            **({"effectiveDateTime": effective} if effective else {}),
             "issued": issued,
             "performer": [performer],
             "valueQuantity": {"value": ecg[name], "unit": unit, "system": UCUM, "code": ucum},

@@ -102,8 +102,15 @@ async def test_reading_report_by_the_claim_holder(client, auth, more_people, pag
     assert doc["sections"][0]["heading"] == "Critical finding"
     assert doc["sections"][-1]["heading"] == "Critical value communication"
 
-    fhir = await _json(await client.get(f"/api/reports/{rid}/fhir", headers=doctor))
+    fhir_resp = await client.get(f"/api/reports/{rid}/fhir", headers=doctor)
+    assert fhir_resp.content_type == "application/fhir+json"
+    fhir = await _json(fhir_resp)
     resource = DiagnosticReport.model_validate(fhir)
+    # The clinically relevant time is the study's (its StudyTime has no zone: the date only);
+    # the signing time is `issued`.
+    assert fhir["effectiveDateTime"] == "2026-11-20" and fhir["issued"] == v1["signed_at"]
+    pdf_form = next(f for f in fhir["presentedForm"] if f["contentType"] == "application/pdf")
+    assert pdf_form["url"].endswith(f"/api/reports/{rid}/pdf?version=1")
     assert resource.status == "final" and resource.category[0].coding[0].code == "RAD"
     assert resource.basedOn[0].identifier.value == item_id
     assert {e["url"]: e.get("valueBoolean") for e in fhir["extension"]}[
