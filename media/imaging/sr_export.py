@@ -208,9 +208,11 @@ def _empty_centers(item: Dataset) -> None:
 def key_object_selection(
     images: Sequence[Dataset], *, observer: str, series_uid: str, sop_uid: str,
     description: str = "", series_number: int = 9002, instance_number: int = 1,
-    title: Code = codes.DCM.ForConference,
+    title: Code = codes.DCM.OfInterest,
 ) -> Dataset:
-    """A Key Object Selection document referencing `images` (key images of one study)."""
+    """A Key Object Selection document referencing `images` (key images of one study).
+    Its title is (113000, DCM, "Of Interest"), the key image note of IHE KIN that PACS and
+    viewers list as key images; "For Conference" would hide them from most of them."""
     if not images:
         raise ValueError("no key images to export")
     content = hd.ko.KeyObjectSelection(

@@ -828,7 +828,7 @@ _MARKS_PATHS: dict[str, dict[str, Operation]] = {
         "201")},
     "/api/studies/{study}/key-object-selection": {"post": _marks_op(
         "store the study's key images (or one room's) into the study as a DICOM Key Object "
-        "Selection document (For Conference)", "ExportRequest", "201")},
+        "Selection document (Of Interest, 113000 DCM)", "ExportRequest", "201")},
 }
 PATHS.update(_MARKS_PATHS)
 

@@ -139,7 +139,9 @@ def test_key_object_selection_reads_back(images) -> None:
         description="MDT 病例 1"))
     assert kos.Modality == "KO" and kos.StudyInstanceUID == images[0].StudyInstanceUID
     parsed = hd.ko.KeyObjectSelectionDocument.from_dataset(kos)
-    assert parsed.ConceptNameCodeSequence[0].CodeValue == "113005"  # For Conference
+    title = parsed.ConceptNameCodeSequence[0]
+    assert (title.CodeValue, title.CodingSchemeDesignator, title.CodeMeaning) == (
+        "113000", "DCM", "Of Interest")
     referenced = {
         r.ReferencedSOPInstanceUID
         for item in kos.CurrentRequestedProcedureEvidenceSequence
