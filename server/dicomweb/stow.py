@@ -128,8 +128,10 @@ def _response_body(request: web.Request, result: IngestResult) -> dict:
                             f"{s.series_instance_uid}/instances/{s.sop_instance_uid}"
                         ],
                     },
-                    # 0xB000-class warnings are for coercion; a repeat is reported but not an error.
-                    **({"00081196": {"vr": "US", "Value": [0xB007]}} if s.duplicate else {}),
+                    # A repeat of a stored instance is a success with no Warning Reason:
+                    # PS3.18's three (0xB000 coercion, 0xB006 elements discarded, 0xB007 data
+                    # set does not match the SOP Class) all say the stored object differs from
+                    # the one sent, and a repeat changed nothing.
                 }
                 for s in result.stored
             ],

@@ -7,6 +7,7 @@ import io
 import zipfile
 
 import aiohttp
+import pydicom
 import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
@@ -58,7 +59,9 @@ async def test_repeated_sop_instance_is_idempotent(client, auth, settings):
     again = await _stow(client, h, [part])
     assert again.status == 200
     item = _seq(await again.json(), "00081199")[0]
-    assert item["00081196"]["Value"] == [0xB007]
+    assert item["00081155"]["Value"] == [pydicom.dcmread(io.BytesIO(part)).SOPInstanceUID]
+    # No Warning Reason: 0xB007 means "does not match the SOP Class", not "stored before".
+    assert "00081196" not in item
     assert len(_files(settings)) == 1
 
 
