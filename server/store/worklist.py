@@ -31,7 +31,9 @@ from server.store.records import from_hash, to_hash
 
 
 class Priority(StrEnum):
-    """UPS Scheduled Procedure Step Priority: STAT / HIGH / MEDIUM, in the clinic's words."""
+    """The clinic's words for urgency; `ups` is UPS's Scheduled Procedure Step Priority
+    (0074,1200), whose enumerated values are HIGH / MEDIUM / LOW (STAT is the Requested
+    Procedure Priority's, not UPS's)."""
 
     EMERGENCY = "emergency"
     URGENT = "urgent"
@@ -41,12 +43,22 @@ class Priority(StrEnum):
     def rank(self) -> int:
         return {"emergency": 0, "urgent": 1, "routine": 2}[self.value]
 
+    @property
+    def ups(self) -> str:
+        return {"emergency": "HIGH", "urgent": "MEDIUM", "routine": "LOW"}[self.value]
+
 
 class ItemState(StrEnum):
     SCHEDULED = "scheduled"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     CANCELED = "canceled"  # UPS spells it so
+
+    @property
+    def ups(self) -> str:
+        """UPS's Procedure Step State (0074,1000) spelling: SCHEDULED, IN PROGRESS (a space),
+        COMPLETED, CANCELED."""
+        return self.value.replace("_", " ").upper()
 
 
 OPEN = (ItemState.SCHEDULED, ItemState.IN_PROGRESS)
@@ -117,6 +129,9 @@ class WorkItem:
         data = asdict(self)
         data["priority"] = self.priority.value
         data["state"] = self.state.value
+        # The same two values in UPS's own spelling, for clients that speak UPS-RS.
+        data["procedure_step_state"] = self.state.ups
+        data["scheduled_procedure_step_priority"] = self.priority.ups
         if viewer is None or viewer != self.claimed_by:
             data["claim_token"] = ""
         data["turnaround_s"] = self.turnaround_s()

@@ -58,6 +58,11 @@ async def test_request_grants_the_study_and_lists_by_priority_then_age(
     emergency = await _request(client, doctor, study, "emergency")
     routine2 = await _request(client, doctor, study, "routine")
     assert routine["state"] == "scheduled" and routine["clinic"] == "qingshui"
+    # UPS's own spelling beside ours (PS3.4 CC: Procedure Step State, Scheduled Procedure Step
+    # Priority HIGH / MEDIUM / LOW).
+    assert routine["procedure_step_state"] == "SCHEDULED"
+    assert [i["scheduled_procedure_step_priority"] for i in (emergency, urgent, routine)] == [
+        "HIGH", "MEDIUM", "LOW"]
     # The department's experts now read the study (grant kind "reading").
     assert (await client.get(f"/dicomweb/studies/{study}/metadata", headers=expert)).status == 200
     grants = await store.grants.of_user("exp.li", study_uid=study)
@@ -98,6 +103,7 @@ async def test_twenty_experts_claim_at_once_exactly_one_wins(client, li_study, s
         assert loser["error"]["code"] == "claim_conflict"
         winner = await next(a for a in answers if a.status == 200).json()
         assert winner["item"]["claim_token"] and winner["item"]["state"] == "in_progress"
+        assert winner["item"]["procedure_step_state"] == "IN PROGRESS"
         stored = await store.worklist.get(item["id"])
         assert stored.claims == 1 and stored.claimed_by == winner["item"]["claimed_by"]
 
@@ -130,6 +136,7 @@ async def test_release_renew_complete_need_the_claim_token(client, auth, li_stud
                                    "report_id": "r-1"})
     done = (await resp.json())["item"]
     assert resp.status == 200 and done["state"] == "completed" and done["report_id"] == "r-1"
+    assert done["procedure_step_state"] == "COMPLETED"
     assert done["turnaround_s"] is not None
     resp = await client.post(f"/api/worklist/{item['id']}/claim", headers=zhang)
     assert resp.status == 409
@@ -216,7 +223,9 @@ async def test_head_reassigns_and_others_may_not(client, auth, li_study, store):
     # The clinic withdraws it; the department list no longer has it.
     resp = await client.post(f"/api/worklist/{item['id']}/cancel", headers=doctor,
                              json={"reason": "patient transferred"})
-    assert resp.status == 200 and (await resp.json())["item"]["state"] == "canceled"
+    canceled = (await resp.json())["item"]
+    assert resp.status == 200 and canceled["state"] == "canceled"
+    assert canceled["procedure_step_state"] == "CANCELED"  # UPS: one L
     assert (await (await client.get("/api/worklist", headers=li)).json())["items"] == []
 
 
