@@ -9,8 +9,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
+from media.imaging.window import PS3_18_FUNCTIONS
 from server.errors import InvalidMessage
 from server.realtime.outbound import error as outbound_error
 from server.store.consults import Urgency
@@ -132,10 +141,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def _voi_function(value: object) -> object:
+    """PS3.18's spelling of the window function (linear, linear-exact, sigmoid: the rendered
+    resources' `window` parameter) is taken as the VOI LUT Function's defined term the room
+    shares, so a client speaking DICOMweb is not refused; anything else is left to fail."""
+    return PS3_18_FUNCTIONS.get(value, value) if isinstance(value, str) else value
+
+
 class Window(_Strict):
     center: float = Field(ge=-1e7, le=1e7)
     width: float = Field(gt=0, le=1e7)
-    function: Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"]
+    function: Annotated[Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"],
+                        BeforeValidator(_voi_function)]
 
 
 class Pan(_Strict):

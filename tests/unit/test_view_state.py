@@ -126,3 +126,19 @@ def test_the_largest_valid_ecg_state_is_small_and_bounded():
                         lead="aVF")}
     msg = m.parse(update(state))
     assert len(msg.state.model_dump_json()) < 1024
+
+
+@pytest.mark.parametrize(("sent", "shared"), [
+    ("linear", "LINEAR"), ("linear-exact", "LINEAR_EXACT"), ("sigmoid", "SIGMOID"),
+    ("LINEAR_EXACT", "LINEAR_EXACT")])
+def test_the_window_function_in_either_standard_spelling(sent, shared):
+    """PS3.18's `window` spelling (the rendered resources') or the VOI LUT Function's defined
+    term: the room shares the defined term; other spellings are refused."""
+    state = {**image(), "window": {"center": 40.0, "width": 400.0, "function": sent}}
+    assert m.parse(update(state)).state.window.function == shared
+
+
+@pytest.mark.parametrize("bad", ["linear_exact", "Linear", "LOG", "", 1])
+def test_a_window_function_of_neither_standard_is_refused(bad):
+    state = {**image(), "window": {"center": 40.0, "width": 400.0, "function": bad}}
+    assert "function" in refused(state)
