@@ -299,8 +299,11 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
     subject = {"identifier": {"system": f"urn:huizhen:clinic:{s.clinic}:patient-id",
                               "value": s.patient_id or "unknown"},
                "display": s.patient_name or "unknown"}
-    performer = {"display": f"{version.signer_name} ({institution})",
-                 "identifier": {"system": "urn:huizhen:user", "value": version.signer}}
+    # R4: `performer` is the diagnostic service responsible for the report (the institution),
+    # `resultsInterpreter` the person who read and signed it.
+    organization = {"type": "Organization", "display": institution}
+    interpreter = {"type": "Practitioner", "display": version.signer_name,
+                   "identifier": {"system": "urn:huizhen:user", "value": version.signer}}
     text = plain_text(report, version)
     extensions: list[dict[str, Any]] = [
         {"url": EXT_SIGNATURE, "valueString": version.signature}]
@@ -323,10 +326,8 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
         "subject": subject,
         "effectiveDateTime": effective or iso_time(report.first.created_at),
         "issued": version.signed_at,
-        "performer": [performer],
-        "resultsInterpreter": [{"display": version.signer_name,
-                                "identifier": {"system": "urn:huizhen:user",
-                                               "value": version.signer}}],
+        "performer": [organization],
+        "resultsInterpreter": [interpreter],
         "presentedForm": [
             {"contentType": "text/plain; charset=utf-8", "language": "zh-CN",
              "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
@@ -345,7 +346,7 @@ def diagnostic_report(report: Report, version: Version, *, institution: str,
         resource["basedOn"] = [{"identifier": {"system": "urn:huizhen:reading-request",
                                                "value": s.reading_request_id}}]
     observations = ecg_observations(ecg, status=version.status.value, subject=subject,
-                                    performer=performer, issued=version.signed_at,
+                                    performer=interpreter, issued=version.signed_at,
                                     effective=resource["effectiveDateTime"])
     if observations:
         # Contained, not separate resources: they are part of this signed version and have no

@@ -57,6 +57,10 @@ def test_effective_is_the_study_date_and_issued_the_signing_time():
     assert raw["issued"] == iso_time(SIGNED_AT)
     assert parsed.status == "final" and parsed.conclusion == "Normal chest."
     assert parsed.basedOn[0].identifier.value == "w1"
+    # The service responsible is the institution; the reader who signed interprets.
+    assert raw["performer"] == [{"type": "Organization", "display": "County"}]
+    assert raw["resultsInterpreter"][0]["display"] == "Dr Zhang"
+    assert raw["resultsInterpreter"][0]["identifier"]["value"] == "exp"
     pdf = [f for f in raw["presentedForm"] if f["contentType"] == "application/pdf"]
     assert pdf and pdf[0]["url"] == "/api/reports/r1/pdf?version=1"
 
