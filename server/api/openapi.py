@@ -96,6 +96,8 @@ _QIDO_COMMON = [
     _query("offset", "skip this many results", {"type": "string"}),
     _query("includefield", "keywords or tags to add, or 'all'"),
     _query("fuzzymatching", "true or false (names always match case-insensitively)"),
+    _query("accept", "PS3.18 8.3.3.1: media types in place of the Accept header "
+           "(application/dicom+json)"),
 ]
 _QIDO_STUDY = [
     _query("StudyInstanceUID", "one UID or a comma-separated list"),
@@ -121,6 +123,7 @@ _RENDER = [
     _query("quality", "1-100"),
     _query("viewport", "width,height in pixels (fit inside, never upscaled)"),
     _query("iccprofile", "no, yes or srgb"),
+    _query("accept", "PS3.18 8.3.3.1: media types in place of the Accept header"),
 ]
 
 _DICOM_JSON = {"application/dicom+json": {"schema": {"type": "array",
@@ -156,6 +159,8 @@ def _stow(params: list[dict[str, Any]]) -> Operation:
         "responses": {
             "200": {"description": "all stored", "content": _DICOM_JSON},
             "202": {"description": "some failed", "content": _DICOM_JSON},
+            "409": {"description": "none stored (FailedSOPSequence says why)",
+                    "content": _DICOM_JSON},
             **_ERRORS,
         },
     }

@@ -56,6 +56,12 @@ def parse_accept(header: str | None) -> list[MediaRange]:
     return sorted(ranges, key=lambda r: -r.q)
 
 
+def accept_of(request: web.Request) -> str | None:
+    """The media types a request accepts: PS3.18 8.3.3.1's `accept` query parameter, for user
+    agents that cannot set the header (a browser link), else the Accept header."""
+    return request.query.get("accept") or request.headers.get("Accept")
+
+
 def negotiate(header: str | None, offered: tuple[str, ...]) -> str:
     """The first offered single-part media type the client accepts, else 406."""
     for media_range in parse_accept(header):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from server.dicomweb.attributes import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS, tag_of, vr_of
+from server.dicomweb.multipart import negotiate
 from server.errors import InvalidParameter
 from server.params import parse_int
 from server.store.study_index import DicomJson
@@ -47,7 +48,9 @@ LEVEL_TAGS: dict[Level, tuple[str, ...]] = {
     Level.SERIES: SERIES_TAGS,
     Level.INSTANCE: INSTANCE_TAGS,
 }
-_CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
+_CONTROL = {"limit", "offset", "includefield", "fuzzymatching", "accept"}
+#: What a QIDO-RS response can be (PS3.18 10.6.3): the JSON model only, not XML.
+QIDO_TYPES = ("application/dicom+json", "application/json")
 # re.ASCII: Python's \d also matches Unicode digits ("٢٠٢٤"), which are no DICOM date.
 _DATE_RE = re.compile(r"\d{8}", re.ASCII)
 _TIME_RE = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", re.ASCII)
@@ -82,6 +85,8 @@ def parse_query(
             limit = min(limit, MAX_LIMIT)
         elif lkey == "offset":
             offset = _non_negative(key, value)
+        elif lkey == "accept":
+            negotiate(value, QIDO_TYPES)  # PS3.18 8.3.3.1; 406 for, e.g., dicom+xml
         elif lkey == "fuzzymatching":
             if value.lower() not in ("true", "false"):
                 raise InvalidParameter("fuzzymatching must be true or false")

@@ -14,7 +14,7 @@ from aiohttp import web
 from media.imaging.encoder import SUPPORTED_MEDIA_TYPES
 from media.imaging.window import Window
 from server import appkeys
-from server.dicomweb.multipart import negotiate
+from server.dicomweb.multipart import accept_of, negotiate
 from server.dicomweb.resources import (
     audit_soon,
     authorized_instance,
@@ -59,6 +59,8 @@ def parse_render_params(
         elif key == "iccprofile":
             if value.lower() not in ("no", "yes", "srgb"):
                 raise InvalidParameter("iccprofile must be no, yes or srgb")
+        elif key == "accept":
+            pass  # PS3.18 8.3.3.1, negotiated with the media types (multipart.accept_of)
         elif key == "annotation":
             raise InvalidParameter("annotation is not supported: overlays are drawn by the viewer")
         else:
@@ -91,7 +93,7 @@ def _frame_number(request: web.Request) -> int:
 async def _render(
     request: web.Request, record: InstanceRecord, frame: int, params: RenderParams, action: str
 ) -> web.Response:
-    media_type = negotiate(request.headers.get("Accept"), RENDERED_TYPES)
+    media_type = negotiate(accept_of(request), RENDERED_TYPES)
     # Queued before anything is rendered; refused (503) if the audit log cannot keep up.
     audit_soon(request, action, study=record.study_uid, series=record.series_uid,
                instance=record.sop_uid, frame=frame)

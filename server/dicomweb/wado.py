@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from media.imaging.image_model import ImageModel
 from media.imaging.pixel_decoder import check_frame, decode_stored, stored_dtype
 from server import appkeys
-from server.dicomweb.multipart import MultipartWriter, negotiate_multipart
+from server.dicomweb.multipart import MultipartWriter, accept_of, negotiate_multipart
 from server.dicomweb.resources import (
     audit,
     authorized_instance,
@@ -200,7 +200,7 @@ async def _file_chunks(request: web.Request, path: Path) -> AsyncIterator[bytes]
 
 
 async def retrieve(request: web.Request) -> web.StreamResponse:
-    media = negotiate_multipart(request.headers.get("Accept"), "application/dicom")
+    media = negotiate_multipart(accept_of(request), "application/dicom")
     wanted = media.params.get("transfer-syntax", ExplicitVRLittleEndian)
     records = await _scope(request)
     await audit(
@@ -279,7 +279,7 @@ def _frame_list(value: str) -> list[int]:
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
-    negotiate_multipart(request.headers.get("Accept"), "application/octet-stream")
+    negotiate_multipart(accept_of(request), "application/octet-stream")
     numbers = _frame_list(request.match_info["frames"])
     (record,) = await _scope(request)
     renderer = request.app[appkeys.RENDERER]
@@ -309,7 +309,7 @@ async def frames(request: web.Request) -> web.StreamResponse:
 
 
 async def bulkdata(request: web.Request) -> web.StreamResponse:
-    negotiate_multipart(request.headers.get("Accept"), "application/octet-stream")
+    negotiate_multipart(accept_of(request), "application/octet-stream")
     tag = parse_hex8(request.match_info["tag"], "bulk data tag")
     within = None
     if "seq" in request.match_info:

@@ -419,3 +419,26 @@ async def test_frames_response_is_capped_before_it_starts(aiohttp_client, settin
     while (part := await reader.next()) is not None:
         payloads.append(await part.read())
     assert payloads == [ds.PixelData, ds.PixelData]
+
+
+async def test_the_accept_query_parameter_stands_for_the_header(client, corpus):
+    """PS3.18 8.3.3.1: `accept=` in the URL (a browser link cannot set the header) is the
+    Accept header; what it names is negotiated as the header would be."""
+    h = corpus["headers"]
+    url = _instance_url(corpus) + "/frames/1/rendered"
+    png = await client.get(url, params={"accept": "image/png"}, headers={**h, "Accept": "*/*"})
+    assert png.status == 200 and png.content_type == "image/png"
+    assert (await png.read()).startswith(b"\x89PNG")
+    gif = await client.get(url, params={"accept": "image/gif"}, headers=h)
+    assert gif.status == 406 and (await gif.json())["error"]["code"] == "not_acceptable"
+    stored = await client.get(_instance_url(corpus), headers=h, params={
+        "accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    assert stored.status == 200 and len(await read_multipart(stored)) == 1
+    assert (await client.get(_instance_url(corpus), headers=h,
+                             params={"accept": "application/json"})).status == 406
+    found = await _qido(client, h, "/dicomweb/studies", accept="application/dicom+json",
+                        StudyInstanceUID=corpus["ct"])
+    assert _values(found, "0020000D") == [corpus["ct"]]
+    xml = await client.get("/dicomweb/studies", params={"accept": "application/dicom+xml"},
+                           headers=h)
+    assert xml.status == 406 and (await xml.json())["error"]["code"] == "not_acceptable"
