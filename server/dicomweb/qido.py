@@ -8,9 +8,11 @@ from server import appkeys
 from server.auth import access
 from server.auth.middleware import principal
 from server.dicomweb.query import (
+    LIMIT_WARNING,
     MODALITIES_IN_STUDY,
     Level,
     matches_all,
+    more_than_shown,
     page,
     parse_query,
     select,
@@ -21,10 +23,11 @@ from server.store.study_index import DicomJson, StudyRecord
 DICOM_JSON = "application/dicom+json"
 
 
-def _json(payload: list[DicomJson]) -> web.Response:
-    return web.json_response(
-        payload, content_type=DICOM_JSON, headers={"Cache-Control": "no-store"}
-    )
+def _json(payload: list[DicomJson], capped: bool = False) -> web.Response:
+    headers = {"Cache-Control": "no-store"}
+    if capped:
+        headers["Warning"] = LIMIT_WARNING
+    return web.json_response(payload, content_type=DICOM_JSON, headers=headers)
 
 
 def _ui(value: str) -> dict:
@@ -70,7 +73,7 @@ async def search_studies(request: web.Request) -> web.Response:
         studies=",".join(_first(r, "0020000D") for r in shown),
         **access.listing_audit_fields(page(accesses, query)),
     )
-    return _json(shown)
+    return _json(shown, more_than_shown(results, query))
 
 
 async def search_series(request: web.Request) -> web.Response:
@@ -94,7 +97,7 @@ async def search_series(request: web.Request) -> web.Response:
         results.append(select(attrs, Level.SERIES, query, extra))
     shown = page(results, query)
     await audit(request, "qido.series", study=study_uid, returned=len(shown))
-    return _json(shown)
+    return _json(shown, more_than_shown(results, query))
 
 
 async def search_instances(request: web.Request) -> web.Response:
@@ -123,7 +126,7 @@ async def search_instances(request: web.Request) -> web.Response:
         results.append(select(attrs, Level.INSTANCE, query, extra))
     shown = page(results, query)
     await audit(request, "qido.instances", study=study_uid, series=series_uid, returned=len(shown))
-    return _json(shown)
+    return _json(shown, more_than_shown(results, query))
 
 
 def _study_datetime(rec: StudyRecord) -> tuple[str, str]:

@@ -64,6 +64,7 @@ class Query:
     offset: int = 0
     include_all: bool = False
     include: frozenset[str] = frozenset()
+    limit_capped: bool = False  # the client asked for more than MAX_LIMIT
 
 
 def parse_query(
@@ -78,10 +79,12 @@ def parse_query(
     include_all = False
     limit: int | None = None
     offset = 0
+    capped = False
     for key, value in items:
         lkey = key.lower()
         if lkey == "limit":
             limit = _non_negative(key, value)
+            capped = limit > MAX_LIMIT
             limit = min(limit, MAX_LIMIT)
         elif lkey == "offset":
             offset = _non_negative(key, value)
@@ -110,7 +113,7 @@ def parse_query(
                 )
             _validate_value(key, tag, value)
             filters[tag] = value
-    return Query(filters, limit, offset, include_all, frozenset(include))
+    return Query(filters, limit, offset, include_all, frozenset(include), capped)
 
 
 def _non_negative(key: str, value: str) -> int:
@@ -178,6 +181,17 @@ def matches(attrs: DicomJson, tag: str, value: str) -> bool:
 
 def matches_all(attrs: DicomJson, filters: Mapping[str, str]) -> bool:
     return all(matches(attrs, tag, value) for tag, value in filters.items())
+
+
+#: PS3.18 10.6.3.3.1's Warning when a limit over the maximum left matches out.
+LIMIT_WARNING = ('299 huizhen: "The number of results exceeded the maximum supported by the '
+                 'server. Additional results can be requested."')
+
+
+def more_than_shown(records: list, query: Query) -> bool:
+    """Whether the server's cap (not the client's limit) left matches out of this page."""
+    return (query.limit_capped and query.limit is not None
+            and len(records) > query.offset + query.limit)
 
 
 def page(records: list, query: Query) -> list:

@@ -16,7 +16,7 @@ from server import appkeys
 PREFIX = "/dicomweb/"
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Accept, Content-Type"
-EXPOSED_HEADERS = "Content-Location, Content-Type, X-Window"
+EXPOSED_HEADERS = "Content-Location, Content-Type, Warning, X-Window"
 MAX_AGE_S = "600"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

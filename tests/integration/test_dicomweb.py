@@ -442,3 +442,21 @@ async def test_the_accept_query_parameter_stands_for_the_header(client, corpus):
     xml = await client.get("/dicomweb/studies", params={"accept": "application/dicom+xml"},
                            headers=h)
     assert xml.status == 406 and (await xml.json())["error"]["code"] == "not_acceptable"
+
+
+async def test_a_limit_over_the_maximum_is_capped_with_a_warning(client, corpus, monkeypatch):
+    """PS3.18 10.6.3.3.1: when the server's maximum (lowered here to 2) cuts matches off, the
+    response says so in a Warning header; the client's own limit never does."""
+    from server.dicomweb import query
+
+    monkeypatch.setattr(query, "MAX_LIMIT", 2)
+    h = corpus["headers"]
+    url = f"/dicomweb/studies/{corpus['ct']}/instances"
+    capped = await client.get(url, params={"limit": "10"}, headers=h)
+    assert capped.status == 200 and len(await capped.json()) == 2
+    assert capped.headers["Warning"].startswith("299 ")
+    assert "Additional results can be requested" in capped.headers["Warning"]
+    own = await client.get(url, params={"limit": "2"}, headers=h)
+    assert len(await own.json()) == 2 and "Warning" not in own.headers
+    rest = await client.get(url, params={"limit": "10", "offset": "4"}, headers=h)
+    assert len(await rest.json()) == 1 and "Warning" not in rest.headers
