@@ -18,7 +18,9 @@ from server.params import parse_int
 from server.store.worklist import Priority, WorkItem
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-_TOKEN = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{1,64}$")]
+# A claim token is a Transaction UID (2.25.<digits>); hex ones were issued before it was.
+_TOKEN = Annotated[str, Field(min_length=1, max_length=64,
+                              pattern=r"^([0-9a-f]{1,64}|2\.25\.(0|[1-9][0-9]{0,38}))$")]
 
 
 class ReadingRequestBody(BaseModel):

@@ -66,6 +66,12 @@ OPEN = (ItemState.SCHEDULED, ItemState.IN_PROGRESS)
 _RANK_SCALE = 1e10
 
 
+def transaction_uid() -> str:
+    """A new claim token, formed as UPS's Transaction UID (0008,1195) is: a UID under the
+    UUID arc 2.25 (PS3.5 B.2) with 128 random bits, so it is both unguessable and a UID."""
+    return f"2.25.{int.from_bytes(secrets.token_bytes(16), 'big')}"
+
+
 def open_score(priority: Priority, created_at: float) -> float:
     return priority.rank * _RANK_SCALE + created_at
 
@@ -134,6 +140,7 @@ class WorkItem:
         data["scheduled_procedure_step_priority"] = self.priority.ups
         if viewer is None or viewer != self.claimed_by:
             data["claim_token"] = ""
+        data["transaction_uid"] = data["claim_token"]  # UPS's name for it, same value
         data["turnaround_s"] = self.turnaround_s()
         data["wait_s"] = round(self.wait_s(), 1)
         return data
@@ -288,7 +295,7 @@ class Worklist:
 
     async def claim(self, item_id: str, username: str, lease_s: float) -> WorkItem:
         now = time.time()
-        token = secrets.token_hex(16)
+        token = transaction_uid()
         ok, state, holder, *rest = await self._claim(
             keys=[keys.work_item(item_id), keys.WORKLIST_LEASES],
             args=[token, username, repr(now), repr(now + lease_s), item_id])
@@ -328,7 +335,7 @@ class Worklist:
         now = time.time()
         result = await self._reassign(
             keys=[keys.work_item(item_id), keys.WORKLIST_LEASES],
-            args=[secrets.token_hex(16), to, repr(now), repr(now + lease_s), item_id, by])
+            args=[transaction_uid(), to, repr(now), repr(now + lease_s), item_id, by])
         if int(result) != 1:
             raise Conflict("this request is over: it cannot be reassigned")
         return await self.require(item_id)

@@ -5,6 +5,7 @@ and who sees what (a clinic never another's requests; an expert only their depar
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from pydicom.uid import generate_uid
@@ -113,9 +114,19 @@ async def test_release_renew_complete_need_the_claim_token(client, auth, li_stud
     item = await _request(client, doctor, li_study.StudyInstanceUID)
     claimed = await (await client.post(f"/api/worklist/{item['id']}/claim", headers=zhang)).json()
     token = claimed["item"]["claim_token"]
+    # The token is a UPS Transaction UID: a UID under 2.25 (PS3.5 B.2), named so beside.
+    assert re.fullmatch(r"2\.25\.(0|[1-9][0-9]*)", token) and len(token) <= 64
+    assert claimed["item"]["transaction_uid"] == token
     # Others see who holds it, never the token.
     other = await (await client.get(f"/api/worklist/{item['id']}", headers=li)).json()
     assert other["item"]["claimed_by"] == "exp.zhang" and other["item"]["claim_token"] == ""
+    assert other["item"]["transaction_uid"] == ""
+    resp = await client.post(f"/api/worklist/{item['id']}/release", headers=li,
+                             json={"claim_token": "2.25.123"})
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "not_claim_holder"
+    resp = await client.post(f"/api/worklist/{item['id']}/release", headers=li,
+                             json={"claim_token": "2.25.0123"})  # not a UID: a leading zero
+    assert resp.status == 400
     resp = await client.post(f"/api/worklist/{item['id']}/release", headers=li,
                              json={"claim_token": "ab" * 16})
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "not_claim_holder"
