@@ -3,7 +3,7 @@ to read a study; one of its experts claims it; the claim ends in a report (compl
 released or lapses back to the list, or the request is cancelled.
 
 States are UPS's Procedure Step States, in lower case: `scheduled` → `in_progress` →
-`completed` | `canceled`. A claim carries a claim token, like UPS's Transaction UID: only its
+`completed` | `canceled`. A claim carries a claim token, a UPS Transaction UID: only its
 holder (who got the token) may release, renew or complete the item. Every transition is one Lua
 script, so of many experts claiming at once exactly one wins, and a lease that lapses while its
 holder renews is either renewed or returned, never both.
