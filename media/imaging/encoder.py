@@ -1,4 +1,4 @@
-"""Encode an 8-bit grayscale or RGB image as JPEG, PNG or WebP."""
+"""Encode an 8-bit grayscale or RGB image as JPEG, PNG, GIF or WebP."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from media.imaging.errors import UnsupportedMediaTypeError
 JPEG = "image/jpeg"
 PNG = "image/png"
 WEBP = "image/webp"
-SUPPORTED_MEDIA_TYPES: tuple[str, ...] = (JPEG, PNG, WEBP)
+#: PS3.18 8.7.4 requires GIF (with JPEG and PNG) for a single-frame rendered image.
+GIF = "image/gif"
+SUPPORTED_MEDIA_TYPES: tuple[str, ...] = (JPEG, PNG, GIF, WEBP)
 
 
 def normalize_media_type(media_type: str) -> str:
@@ -61,6 +63,11 @@ def encode(image: np.ndarray, media_type: str, quality: int) -> bytes:
     if media_type == PNG:
         # Level 1: most of the size win of zlib at a fraction of level 6's time.
         picture.save(buffer, format="PNG", compress_level=1)
+    elif media_type == GIF:
+        # 256 entries: a grayscale frame keeps every level exactly; colour is quantised.
+        if picture.mode == "RGB":
+            picture = picture.quantize(256)
+        picture.save(buffer, format="GIF")
     else:
         # method 2 of 0..6 trades a little size for speed; WebP is lossy here like JPEG.
         picture.save(buffer, format="WEBP", quality=quality, method=2)

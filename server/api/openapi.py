@@ -167,7 +167,7 @@ def _stow(params: list[dict[str, Any]]) -> Operation:
 
 
 _IMAGE = {t: {"schema": {"type": "string", "format": "binary"}}
-          for t in ("image/jpeg", "image/png", "image/webp")}
+          for t in ("image/jpeg", "image/png", "image/gif", "image/webp")}
 _S, _SS, _SSI = [STUDY], [STUDY, SERIES], [STUDY, SERIES, INSTANCE]
 
 def _admin_op(summary: str, schema: str | None = None, status: str = "200",

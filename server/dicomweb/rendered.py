@@ -27,7 +27,8 @@ from server.params import parse_int
 from server.store.study_index import InstanceRecord
 
 RENDERED_TYPES: tuple[str, ...] = tuple(
-    t for t in ("image/jpeg", "image/png", "image/webp") if t in SUPPORTED_MEDIA_TYPES
+    t for t in ("image/jpeg", "image/png", "image/gif", "image/webp")
+    if t in SUPPORTED_MEDIA_TYPES
 )
 MAX_VIEWPORT = 8192
 MAX_FRAME_NUMBER = 2**31 - 1

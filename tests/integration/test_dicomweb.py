@@ -238,7 +238,7 @@ async def test_rendered_jpeg_png_and_window(client, corpus):
         ({"window": "٤٠,400"}, "image/jpeg", 400),
         ({"window": "1" * 5000 + ",400"}, "image/jpeg", 400),
         ({"window": "40,400,linear_exact,x"}, "image/jpeg", 400),
-        ({}, "image/gif", 406),
+        ({}, "image/tiff", 406),
         ({}, "application/dicom", 406),
     ],
 )
@@ -429,8 +429,8 @@ async def test_the_accept_query_parameter_stands_for_the_header(client, corpus):
     png = await client.get(url, params={"accept": "image/png"}, headers={**h, "Accept": "*/*"})
     assert png.status == 200 and png.content_type == "image/png"
     assert (await png.read()).startswith(b"\x89PNG")
-    gif = await client.get(url, params={"accept": "image/gif"}, headers=h)
-    assert gif.status == 406 and (await gif.json())["error"]["code"] == "not_acceptable"
+    tiff = await client.get(url, params={"accept": "image/tiff"}, headers=h)
+    assert tiff.status == 406 and (await tiff.json())["error"]["code"] == "not_acceptable"
     stored = await client.get(_instance_url(corpus), headers=h, params={
         "accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
     assert stored.status == 200 and len(await read_multipart(stored)) == 1
@@ -460,3 +460,18 @@ async def test_a_limit_over_the_maximum_is_capped_with_a_warning(client, corpus,
     assert len(await own.json()) == 2 and "Warning" not in own.headers
     rest = await client.get(url, params={"limit": "10", "offset": "4"}, headers=h)
     assert len(await rest.json()) == 1 and "Warning" not in rest.headers
+
+
+async def test_rendered_gif_is_the_png_pixels(client, corpus):
+    """PS3.18 8.7.4: GIF is one of the single-frame rendered types a server must offer; a
+    grayscale frame fits its 256-entry palette exactly, so it decodes to the PNG's pixels."""
+    url = _instance_url(corpus) + "/frames/1/rendered"
+    h = corpus["headers"]
+    gif = await client.get(url, params={"window": "40,400"}, headers={**h, "Accept": "image/gif"})
+    assert gif.status == 200 and gif.content_type == "image/gif"
+    body = await gif.read()
+    assert body[:6] in (b"GIF87a", b"GIF89a")
+    png = await client.get(url, params={"window": "40,400"}, headers={**h, "Accept": "image/png"})
+    as_png = np.asarray(Image.open(io.BytesIO(await png.read())).convert("L"))
+    as_gif = np.asarray(Image.open(io.BytesIO(body)).convert("L"))
+    assert np.array_equal(as_gif, as_png)

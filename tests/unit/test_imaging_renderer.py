@@ -98,14 +98,14 @@ async def test_bad_viewport(executor, ct_path: str, viewport) -> None:
 async def test_bad_media_type_and_frame(executor, ct_path: str) -> None:
     renderer = Renderer(executor)
     with pytest.raises(UnsupportedMediaTypeError):
-        await renderer.render(ct_path, media_type="image/gif")
+        await renderer.render(ct_path, media_type="image/tiff")
     with pytest.raises(FrameNotFoundError):
         await renderer.render(ct_path, frame=2)
     with pytest.raises(FrameNotFoundError):
         await renderer.render(ct_path, frame=0)
     with pytest.raises(UnsupportedMediaTypeError):
         encode(np.zeros((2, 2), np.uint8), "text/plain", 90)
-    assert set(SUPPORTED_MEDIA_TYPES) == {"image/jpeg", "image/png", "image/webp"}
+    assert set(SUPPORTED_MEDIA_TYPES) == {"image/jpeg", "image/png", "image/gif", "image/webp"}
 
 
 async def test_caches(executor, ct_path: str) -> None:
