@@ -22,6 +22,7 @@ from tests.browser.test_call import (
     start_consult,
     tid,
 )
+from tests.browser.test_mdt_sync import make_mdt
 
 pytestmark = pytest.mark.browser
 
@@ -68,6 +69,49 @@ CHECK_JS = """
       }
     }
   }
+  // the shell's top bar: every shown item (slots are display: contents) inside the bar and the
+  // viewport, its own content not cut (a shrunk button's label spills over its neighbour), and
+  // no two items overlapping
+  const bar = document.querySelector('[data-shell=topbar]');
+  if (bar && visible(bar)) {
+    const items = [];
+    const walk = (parent) => {
+      for (const c of parent.children) {
+        if (getComputedStyle(c).display === 'contents') walk(c);
+        else if (visible(c) && !c.closest('[hidden]')) items.push(c);
+      }
+    };
+    walk(bar);
+    for (const el of bar.querySelectorAll('button, a')) {
+      const r = el.getBoundingClientRect();
+      if (visible(el) && !el.closest('[hidden]') && (r.height < minPx || r.width < minPx)) {
+        const what = el.dataset.testid || el.textContent.trim().slice(0, 20);
+        problems.push(`top bar touch target ${what}: ${[r.width, r.height].map(Math.round)}`);
+      }
+    }
+    const name = (el) => el.dataset.testid || el.className || el.tagName.toLowerCase();
+    const br = bar.getBoundingClientRect();
+    const rects = items.map((el) => el.getBoundingClientRect());
+    items.forEach((el, i) => {
+      const r = rects[i];
+      if (r.left < Math.max(br.left, 0) - 1 || r.right > Math.min(br.right, vw) + 1
+          || r.top < br.top - 1 || r.bottom > br.bottom + 1) {
+        const at = [r.left, r.top, r.width, r.height].map(Math.round);
+        problems.push(`top bar ${name(el)}: outside the bar at ${at}`);
+      }
+      if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1) {
+        const sizes = `${el.scrollWidth}x${el.scrollHeight} in `
+          + `${el.clientWidth}x${el.clientHeight}`;
+        problems.push(`top bar ${name(el)}: content clipped (${sizes})`);
+      }
+      for (let j = 0; j < i; j++) {
+        const o = rects[j];
+        const dx = Math.min(r.right, o.right) - Math.max(r.left, o.left);
+        const dy = Math.min(r.bottom, o.bottom) - Math.max(r.top, o.top);
+        if (dx > 1 && dy > 1) problems.push(`top bar ${name(el)} overlaps ${name(items[j])}`);
+      }
+    });
+  }
   const se = document.scrollingElement;
   if (!scrollOk && (se.scrollHeight > vh + 1 || se.scrollWidth > vw + 1)) {
     problems.push(`page scrolls: ${se.scrollWidth}x${se.scrollHeight}`);
@@ -86,7 +130,7 @@ CHECK_JS = """
 """
 
 KIOSK_PRECALL = [
-    "lang-toggle", "logout", "history-open", "selfcheck-retry", "selfcheck-camera", "selfcheck-mic",
+    "logout", "selfcheck-retry", "selfcheck-camera", "selfcheck-mic",
     "dept-radiology", "dept-neurology", "dept-respiratory", "dept-ecg", "urgency-routine",
     "urgency-urgent",
     "urgency-emergency", "patient-name", "patient-id", "study-select", "consult-question",
@@ -95,7 +139,7 @@ KIOSK_PRECALL = [
 KIOSK_WAITING = ["logout", "waiting-heading", "waiting-elapsed", "waiting-summary", "call-cancel"]
 KIOSK_CALL = ["logout", "remote-tile", "self-video", "participants", "mute", "camera-off",
               "hang-up", "net-quality"]
-EXPERT_RINGING = ["logout", "history-open", "consult-ring", "consult-accept"]
+EXPERT_RINGING = ["logout", "consult-ring", "consult-accept"]
 VIEWER_TOOLS = ["toolbar", "tool-scroll", "tool-wl", "tool-pan", "preset-lung", "preset-bone",
                 "zoom-out", "zoom-in", "reset", "viewport", "slice-prev", "slice-next",
                 "slice-slider", "series-thumb"]
@@ -115,6 +159,26 @@ VIEWER = ["back", "lang-toggle", "logout", *VIEWER_TOOLS]
 # tiles sit under the self view / overlays by design; the textarea's corner grip is fine
 COVER_OK = ["remote-tile", "self-video", "participants", "toolbar", "viewport", "slice-slider",
             "series-thumb", "consult-ring", "waiting-summary"]
+
+
+# the shell's less-used top-bar links: on the bar, or in its "More" menu when the bar is full
+MENU_OK_JS = """
+(ids) => ids.flatMap((id) => {
+  const el = document.querySelector(`[data-testid="${id}"]`);
+  if (!el || el.hidden) return [];
+  const r = el.getBoundingClientRect();
+  if (el.closest('[data-testid=topbar-more-menu]')) {
+    const more = document.querySelector('[data-testid=topbar-more]');
+    return more && more.getBoundingClientRect().width > 0 ? [] : [`${id}: in a hidden menu`];
+  }
+  return r.width > 0 ? [] : [`${id}: neither on the top bar nor in its menu`];
+})
+"""
+
+
+def on_bar_or_menu(*ids: str):
+    """A check_sizes `extra`: each of `ids` on the top bar or in its "More" menu."""
+    return lambda page: page.evaluate(MENU_OK_JS, list(ids))
 
 
 @pytest.fixture(scope="module")
@@ -156,16 +220,18 @@ def test_pages_fit_every_screen(new_probe, live_server, shots):
     kp.wait_for_function(
         "uid => [...document.querySelectorAll('[data-testid=study-select] option')]"
         ".some(o => o.value === uid)", arg=DEMO_CT_STUDY_UID)
-    check_sizes(kp, "kiosk-precall", KIOSK_PRECALL, shots, failures)
+    history = on_bar_or_menu("history-open", "lang-toggle")
+    check_sizes(kp, "kiosk-precall", KIOSK_PRECALL, shots, failures, extra=history)
     # a form error must not push the Call button off the screen
     tid(kp, "call-start").click()
     tid(kp, "consult-error").wait_for()
-    check_sizes(kp, "kiosk-precall-error", [*KIOSK_PRECALL, "consult-error"], shots, failures)
+    check_sizes(kp, "kiosk-precall-error", [*KIOSK_PRECALL, "consult-error"], shots, failures,
+                extra=history)
 
     start_consult(kiosk)
     check_sizes(kp, "kiosk-waiting", KIOSK_WAITING, shots, failures)
     tid(zp, "consult-ring").wait_for()
-    check_sizes(zp, "expert-ringing", EXPERT_RINGING, shots, failures)
+    check_sizes(zp, "expert-ringing", EXPERT_RINGING, shots, failures, extra=history)
 
     tid(zp, "consult-accept").click()
     kp.locator('[data-testid=participant][data-state=connected]').wait_for(timeout=20_000)
@@ -206,3 +272,27 @@ def sign_in_list(probe, live_server) -> None:
     tid(page, "login-password").fill(live_server.password)
     tid(page, "login-submit").click()
     tid(page, "study-row").first.wait_for()
+
+
+# the kiosk's top bar with everything a clinic doctor gets in it: an MDT invitation, reports,
+# referrals, the history, the notification badge, the connection pill
+KIOSK_TOPBAR = ["logout", "notifications", "net-status", "mdt-open"]
+KIOSK_SIZES = [*SIZES, (1080, 1920)]  # and the portrait kiosk
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_the_kiosk_top_bar_fits_every_screen(new_probe, live_server, shots, locale):
+    make_mdt(live_server, n=4)  # dr.li's clinic is invited: "MDT meetings (n)"
+    kiosk = new_probe(locale=locale)
+    kp = kiosk.page
+    sign_in(kiosk, f"/ui/kiosk.html?{SMALL}", "dr.li", live_server.password)
+    tid(kp, "mdt-open").wait_for()
+    tid(kp, "net-status").and_(kp.locator("[data-state=open]")).wait_for()
+    failures: list[str] = []
+    tid(kp, "reports-open").wait_for(state="attached")
+    tid(kp, "referrals-open").wait_for(state="attached")
+    check_sizes(kp, f"kiosk-topbar-{locale}", KIOSK_TOPBAR, shots, failures, sizes=KIOSK_SIZES,
+                extra=on_bar_or_menu("history-open", "reports-open", "referrals-open",
+                                     "lang-toggle"))
+    assert failures == [], "\n".join(failures)
+    no_errors(kiosk)

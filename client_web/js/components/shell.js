@@ -3,6 +3,10 @@
 // buttons, the language switch, sign-out), the sign-in card, the session (expiry, sign-out, the
 // sign-in page to return to), the page WebSocket shared by everything on the page, and the
 // slots the shell parts (js/components/shell-parts.js: notification badge, alert banner) mount in.
+// The top bar stays on one row: its less-used links (TOPBAR_RANKS) go into a "More" menu
+// (`topbar-more`, js/components/viewer/toolbar-fit.js) when the screen is too narrow for them; the
+// brand, the connection pill, the badges (notifications, MDT meetings with their count), the
+// language switch and sign-out always stay on the bar.
 //
 //   const shell = mountShell({ title: "kiosk.title", net: true, onSession: (session) => … });
 //   shell.start();
@@ -14,6 +18,12 @@ import { byTestId, show } from "../lib/dom.js";
 import { closeText } from "../messages.js";
 import { bindSignIn, signInMarkup } from "./signin.js";
 import { SHELL_PARTS } from "./shell-parts.js";
+import { ToolbarFit } from "./viewer/toolbar-fit.js";
+
+// the top-bar links that may go into the "More" menu, the most used first (the last to go); the
+// language switch goes last, and only on the narrowest screens (768 px with an MDT invitation)
+const TOPBAR_RANKS = ["lang-toggle", "history-open", "nav-worklist", "reports-open", "referrals-open",
+  "nav-register"];
 
 /** The connection pill: "Connected" / "Connecting…" / "Offline — why" (the close code's text). */
 export function renderNetStatus(pill, signal) {
@@ -85,6 +95,8 @@ export class Shell {
       this.topbar.nextElementSibling.after(this.loginView);
     }
     if (o.signIn) this.loginView.innerHTML = signInMarkup();
+    this.fit = new ToolbarFit(this.topbar, TOPBAR_RANKS,
+      { onlyNamed: true, testid: "topbar-more", label: "shell.more" });
     this.$("lang-toggle").addEventListener("click", toggleLang);
     this.$("logout").addEventListener("click", () => this.signOut());
     onLangChange((lang) => {

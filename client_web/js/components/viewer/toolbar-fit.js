@@ -1,7 +1,8 @@
-// The viewer's toolbar on one row: the tools are laid out by rank (the most used first) and
-// those that do not fit the row go into a "More" menu at its end, in their toolbar order. A
-// wrapping toolbar took 4 rows of a 1024×768 MDT room and squeezed the image; a scrolling one
-// hides tools without saying so.
+// A toolbar on one row: the tools are laid out by rank (the most used first) and those that do
+// not fit the row go into a "More" menu at its end, in their toolbar order. A wrapping toolbar
+// took 4 rows of a 1024×768 MDT room and squeezed the image; a scrolling one hides tools without
+// saying so. The viewer's toolbar (every page with a viewer) and the page shell's top bar
+// (js/components/shell.js: its less-used links; the brand, the badges and sign-out stay) use it.
 //
 // The same elements move between the row and the menu (each leaves a comment node where it
 // was), so their data-testids, listeners and the viewer's `$(testid)` lookups stay as they are.
@@ -18,27 +19,32 @@ const EDGE_PX = 8;
 
 export class ToolbarFit {
   /**
-   * `toolbar`: the viewer's [data-testid=toolbar]. `ranks`: data-testids, the most important
-   * first (the last to leave the row); a unit is a button, a select or a whole group (the
-   * presets). Toolbar controls not named keep their toolbar order after the named ones.
+   * `toolbar`: the viewer's [data-testid=toolbar] (or the shell's top bar). `ranks`:
+   * data-testids, the most important first (the last to leave the row); a unit is a button, a
+   * select or a whole group (the presets). Options:
+   * - `onlyNamed`: only the named units may leave the row; the bar's other items (the shell's
+   *   brand, badges, sign-out) always stay, and their width is kept for them;
+   * - `testid` / `label`: the More button's data-testid (its menu: `<testid>-menu`) and i18n key.
+   * Without `onlyNamed`, controls not named keep their toolbar order after the named ones.
    */
-  constructor(toolbar, ranks) {
+  constructor(toolbar, ranks, { onlyNamed = false, testid = "viewer-more", label = "tool.more" } = {}) {
     this.bar = toolbar;
     this.ranks = ranks;
+    this.onlyNamed = onlyNamed;
     this.marks = new Map(); // unit -> the comment node where it sits in the row
     this.frame = 0;
     this.bar.classList.add("tools-fit");
     this.bar.insertAdjacentHTML("beforeend", `
       <div class="tools-more">
-        <button type="button" class="icon" data-testid="viewer-more" aria-haspopup="true"
-                aria-expanded="false" data-i18n-aria-label="tool.more" data-i18n-title="tool.more">
+        <button type="button" class="icon" data-testid="${testid}" aria-haspopup="true"
+                aria-expanded="false" data-i18n-aria-label="${label}" data-i18n-title="${label}">
           ${iconMarkup("more")}</button>
-        <div class="tools-menu" popover="auto" data-testid="viewer-more-menu" role="group"
-             data-i18n-aria-label="tool.more"></div>
+        <div class="tools-menu" popover="auto" data-testid="${testid}-menu" role="group"
+             data-i18n-aria-label="${label}"></div>
       </div>`);
-    this.more = this.bar.querySelector(".tools-more");
-    this.button = this.more.querySelector("[data-testid=viewer-more]");
-    this.menu = this.more.querySelector("[data-testid=viewer-more-menu]");
+    this.more = this.bar.querySelector(":scope > .tools-more");
+    this.button = this.more.querySelector(`[data-testid="${testid}"]`);
+    this.menu = this.more.querySelector(`[data-testid="${testid}-menu"]`);
     applyI18n(this.more);
     // the browser's own invoker: a click toggles it, and the click that opens is not "outside"
     this.button.popoverTargetElement = this.menu;
@@ -50,7 +56,7 @@ export class ToolbarFit {
     });
     // a tool chosen from the menu is in use at once (a drag tool on the image, a preset)
     this.menu.addEventListener("click", (e) => {
-      if (e.target.closest("button") && this.menu.matches(":popover-open")) this.menu.hidePopover();
+      if (e.target.closest("button, a") && this.menu.matches(":popover-open")) this.menu.hidePopover();
     });
     this.schedule = this.schedule.bind(this);
     this.resize = new ResizeObserver(this.schedule);
@@ -77,6 +83,7 @@ export class ToolbarFit {
   /** The units in rank order: the named ones, then the toolbar's other controls. */
   units() {
     const named = this.ranks.map((id) => this.bar.querySelector(`[data-testid="${id}"]`)).filter(Boolean);
+    if (this.onlyNamed) return named;
     const inNamed = (node) => named.some((u) => u === node || u.contains(node));
     const rest = [...this.bar.querySelectorAll("button, select")]
       .filter((node) => !this.more.contains(node) && !inNamed(node));
@@ -89,14 +96,16 @@ export class ToolbarFit {
     for (const [unit, mark] of this.marks) mark.replaceWith(unit);
     this.marks.clear();
     this.more.hidden = false; // measured with the row
+    this.bar.classList.add("tools-measure"); // items at their natural width (css: the shell's brand)
     const units = this.units();
     const cs = getComputedStyle(this.bar);
     const gap = parseFloat(cs.columnGap) || 0;
-    const room = this.bar.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    let room = this.bar.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    if (this.onlyNamed) room -= this.keptWidth(units, gap);
     const widths = units.map((u) => (u.hidden ? 0 : u.getBoundingClientRect().width));
     const total = widths.reduce((sum, w) => sum + (w ? w + gap : 0), 0);
     const out = [];
-    if (room > 0 && total - gap > room) {
+    if ((room > 0 || this.onlyNamed) && total - gap > room) {
       // by rank, whatever still fits the row beside the More button; the rest goes in the menu
       let used = this.more.getBoundingClientRect().width;
       units.forEach((unit, i) => {
@@ -105,6 +114,7 @@ export class ToolbarFit {
         else out.push(unit);
       });
     }
+    this.bar.classList.remove("tools-measure");
     this.more.hidden = out.length === 0;
     // the menu lists them in their toolbar order
     out.sort((a, b) => (a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1));
@@ -118,6 +128,21 @@ export class ToolbarFit {
     else if (wasOpen) this.menu.hidePopover();
     this.mutations.takeRecords();
     this.observe();
+  }
+
+  /** The width (with a gap each) of the bar's items that never leave it: not units, not More;
+   * the shell's slots are `display: contents`, their children are the items. */
+  keptWidth(units, gap) {
+    let width = 0;
+    const walk = (parent) => {
+      for (const node of parent.children) {
+        if (node === this.more || units.includes(node) || node.hidden) continue;
+        if (getComputedStyle(node).display === "contents") walk(node);
+        else if (node.getBoundingClientRect().width) width += node.getBoundingClientRect().width + gap;
+      }
+    };
+    walk(this.bar);
+    return width;
   }
 
   /** The menu under the More button, right-aligned with it, inside the window. */
