@@ -140,13 +140,14 @@ KIOSK_WAITING = ["logout", "waiting-heading", "waiting-elapsed", "waiting-summar
 KIOSK_CALL = ["logout", "remote-tile", "self-video", "participants", "mute", "camera-off",
               "hang-up", "net-quality"]
 EXPERT_RINGING = ["logout", "consult-ring", "consult-accept"]
-VIEWER_TOOLS = ["toolbar", "tool-scroll", "tool-wl", "tool-pan", "preset-lung", "preset-bone",
-                "zoom-out", "zoom-in", "reset", "viewport", "slice-prev", "slice-next",
-                "slice-slider", "series-thumb"]
+VIEWER_TOOLS = ["toolbar", "tool-scroll", "tool-wl", "tool-pan", "viewport", "slice-prev",
+                "slice-next", "slice-slider", "series-thumb"]
+# on the toolbar's one row or in its "More tools" menu (js/components/viewer/toolbar-fit.js)
+VIEWER_MENU_OK = ["preset-lung", "preset-bone", "zoom-out", "zoom-in", "reset"]
 EXPERT_CALL = ["logout", "consult-patient", "remote-tile", "self-video", "participants", "mute",
                "camera-off", "hang-up", "invite-username", "invite-department", "invite-send",
                "net-quality", *VIEWER_TOOLS]
-STUDY_LIST = ["lang-toggle", "logout", "nav-kiosk", "upload-open", "study-search",
+STUDY_LIST = ["logout", "nav-kiosk", "upload-open", "study-search",
               "search-submit", "search-clear", "studies-refresh", "study-patient", "study-open"]
 # kept in docs/screenshots/ (HUIZHEN_SCREENSHOTS=1) as layout-<page>-<size>.png
 DOC_SHOTS = {("kiosk-precall-error", (1024, 768)), ("kiosk-call", (768, 1024)),
@@ -161,24 +162,51 @@ COVER_OK = ["remote-tile", "self-video", "participants", "toolbar", "viewport", 
             "series-thumb", "consult-ring", "waiting-summary"]
 
 
-# the shell's less-used top-bar links: on the bar, or in its "More" menu when the bar is full
+# the shell's less-used top-bar links and the viewer's less-used tools: on their bar, or in its
+# "More" menu (toolbar-fit.js) with the More button shown
 MENU_OK_JS = """
 (ids) => ids.flatMap((id) => {
   const el = document.querySelector(`[data-testid="${id}"]`);
   if (!el || el.hidden) return [];
-  const r = el.getBoundingClientRect();
-  if (el.closest('[data-testid=topbar-more-menu]')) {
-    const more = document.querySelector('[data-testid=topbar-more]');
-    return more && more.getBoundingClientRect().width > 0 ? [] : [`${id}: in a hidden menu`];
+  const menu = el.closest('.tools-menu');
+  if (menu) {
+    const more = menu.closest('.tools-more').querySelector('button');
+    return more.getBoundingClientRect().width > 0 ? [] : [`${id}: in a hidden menu`];
   }
-  return r.width > 0 ? [] : [`${id}: neither on the top bar nor in its menu`];
+  return el.getBoundingClientRect().width > 0 ? [] : [`${id}: neither on its bar nor in its menu`];
 })
+"""
+# the viewer's toolbar: its buttons on one row, the bar one button high
+ONE_ROW_JS = """
+() => {
+  const bar = document.querySelector('[data-testid=toolbar]');
+  const box = (el) => el.getBoundingClientRect();
+  const buttons = [...bar.querySelectorAll('button')]
+    .filter((b) => !b.closest('[popover]') && box(b).width > 0);
+  const tops = buttons.map((b) => Math.round(box(b).top));
+  const problems = [];
+  if (Math.max(...tops) - Math.min(...tops) > 2) {
+    problems.push(`toolbar: ${new Set(tops).size} rows`);
+  }
+  const tallest = Math.max(...buttons.map((b) => box(b).height));
+  if (box(bar).height > tallest + 20) {
+    problems.push(`toolbar: ${Math.round(box(bar).height)} px high`);
+  }
+  return problems;
+}
 """
 
 
 def on_bar_or_menu(*ids: str):
-    """A check_sizes `extra`: each of `ids` on the top bar or in its "More" menu."""
+    """A check_sizes `extra`: each of `ids` on its bar or in the bar's "More" menu."""
     return lambda page: page.evaluate(MENU_OK_JS, list(ids))
+
+
+def viewer_checks(*top_bar_ids: str):
+    """A check_sizes `extra` for a page with a viewer: the toolbar on one row, its tools (and
+    `top_bar_ids`) on their bar or in its menu."""
+    menu_ok = on_bar_or_menu(*VIEWER_MENU_OK, *top_bar_ids)
+    return lambda page: page.evaluate(ONE_ROW_JS) + menu_ok(page)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +269,8 @@ def test_pages_fit_every_screen(new_probe, live_server, shots):
         " return Boolean(v && v.dataset.shownSlice); }")
     tid(zp, "series-thumb").first.wait_for()
     check_sizes(kp, "kiosk-call", KIOSK_CALL, shots, failures)
-    check_sizes(zp, "expert-call", EXPERT_CALL, shots, failures)
+    check_sizes(zp, "expert-call", EXPERT_CALL, shots, failures,
+                extra=viewer_checks("history-open"))
     tid(kp, "hang-up").click()
     tid(zp, "hang-up").click()
     tid(zp, "consult-empty").wait_for()
@@ -254,13 +283,14 @@ def test_pages_fit_every_screen(new_probe, live_server, shots):
 
     doc = new_probe()
     sign_in_list(doc, live_server)
-    check_sizes(doc.page, "study-list", STUDY_LIST, shots, failures, scroll_ok=True)
+    check_sizes(doc.page, "study-list", STUDY_LIST, shots, failures, scroll_ok=True,
+                extra=on_bar_or_menu("lang-toggle"))
     doc.page.goto(f"/ui/viewer.html?study={DEMO_CT_STUDY_UID}")
     doc.page.wait_for_function(
         "() => { const v = document.querySelector('[data-testid=viewport]');"
         " return Boolean(v && v.dataset.shownSlice); }")
     tid(doc.page, "series-thumb").first.wait_for()
-    check_sizes(doc.page, "viewer", VIEWER, shots, failures)
+    check_sizes(doc.page, "viewer", VIEWER, shots, failures, extra=viewer_checks())
     assert failures == [], "\n".join(failures)
     no_errors(zhang, kiosk, doc)
 

@@ -303,6 +303,7 @@ function openStudy(studyUid) {
   pane.append(root);
   applyI18n(root);
   const viewer = new Viewer(root, studyUid, { globalKeys: false, setTitle: false });
+  viewer.fitToolbar(); // one row beside the video (it wrapped to 2–3 rows at 1024–1366 px)
   state.viewer = viewer;
   window.huizhenViewer = viewer;
   viewer.start().catch((err) => viewer.status(t("viewer.error", { message: err.message }), true));

@@ -13,8 +13,6 @@ import { RoomCall, getLocalMedia, urlOptions } from "../components/call.js";
 import { CallView, callMarkup, callSignOut, leftKey, showNotice } from "../components/call-ui.js";
 import { Viewer, viewerMarkup } from "../components/viewer/viewer.js";
 import { mountAnnotations } from "../components/viewer/annotations.js";
-import { ToolbarFit } from "../components/viewer/toolbar-fit.js";
-import { withIcon } from "../lib/icons.js";
 import { ViewSync } from "../components/view-sync.js";
 import { ECG_CLASSES, ecgMarkup, mountEcgViewer } from "../components/ecg/viewer.js";
 import { mountShell } from "../components/shell.js";
@@ -44,7 +42,6 @@ const state = {
   ecgChoices: [], // the agenda's ECGs this user may see: [{study, series, sop, patient, number}]
   ecgFor: "", // the agenda's studies the choices are of
   annotations: null,
-  toolbar: null, // the viewer's one-row toolbar (ToolbarFit)
   sync: null,
   participants: new Map(), // id -> participant (others)
   events: new Map(), // event id -> event (the room's log as far as we have it)
@@ -109,22 +106,6 @@ const EXTRA_TOOLS = `
   </div>`;
 const CINE_FPS = [2, 5, 10, 15, 20, 25, 30];
 
-// The toolbar's icons, and its tools by rank: the first stay on the row longest (the rest go
-// into the "More" menu when the row is full: js/components/viewer/toolbar-fit.js).
-const TOOL_ICONS = {
-  "tool-scroll": "scroll", "tool-wl": "window", "tool-pan": "pan", reset: "reset",
-  "ann-tool-arrow": "arrow", "ann-tool-text": "text", "ann-tool-length": "length",
-  "ann-tool-angle": "angle", "ann-tool-ellipse": "ellipse", "ann-tool-polygon": "polygon",
-  "ann-undo": "undo", "ann-key-image": "key", "ann-export-sr": "save",
-  "mdt-rotate": "rotate", "mdt-flip": "flip", "mdt-invert": "invert", "mdt-cine": "cine",
-};
-const TOOL_RANKS = [
-  "tool-scroll", "tool-wl", "tool-pan", "mdt-cine", "mdt-cine-fps", "zoom-out", "zoom-in",
-  "ann-tool-length", "ann-tool-arrow", "ann-key-image", "ann-undo", "presets", "reset",
-  "ann-tool-ellipse", "ann-tool-angle", "ann-tool-text", "ann-tool-polygon",
-  "mdt-rotate", "mdt-flip", "mdt-invert", "ann-export-sr",
-];
-
 /** The viewer for `studyUid` (a new one when the study changes), attached to the sync. */
 function ensureViewer(studyUid) {
   if (!studyUid) return null;
@@ -154,20 +135,13 @@ function ensureViewer(studyUid) {
     roomId: state.roomId, username: state.me, caseId: () => state.currentCase,
     canMarkKey: () => isCoordinator() || Boolean(state.sync && state.sync.isPresenter),
   });
-  for (const [id, name] of Object.entries(TOOL_ICONS)) {
-    const b = q(id);
-    if (b) withIcon(b, name);
-  }
-  applyI18n(q("toolbar"));
-  state.toolbar = new ToolbarFit(q("toolbar"), TOOL_RANKS);
+  viewer.fitToolbar(); // one row, icons, the rest in "More tools" (toolbar-fit.js)
   state.sync.attach(viewer);
   viewer.start().catch((err) => viewer.status(t("viewer.error", { message: err.message }), true));
   return viewer;
 }
 
 function closeViewer() {
-  if (state.toolbar) state.toolbar.destroy();
-  state.toolbar = null;
   if (state.annotations) state.annotations.destroy();
   state.annotations = null;
   if (state.viewer) state.viewer.destroy();

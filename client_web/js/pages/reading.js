@@ -50,6 +50,7 @@ function mountViewer(studyUid) {
   root.innerHTML = viewerMarkup();
   $("reading-study").append(root);
   viewer = new Viewer(root, studyUid, { globalKeys: false, setTitle: false });
+  viewer.fitToolbar();
   window.huizhenViewer = viewer;
   viewer.start().catch((err) => viewer.status(t("viewer.error", { message: err.message }), true));
 }

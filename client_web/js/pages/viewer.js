@@ -32,6 +32,7 @@ function main() {
       window.huizhenAnnotations = mountAnnotations(viewer, {
         username: (session.user && session.user.username) || "",
       });
+      viewer.fitToolbar(); // with the annotation tools in it
       if (session.user && session.user.role === "expert") {
         viewer.onNoAccess = () => {
           viewer.status("");

@@ -15,6 +15,22 @@ import { applyI18n, offLangChange, onLangChange } from "../../lib/i18n.js";
 import { iconMarkup } from "../../lib/icons.js";
 
 const MENU_GAP_PX = 4;
+
+// The viewer's tools with an icon (js/lib/icons.js), and its tools by rank: the first stay on
+// the row longest. Tools a page does not have (the MDT room's, the annotations) are skipped.
+export const TOOL_ICONS = {
+  "tool-scroll": "scroll", "tool-wl": "window", "tool-pan": "pan", reset: "reset",
+  "ann-tool-arrow": "arrow", "ann-tool-text": "text", "ann-tool-length": "length",
+  "ann-tool-angle": "angle", "ann-tool-ellipse": "ellipse", "ann-tool-polygon": "polygon",
+  "ann-undo": "undo", "ann-key-image": "key", "ann-export-sr": "save",
+  "mdt-rotate": "rotate", "mdt-flip": "flip", "mdt-invert": "invert", "mdt-cine": "cine",
+};
+export const TOOL_RANKS = [
+  "tool-scroll", "tool-wl", "tool-pan", "mdt-cine", "mdt-cine-fps", "zoom-out", "zoom-in",
+  "ann-tool-length", "ann-tool-arrow", "ann-key-image", "ann-undo", "presets", "reset",
+  "ann-tool-ellipse", "ann-tool-angle", "ann-tool-text", "ann-tool-polygon",
+  "mdt-rotate", "mdt-flip", "mdt-invert", "ann-export-sr",
+];
 const EDGE_PX = 8;
 
 export class ToolbarFit {

@@ -14,8 +14,10 @@
 // drawing.js (canvas, overlay layers, image to screen and back), input.js (toolbar, wheel, keys, drags,
 // registered tools), chrome.js (markup, overlays, presets, series strip).
 
-import { offLangChange, onLangChange, t } from "../../lib/i18n.js";
+import { applyI18n, offLangChange, onLangChange, t } from "../../lib/i18n.js";
 import { TAG, first } from "../../lib/api.js";
+import { withIcon } from "../../lib/icons.js";
+import { TOOL_ICONS, TOOL_RANKS, ToolbarFit } from "./toolbar-fit.js";
 import { ViewerChrome, viewerMarkup } from "./chrome.js";
 import { ViewerCanvas } from "./drawing.js";
 import { ViewerInput } from "./input.js";
@@ -62,6 +64,23 @@ export class Viewer extends EventTarget {
     this.canvas = new ViewerCanvas(this);
     this.loading = new ViewerLoading(this);
     this.input = new ViewerInput(this);
+    this.toolbarFit = null;
+  }
+
+  /**
+   * The toolbar on one row, its tools as icons, what does not fit in "More tools"
+   * (toolbar-fit.js). Every page with a viewer calls it once its own tools (annotations, the
+   * MDT room's) are in the toolbar: the one way a viewer's toolbar is laid out.
+   */
+  fitToolbar(ranks = TOOL_RANKS) {
+    const bar = this.$("toolbar");
+    for (const [id, name] of Object.entries(TOOL_ICONS)) {
+      const button = this.$(id);
+      if (button) withIcon(button, name);
+    }
+    applyI18n(bar);
+    this.toolbarFit = new ToolbarFit(bar, ranks);
+    return this.toolbarFit;
   }
 
   $(testid) {
@@ -388,6 +407,7 @@ export class Viewer extends EventTarget {
     if (this.destroyed) return;
     this.destroyed = true;
     this.studyUid = null;
+    if (this.toolbarFit) this.toolbarFit.destroy();
     clearInterval(this.cineTimer);
     this.loading.destroy();
     this.canvas.destroy();
