@@ -8,13 +8,15 @@ result on the room channel themselves, so every node's pages see versions in ord
 joining or rejoining gets the current view in `room.state`; a page that falls behind gets only
 the newest `view.state` (the connection's outbox holds one per room: server/realtime/hub.py).
 The view may show an ECG of the agenda instead of the images (its `ecg` member, checked by
-access.room_ecg_study), the image keys kept for switching back. The pointer is ephemeral
+access.room_ecg_study), the image keys kept for switching back — or none at all when the room
+has no images to go back to (an agenda of ECGs only). The pointer is ephemeral
 (not stored, at most 30 a second per presenter). Chat, control changes and the current case are
 events of the room's log (`RoomService.emit`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -100,8 +102,9 @@ class LiveRooms:
             await self._check_ecg(conn, room, msg.state.ecg)
         who = conn.principal.username
         at = round(time.time(), 3)
+        state = msg.state.wire()  # no image part at all in an ECG-only room
         result = await self.store.room_views.update(
-            msg.room_id, who, msg.base_version, msg.state.model_dump_json(), at)
+            msg.room_id, who, msg.base_version, json.dumps(state, separators=(",", ":")), at)
         if result.result is UpdateResult.NOT_PRESENTER:
             raise Forbidden("you are not presenting: send control.take or control.request",
                             presenter=result.presenter)
@@ -109,7 +112,6 @@ class LiveRooms:
             raise StaleView(
                 f"the view is at version {result.version}, not {msg.base_version}",
                 version=result.version, state=result.state, presenter=result.presenter)
-        state = msg.state.model_dump()
         if self.view_changed is not None:
             spawn(self.view_changed(msg.room_id, conn.principal, state))
         shown = out.ViewStateMsg(room_id=msg.room_id, version=result.version, presenter=who,

@@ -7,7 +7,7 @@ errors about that message carry it back as `ref`. See docs/signaling.md.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -184,33 +184,54 @@ class EcgView(_Strict):
     lead: Lead | None  # one lead zoomed; null: the 3 × 4 layout and the rhythm strip
 
 
+# The image part of a ViewState: all of it or (only while the room shows an ECG) none of it.
+IMAGE_KEYS = ("study_uid", "series_uid", "sop_instance_uid", "frame", "window", "zoom", "pan",
+              "rotation", "flip_h", "flip_v", "invert", "cine")
+
+
 class ViewState(_Strict):
     """What a presenter shows; zoom and pan relative to the viewport, so screens of
-    different sizes agree (CONTRACTS §2). The image keys are always there: while the ECG is
-    shown they keep the image state, so switching back to the images restores it (and the ECG
-    member stays while the images are shown, for switching back to the ECG)."""
+    different sizes agree (CONTRACTS §2). While the ECG is shown the image keys keep the image
+    state, so switching back to the images restores it (and the ECG member stays while the
+    images are shown, for switching back to the ECG). A room whose agenda has no images (a
+    cardiology MDT of ECGs only) shows the ECG with no image part at all: the image keys are
+    then all absent — never some of them, and never while `showing` is "images"."""
 
-    study_uid: _REQUIRED_UID
-    series_uid: _REQUIRED_UID
-    sop_instance_uid: _REQUIRED_UID
-    frame: int = Field(ge=1, le=100_000)
-    window: Window
-    zoom: float = Field(ge=0.05, le=40)  # 1 = fit
-    pan: Pan
-    rotation: Literal[0, 90, 180, 270]
-    flip_h: bool
-    flip_v: bool
-    invert: bool
-    cine: Cine
+    study_uid: _REQUIRED_UID | None = None
+    series_uid: _REQUIRED_UID | None = None
+    sop_instance_uid: _REQUIRED_UID | None = None
+    frame: int | None = Field(default=None, ge=1, le=100_000)
+    window: Window | None = None
+    zoom: float | None = Field(default=None, ge=0.05, le=40)  # 1 = fit
+    pan: Pan | None = None
+    rotation: Literal[0, 90, 180, 270] | None = None
+    flip_h: bool | None = None
+    flip_v: bool | None = None
+    invert: bool | None = None
+    cine: Cine | None = None
     # What the room looks at; a state without these two (a page of before the ECG) shows images.
     showing: Literal["images", "ecg"] = "images"
     ecg: EcgView | None = None
 
     @model_validator(mode="after")
-    def _ecg_to_show(self) -> ViewState:
+    def _parts_to_show(self) -> ViewState:
+        missing = [k for k in IMAGE_KEYS if getattr(self, k) is None]
+        if missing and len(missing) < len(IMAGE_KEYS):
+            raise ValueError(f"the image part is all or nothing: {', '.join(missing)} missing")
+        if self.showing == "images" and missing:
+            raise ValueError("showing the images needs the image keys")
         if self.showing == "ecg" and self.ecg is None:
             raise ValueError("showing the ECG needs the ecg member")
         return self
+
+    @property
+    def has_images(self) -> bool:
+        return self.study_uid is not None
+
+    def wire(self) -> dict[str, Any]:
+        """The state as stored and sent: without an image part when there is none (its keys
+        absent, not null: a follower's page reads "no images", not an image state of nulls)."""
+        return self.model_dump(exclude=None if self.has_images else set(IMAGE_KEYS))
 
 
 class ViewUpdate(_Message):

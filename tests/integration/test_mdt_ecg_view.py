@@ -170,3 +170,62 @@ async def test_a_consult_room_has_no_shared_ecg_view(client, auth, page_sockets,
     await doc.send(type="view.update", room_id=room, base_version=0, id="v",
                    state={**_image(ct), "showing": "ecg", "ecg": _ecg(ecg)})
     assert (await doc.expect("error", ref="v"))["code"] == "forbidden"
+
+
+async def test_an_ecg_only_agenda_shares_the_ecg_with_no_image_part(
+        client, auth, page_sockets, store, more_people):
+    """A cardiology MDT whose agenda holds ECGs only: the presenter shares the ECG with no image
+    keys at all (there is no image state to keep), the follower and a late joiner get exactly
+    that; showing "images" without the image keys, or half an image part, is still refused."""
+    li, coord = await auth("dr.li"), await auth("coord.liu")
+    ecg = _ecg_ds("QS-95")
+    await _stow(client, li, to_bytes(ecg))
+    proposal = (await _json(await client.post("/api/mdt/proposals", headers=li, json={
+        "study_uids": [ecg.StudyInstanceUID], "reason": "Broad-complex tachycardia",
+        "departments": ["radiology"]}), 201))["proposal"]
+    mdt = (await _json(await client.post("/api/mdt", headers=coord, json={
+        "title": "Cardiology MDT", "starts_at": int(time.time()) + 300, "duration_min": 60,
+        "departments": ["radiology"], "experts": ["exp.zhang", "exp.chen"],
+        "clinics": ["qingshui"], "cases": [{"proposal_id": proposal["id"]}]}), 201))["mdt"]
+    room = mdt["room_id"]
+    presenter, follower = await page_sockets("coord.liu"), await page_sockets("exp.zhang")
+    for sock in (presenter, follower):
+        await sock.send(type="room.join", room_id=room)
+        await sock.expect("room.state", room_id=room, timeout=10)
+    await presenter.send(type="control.take", room_id=room, id="take")
+    version = (await presenter.expect("control.changed", ref="take"))["version"]
+
+    # refused as ever: the images without their keys, half an image part beside the ECG
+    for ref, state in (("no-images", {"showing": "images", "ecg": _ecg(ecg)}),
+                       ("half", {"showing": "ecg", "ecg": _ecg(ecg), "frame": 1})):
+        await presenter.send(type="view.update", room_id=room, base_version=version, id=ref,
+                             state=state)
+        err = await presenter.expect("error", ref=ref)
+        assert err["code"] == "invalid_message", (ref, err)
+    assert (await store.room_views.get(room)).version == version
+
+    shown = {"showing": "ecg", "ecg": _ecg(ecg, gain=10, lead=None)}
+    await presenter.send(type="view.update", room_id=room, base_version=version, state=shown,
+                         id="ecg")
+    version = (await presenter.expect("view.state", ref="ecg"))["version"]
+    got = await follower.expect("view.state", room_id=room, version=version)
+    assert got["presenter"] == "coord.liu" and got["state"] == shown  # no image keys, not nulls
+    assert (await store.room_views.get(room)).state == shown
+
+    # a lead zoomed, then a late joiner is on it at once
+    zoomed = {**shown, "ecg": _ecg(ecg, gain=20, lead="II")}
+    await presenter.send(type="view.update", room_id=room, base_version=version, state=zoomed,
+                         id="zoom")
+    version = (await presenter.expect("view.state", ref="zoom"))["version"]
+    assert (await follower.expect("view.state", room_id=room, version=version))["state"] \
+        == zoomed
+    late = await page_sockets("exp.chen")
+    await late.send(type="room.join", room_id=room)
+    joined = await late.expect("room.state", room_id=room, timeout=10)
+    assert joined["view"]["version"] == version and joined["view"]["state"] == zoomed
+    # the ECG is still checked against the agenda: another patient's ECG is refused
+    other = _ecg_ds("QS-96", "nsr")
+    await _stow(client, li, to_bytes(other))
+    await presenter.send(type="view.update", room_id=room, base_version=version, id="other",
+                         state={"showing": "ecg", "ecg": _ecg(other)})
+    assert (await presenter.expect("error", ref="other"))["code"] == "forbidden"

@@ -1,6 +1,8 @@
 """The MDT room's ViewState with its ECG member (issue 11 item 6) through the one inbound
 parser: strict and bounded (DICOM UIDs, the enumerated gains and speeds, the 12 lead names),
-every refusal an `invalid_message` naming the field; the image keys stay beside the ECG."""
+every refusal an `invalid_message` naming the field; the image keys stay beside the ECG, or (an
+agenda of ECGs only) are all absent while the ECG is shown — never some of them, never while the
+images are shown."""
 
 from __future__ import annotations
 
@@ -116,7 +118,36 @@ def test_showing_the_ecg_needs_one_and_only_the_two_views_exist():
 def test_the_image_keys_are_still_required_while_the_ecg_is_shown():
     state = {**image(), "showing": "ecg", "ecg": ecg()}
     del state["sop_instance_uid"]
-    assert "state.sop_instance_uid" in refused(state)
+    assert "sop_instance_uid missing" in refused(state)
+
+
+def test_an_ecg_only_room_shows_the_ecg_with_no_image_part():
+    msg = m.parse(update({"showing": "ecg", "ecg": ecg()}))
+    assert not msg.state.has_images
+    # stored and sent without the image keys (absent, not null)
+    assert msg.state.wire() == {"showing": "ecg", "ecg": ecg()}
+    # an image state keeps every key when sent
+    assert set(m.parse(update(image())).state.wire()) == {*image(), "showing", "ecg"}
+
+
+def test_showing_the_images_still_needs_every_image_key():
+    assert "showing the images needs the image keys" in refused({"showing": "images",
+                                                                  "ecg": ecg()})
+    assert "showing the images needs the image keys" in refused({"ecg": ecg()})  # the default
+    assert "needs the ecg member" in refused({"showing": "ecg"})
+    assert "invalid view.update message" in refused({})
+
+
+@pytest.mark.parametrize("kept", sorted(m.IMAGE_KEYS))
+def test_the_image_part_is_all_or_nothing_while_the_ecg_is_shown(kept):
+    # one image key alone beside the ECG is a broken image state, not an ECG-only one
+    state = {kept: image()[kept], "showing": "ecg", "ecg": ecg()}
+    assert "the image part is all or nothing" in refused(state)
+
+
+@pytest.mark.parametrize("key", sorted(m.IMAGE_KEYS))
+def test_a_null_image_key_is_refused_while_the_images_are_shown(key):
+    assert "image" in refused({**image(), key: None})
 
 
 def test_the_largest_valid_ecg_state_is_small_and_bounded():
