@@ -349,6 +349,25 @@ def new_probe(browser, live_server, request) -> Iterator[object]:
             context.close()
 
 
+TOPBAR_READY_JS = """
+(id) => {
+  const el = document.querySelector(`[data-testid="${id}"]`);
+  return Boolean(el) && !el.hidden
+    && (Boolean(el.closest('.tools-menu')) || el.getBoundingClientRect().width > 0);
+}
+"""
+
+
+def topbar_click(page, testid: str) -> None:
+    """Clicks a top-bar link of the page shell, from its "More" menu (`topbar-more`) when the
+    bar has no room for it (js/components/shell.js)."""
+    page.wait_for_function(TOPBAR_READY_JS, arg=testid)
+    target = page.locator(f'[data-testid="{testid}"]')
+    if not target.is_visible():
+        page.locator('[data-testid="topbar-more"]').click()
+    target.click()
+
+
 def screenshot(page, name: str) -> None:
     """Saved into docs/screenshots/ only when HUIZHEN_SCREENSHOTS=1."""
     if os.environ.get("HUIZHEN_SCREENSHOTS") != "1":

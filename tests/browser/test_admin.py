@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, topbar_click
 from tests.browser.test_viewer import HTTP_ERROR_LOG, sign_in, tid
 
 pytestmark = pytest.mark.browser
@@ -97,7 +97,7 @@ def test_admin_adds_disables_and_revokes(new_probe, live_server):
 
     screenshot(page, "admin")
     # Chinese
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     assert "账号" in page.locator("#users-heading").inner_text()
     assert tid(page, "user-state").first.inner_text() in ("正常", "已停用")
     assert "已吊销" in _row(page, "device-row", name="Page test kiosk").inner_text()

@@ -9,8 +9,9 @@ import re
 
 import pytest
 
+from tests.browser.conftest import topbar_click
 from tests.browser.test_call import DEMO_CT_STUDY_UID
-from tests.browser.test_viewer import sign_in, tid, wait_shown
+from tests.browser.test_viewer import sign_in, tid, use_tool, wait_shown
 
 pytestmark = pytest.mark.browser
 
@@ -38,7 +39,7 @@ def test_length_drawn_on_the_phantom_shows_the_servers_mm(probe, live_server):
     wait_shown(page, 1)
     before = {a["id"] for a in page.evaluate(SERVER_MARKS, DEMO_CT_STUDY_UID)}
 
-    tid(page, "ann-tool-length").click()
+    use_tool(page, "ann-tool-length")
     assert tid(page, "ann-tool-length").get_attribute("aria-pressed") == "true"
     box = tid(page, "viewport").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -62,20 +63,20 @@ def test_length_drawn_on_the_phantom_shows_the_servers_mm(probe, live_server):
         math.hypot((c1 - c0) * m["spacing_mm"][1], (r1 - r0) * m["spacing_mm"][0]), abs=0.01)
 
     # An ellipse ROI: area and mean ± SD in HU from the server.
-    tid(page, "ann-tool-ellipse").click()
+    use_tool(page, "ann-tool-ellipse")
     _drag(page, (cx - 40, cy - 30), (cx + 40, cy + 30))
     tid(page, "ann-item").filter(has_text="HU").wait_for(timeout=20_000)
     roi_text = tid(page, "ann-item").filter(has_text="HU").inner_text()
     assert re.search(r"Area [\d.]+ mm² · mean -?[\d.]+ ± [\d.]+ HU", roi_text), roi_text
 
     # Chinese labels; the value stays the server's.
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     assert tid(page, "ann-tool-length").inner_text().strip() == "长度"
     assert "面积" in tid(page, "ann-item").filter(has_text="HU").inner_text()
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
 
     # Undo removes one's own (newest first), the × the other; nothing left of this test.
-    tid(page, "ann-undo").click()
+    use_tool(page, "ann-undo")
     page.wait_for_function("() => !document.querySelector('[data-testid=ann-item] .ann-value')"
                            " || ![...document.querySelectorAll('[data-testid=ann-value]')]"
                            ".some(e => e.textContent.includes('HU'))")
@@ -95,7 +96,6 @@ def test_marks_in_the_mdt_room_reach_the_other_participants(new_probe, live_serv
         _token,
         coordinator_presents_to_zhang,
         make_mdt,
-        use_tool,
         wait_same,
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.demo.seed import DEMO_HETANG_CR_STUDY_UID
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, topbar_click
 from tests.browser.test_viewer import sign_in, tid
 
 pytestmark = pytest.mark.browser
@@ -75,11 +75,11 @@ def test_auditor_filters_the_trail_and_exports(new_probe, live_server):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows and all(r["break_glass"] == "1" for r in rows)
 
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     assert tid(page, "audit-row-break-glass").first.inner_text() == "紧急访问"
     assert page.locator("th").first.inner_text() == "时间"
     screenshot(page, "audit-zh")
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     assert p.console_errors() == []
 
 

@@ -7,6 +7,7 @@ import re
 import pytest
 from pydicom.uid import generate_uid
 
+from tests.browser.conftest import topbar_click
 from tests.browser.test_viewer import HTTP_ERROR_LOG, sign_in, tid, wait_shown, wait_text
 
 pytestmark = pytest.mark.browser
@@ -25,7 +26,7 @@ def test_expert_requests_emergency_access_with_a_reason(new_probe, live_server):
     panel = tid(page, "break-glass-panel")
     panel.wait_for()
     assert "无权查看此检查" in panel.inner_text()
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     wait_text(page, "break-glass-submit", "^Request emergency access$")
     assert "No access to this study" in panel.inner_text()
     # No reason: refused in the page, nothing sent.

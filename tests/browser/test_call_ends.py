@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, topbar_click
 from tests.browser.test_call import SMALL, no_errors, sign_in, start_consult, tid
 
 pytestmark = pytest.mark.browser
@@ -154,7 +154,7 @@ def test_kiosk_signs_out_mid_call_and_rejoins_from_its_consult_list(new_probe, l
     card.wait_for(timeout=15_000)
     assert "QS-2024-0815" in card.inner_text()
     # the consult list (history) offers the same: Rejoin from there
-    tid(kiosk.page, "history-open").click()
+    topbar_click(kiosk.page, "history-open")
     row = kiosk.page.locator("[data-testid=history-row]").filter(has_text="QS-2024-0815").first
     row.locator("[data-testid=history-rejoin]").click()
     tid(kiosk.page, "history-panel").wait_for(state="hidden")

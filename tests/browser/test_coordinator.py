@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, topbar_click
 from tests.browser.test_viewer import sign_in, tid, wait_text
 
 pytestmark = pytest.mark.browser
@@ -110,11 +110,11 @@ def test_coordinator_schedules_an_mdt_with_two_experts_and_a_clinic(new_probe, l
     assert "QS-2024-0816" not in doctor.page.content()
 
     # Chinese
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     wait_text(page, "mdt-form-heading", "安排 MDT")
     assert "已安排" in row.inner_text() or "已安排" in page.locator(
         '[data-testid="mdt-row"]', has_text="Lung nodule board (2)").inner_text()
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
 
     # cancel (two steps): it moves to the past, the proposal waits again
     r = page.locator('[data-testid="mdt-row"]', has_text="Lung nodule board (2)")

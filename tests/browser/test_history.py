@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from tests.browser.conftest import topbar_click
 from tests.browser.test_call import SMALL, no_errors, sign_in, start_consult, tid
 
 pytestmark = pytest.mark.browser
@@ -42,7 +43,7 @@ def test_history_lists_the_call_for_doctor_and_expert(new_probe, live_server):
     tid(zhang.page, "hang-up").click()
     tid(zhang.page, "consult-empty").wait_for()
 
-    tid(kiosk.page, "history-open").click()
+    topbar_click(kiosk.page, "history-open")
     tid(kiosk.page, "history-panel").wait_for()
     if not has_history_api(kiosk.page, live_server.url):
         tid(kiosk.page, "history-status").wait_for()
@@ -50,7 +51,7 @@ def test_history_lists_the_call_for_doctor_and_expert(new_probe, live_server):
         pytest.skip("GET /api/consults is not on this server yet")
     for page in (kiosk.page, zhang.page):
         if page is zhang.page:
-            tid(page, "history-open").click()
+            topbar_click(page, "history-open")
         row = page.locator('[data-testid=history-row]').filter(has_text="QS-2024-0815").first
         row.wait_for()
         assert "Radiology" in row.locator("[data-testid=history-department]").inner_text()

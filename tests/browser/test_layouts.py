@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, topbar_click
 from tests.browser.test_call import (
     DEMO_CT_STUDY_UID,
     SMALL,
@@ -276,7 +276,7 @@ def test_pages_fit_every_screen(new_probe, live_server, shots):
     tid(zp, "consult-empty").wait_for()
     # the consult history dialog
     tid(kp, "call-start").wait_for()
-    tid(kp, "history-open").click()
+    topbar_click(kp, "history-open")
     tid(kp, "history-row").first.wait_for()
     check_sizes(kp, "kiosk-history", HISTORY, shots, failures)
     tid(kp, "history-close").click()

@@ -130,3 +130,58 @@ def test_the_presenter_shows_an_ecg_and_the_follower_follows_it_and_back(new_pro
     assert tid(zp, "mdt-tab-images").get_attribute("aria-pressed") == "true"
     for p in (coord, zhang):
         assert p.console_errors(allow=HTTP_ERROR_LOG) == []
+
+
+ECG_READY = ("() => Boolean(document.querySelector("
+             "'[data-testid=mdt-ecg-pane] [data-testid=ecg-view][data-ready=\"true\"]'))")
+
+
+def make_ecg_only_mdt(live_server) -> tuple[str, str]:
+    """A cardiology MDT: dr.li proposes one patient's ECG only (no images at all); coord.liu
+    schedules it with exp.zhang and opens its room: (session id, the ECG's study UID)."""
+    doctor = _token(live_server, "dr.li")
+    ecg = synthetic.ecg_dataset(synthetic.Spec("af_rvr", rate=130, seed=4),
+                                patient_id="HZ-MDT-0002", patient_name="Qian^Yu")
+    buf = io.BytesIO()
+    ecg.save_as(buf, enforce_file_format=True)
+    _upload(live_server, doctor, [buf.getvalue()])
+    proposal = _api(live_server, "POST", "/api/mdt/proposals", doctor, {
+        "study_uids": [ecg.StudyInstanceUID], "reason": "Irregular tachycardia",
+        "departments": ["radiology"]})["proposal"]
+    coord = _token(live_server, "coord.liu")
+    mdt = _api(live_server, "POST", "/api/mdt", coord, {
+        "title": "Cardiology board", "starts_at": int(time.time()) + 120, "duration_min": 60,
+        "departments": ["radiology"], "experts": ["exp.zhang"], "clinics": ["qingshui"],
+        "cases": [{"proposal_id": proposal["id"]}]})["mdt"]
+    if mdt["state"] == "scheduled":
+        _api(live_server, "POST", f"/api/mdt/{mdt['id']}/open", coord, {})
+    return mdt["id"], ecg.StudyInstanceUID
+
+
+@pytest.mark.timeout(300)
+def test_an_ecg_only_room_opens_on_the_ecg_and_the_follower_follows_it(new_probe, live_server):
+    """An agenda of ECGs only: both pages open on the case's ECG (no image viewer, nothing to
+    pick first); the presenter's gain and lead zoom are shared with no image part and the
+    follower ends on the same ECG state."""
+    mdt_id, ecg_study = make_ecg_only_mdt(live_server)
+    coord, zhang = coordinator_presents_to_zhang(new_probe, live_server, mdt_id, ready=ECG_READY)
+    cp, zp = coord.page, zhang.page
+    wait_text(cp, "mdt-presenter-banner", "^You are presenting$")
+    for page in (cp, zp):
+        assert tid(page, "mdt-ecg-pane").is_visible()
+        assert tid(page, "mdt-tab-ecg").get_attribute("aria-pressed") == "true"
+        assert tid(page, "viewport").count() == 0  # no image viewer: there are no images
+    tid(cp, "ecg-gain").select_option("20")
+    tid(cp, "ecg-lead").select_option("II")
+    cp.wait_for_function(SETTLED)
+    want = cp.evaluate(ECG_STATE)
+    assert want["study_uid"] == ecg_study and (want["gain"], want["lead"]) == (20, "II")
+    shared = cp.evaluate("() => window.huizhenMdt.sync.state")
+    assert shared["showing"] == "ecg" and shared["ecg"] == want
+    assert "study_uid" not in shared  # no image part
+    zp.wait_for_function(ECG_SAME, arg=want, timeout=30_000)
+    assert tid(zp, "ecg-gain").input_value() == "20"
+    assert tid(zp, "mdt-follow-state").get_attribute("data-mode") == "following"
+    assert zp.evaluate("() => window.huizhenMdt.sync.applied.length") >= 1
+    for p in (coord, zhang):
+        assert p.console_errors(allow=HTTP_ERROR_LOG) == []

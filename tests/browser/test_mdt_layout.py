@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import topbar_click
 from tests.browser.test_layouts import SIZES, check_sizes, shots  # noqa: F401 (fixture)
 from tests.browser.test_mdt_sync import coordinator_presents_to_zhang, make_mdt
 from tests.browser.test_viewer import HTTP_ERROR_LOG, tid
@@ -131,7 +132,7 @@ def test_mdt_room_fits_every_screen_in_both_languages(new_probe, live_server, sh
                         cover_ok=COVER_OK, extra=room_checks)
         if lang == "en":
             for page in (cp, zp):
-                tid(page, "lang-toggle").click()
+                topbar_click(page, "lang-toggle")
                 page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
     assert failures == [], "\n".join(failures)
     for p in (coord, zhang):

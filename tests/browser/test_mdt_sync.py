@@ -10,7 +10,7 @@ import io
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.browser.test_viewer import HTTP_ERROR_LOG, tid, wait_text
+from tests.browser.test_viewer import HTTP_ERROR_LOG, tid, use_tool, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -121,7 +121,13 @@ def make_mdt(live_server, n: int = 40, frames: int = 1) -> str:
     return mdt["id"]
 
 
-def enter_room(new_probe, live_server, username: str, mdt_id: str, size=(1280, 800)):
+IMAGE_READY = ("() => { const v = document.querySelector('[data-testid=viewport]');"
+               " return Boolean(v && v.dataset.shownSlice); }")
+
+
+def enter_room(new_probe, live_server, username: str, mdt_id: str, size=(1280, 800),
+               ready: str = IMAGE_READY):
+    """`username` signed in to the room, once `ready` (JS) holds: an image on screen."""
     p = new_probe(viewport=size)
     page = p.page
     page.goto(f"/ui/mdt.html?id={mdt_id}&video=320x240")
@@ -129,17 +135,16 @@ def enter_room(new_probe, live_server, username: str, mdt_id: str, size=(1280, 8
     tid(page, "login-password").fill(live_server.password)
     tid(page, "login-submit").click()
     tid(page, "mdt-room").wait_for()
-    page.wait_for_function(
-        "() => { const v = document.querySelector('[data-testid=viewport]');"
-        " return Boolean(v && v.dataset.shownSlice); }", timeout=30_000)
+    page.wait_for_function(ready, timeout=30_000)
     return p
 
 
-def coordinator_presents_to_zhang(new_probe, live_server, mdt_id: str, zhang_size=(1024, 768)):
+def coordinator_presents_to_zhang(new_probe, live_server, mdt_id: str, zhang_size=(1024, 768),
+                                  ready: str = IMAGE_READY):
     """coord.liu (1280×800) and exp.zhang (`zhang_size`) in the room, each seeing the other; the
     coordinator takes control and Prof. Zhang's page says so: (coord, zhang) probes."""
-    coord = enter_room(new_probe, live_server, "coord.liu", mdt_id)
-    zhang = enter_room(new_probe, live_server, "exp.zhang", mdt_id, size=zhang_size)
+    coord = enter_room(new_probe, live_server, "coord.liu", mdt_id, ready=ready)
+    zhang = enter_room(new_probe, live_server, "exp.zhang", mdt_id, size=zhang_size, ready=ready)
     for page in (coord.page, zhang.page):
         page.wait_for_function(
             "() => document.querySelectorAll('[data-testid=mdt-participant]').length === 2",
@@ -163,14 +168,6 @@ SAME = """(want) => {
 
 def wait_same(page, want, timeout=20_000) -> None:
     page.wait_for_function(SAME, arg=want, timeout=timeout)
-
-
-def use_tool(page, testid: str) -> None:
-    """Clicks a viewer tool, from the toolbar's "More" menu when the row has no room for it."""
-    target = tid(page, testid)
-    if not target.is_visible():
-        tid(page, "viewer-more").click()
-    target.click()
 
 
 def scroll(page, notches: int) -> None:

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.browser.conftest import REDIS_DB, REPO, screenshot
+from tests.browser.conftest import REDIS_DB, REPO, screenshot, topbar_click
 from tests.browser.test_viewer import HTTP_ERROR_LOG, sign_in, tid, wait_text
 
 pytestmark = pytest.mark.browser
@@ -30,7 +30,7 @@ def test_unknown_ui_path_gets_the_404_page(new_probe, live_server):
     screenshot(page, "not-found")
     # the page's own stylesheet and script loaded from that depth (absolute URLs)
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgba(0, 0, 0, 0)"
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     assert "页面不存在" in tid(page, "not-found").inner_text()
     tid(page, "not-found-home").click()
     page.wait_for_url(re.compile(r"/ui/$"))
@@ -96,7 +96,7 @@ def test_coordinator_lands_on_the_coordination_page(new_probe, live_server):
     wait_text(page, "study-count", "个检查", absent="加载")
     assert tid(page, "studies-error").is_hidden()
     screenshot(page, "coordinator-home-zh")
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     assert "MDT" in tid(page, "role-home-text").inner_text()
     tid(page, "role-home-coordinator").click()
     page.wait_for_url(re.compile(r"/ui/coordinator\.html"))
@@ -237,7 +237,7 @@ def test_upload_lists_each_file_with_a_plain_reason(new_probe, live_server):
     tid(page, "upload-input").set_input_files([files[1]])
     wait_text(page, "upload-status", "成功 0 个，失败 1 个")
     assert "不是可读取的医学影像文件（DICOM）" in tid(page, "upload-result-reason").inner_text()
-    tid(page, "lang-toggle").click()  # re-rendered in English
+    topbar_click(page, "lang-toggle")  # re-rendered in English
     assert tid(page, "upload-result-reason").inner_text() == (
         "Not a medical image file (DICOM) that can be read.")
     text = tid(page, "upload-results").inner_text()
@@ -290,7 +290,7 @@ def test_lockout_is_shown_as_such_with_the_wait(new_probe, live_server, redis_se
     text = err.inner_text()
     assert "登录失败次数过多" in text and re.search(r"请在\d+分钟后重试", text), text
     assert "无法连接服务器" not in text
-    tid(page, "lang-toggle").click()
+    topbar_click(page, "lang-toggle")
     text = err.inner_text()
     assert re.search(r"Too many failed sign-ins.*try again in \d+ min", text), text
     assert p.console_errors(allow=HTTP_ERROR_LOG) == []

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from server.demo.seed import DEMO_CT_STUDY_UID
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, topbar_click
 from tests.browser.test_viewer import sign_in, tid
 
 pytestmark = pytest.mark.browser
@@ -99,7 +99,7 @@ def test_the_kiosk_receives_a_down_referral_live(new_probe, live_server):
     kiosk = new_probe(locale="zh-CN")
     page = kiosk.page
     kiosk_sign_in(kiosk, "/ui/kiosk.html?video=320x240", "dr.li", live_server.password)
-    tid(page, "referrals-open").click()  # the pre-call screen keeps its layout: a dialog
+    topbar_click(page, "referrals-open")  # the pre-call screen keeps its layout: a dialog
     tid(page, "referrals-dialog").wait_for()
     tid(page, "referrals").wait_for()
 

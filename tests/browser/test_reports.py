@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from tests.browser.conftest import topbar_click
 from tests.browser.test_call import SMALL, no_errors, sign_in, start_consult, tid
 
 pytestmark = pytest.mark.browser
@@ -66,18 +67,18 @@ def test_kiosk_receives_a_signed_opinion(new_probe, live_server):
 
     # The kiosk's history shows the opinion; its reports panel lists it.
     tid(kiosk.page, "call-ended-done").click()
-    tid(kiosk.page, "history-open").click()
+    topbar_click(kiosk.page, "history-open")
     row = kiosk.page.locator('[data-testid=history-row]').filter(has_text="QS-2024-0815").first
     row.wait_for()
     kiosk.page.locator('[data-testid=history-opinion][data-state=signed]').first.wait_for()
     tid(kiosk.page, "history-close").click()
-    tid(kiosk.page, "reports-open").click()
+    topbar_click(kiosk.page, "reports-open")
     kiosk.page.locator('[data-testid=reports-row][data-kind=opinion]').first.wait_for()
     tid(kiosk.page, "reports-close").click()
     assert _token(kiosk.page)
     # The doctor's study list page has the same Reports dialog.
     kiosk.page.goto("/ui/index.html")
-    tid(kiosk.page, "reports-open").click()
+    topbar_click(kiosk.page, "reports-open")
     kiosk.page.locator('[data-testid=reports-row][data-kind=opinion]').first.wait_for()
     tid(kiosk.page, "reports-close").click()
     # The expert's count of opinions to write is back where it was before this consult.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.test_call import DEMO_CT_STUDY_UID
-from tests.browser.test_viewer import sign_in, tid, wait_shown
+from tests.browser.test_viewer import sign_in, tid, use_tool, wait_shown
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +50,7 @@ def test_view_state_round_trip_between_two_screen_sizes(new_probe, live_server):
       v.flip('h');
       v.setInvert(true);
     }""")
-    tid(pa, "preset-lung").click()
+    use_tool(pa, "preset-lung")
     wait_shown(pa, 37, "-600,1500")
     state = pa.evaluate("() => window.huizhenViewer.getViewState()")
     assert sorted(state) == KEYS

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.browser.conftest import topbar_click
 from tests.browser.test_call import SMALL, sign_in, tid
 
 pytestmark = pytest.mark.browser
@@ -17,11 +18,11 @@ def test_expert_and_doctor_reach_worklist_and_register(new_probe, live_server):
     expert = new_probe()
     sign_in(expert, "/ui/expert.html", "exp.zhang", live_server.password)
     page = expert.page
-    tid(page, "nav-worklist").click()
+    topbar_click(page, "nav-worklist")
     page.wait_for_url(re.compile(r"/ui/worklist\.html"))
     tid(page, "worklist-counts").wait_for()
     assert page.locator('[data-testid="nav-worklist"]').count() == 0  # not to the page it is on
-    tid(page, "nav-register").click()
+    topbar_click(page, "nav-register")
     page.wait_for_url(re.compile(r"/ui/alerts\.html"))
     tid(page, "register-view").wait_for()
 
@@ -32,9 +33,9 @@ def test_expert_and_doctor_reach_worklist_and_register(new_probe, live_server):
     tid(dp, "login-password").fill(live_server.password)
     tid(dp, "login-submit").click()
     tid(dp, "logout").wait_for()
-    tid(doctor.page, "nav-register").wait_for()
+    tid(doctor.page, "nav-register").wait_for(state="attached")  # on the bar or in its menu
     if tid(doctor.page, "nav-register").inner_text() != "危急值登记":
-        tid(doctor.page, "lang-toggle").click()
+        topbar_click(doctor.page, "lang-toggle")
     assert tid(doctor.page, "nav-register").inner_text() == "危急值登记"
     assert tid(doctor.page, "nav-worklist").get_attribute("href") == "worklist.html"
 

@@ -95,8 +95,11 @@ export class Shell {
       this.topbar.nextElementSibling.after(this.loginView);
     }
     if (o.signIn) this.loginView.innerHTML = signInMarkup();
-    this.fit = new ToolbarFit(this.topbar, TOPBAR_RANKS,
-      { onlyNamed: true, testid: "topbar-more", label: "shell.more" });
+    // a link with a count on it ("Reports (2)": opinions to write) is a badge: it stays
+    this.fit = new ToolbarFit(this.topbar, TOPBAR_RANKS, {
+      onlyNamed: true, keep: (link) => Number(link.dataset.pending || 0) > 0,
+      testid: "topbar-more", label: "shell.more",
+    });
     this.$("lang-toggle").addEventListener("click", toggleLang);
     this.$("logout").addEventListener("click", () => this.signOut());
     onLangChange((lang) => {

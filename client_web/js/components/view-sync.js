@@ -11,9 +11,11 @@
 //   applies the newest state again and follows.
 // - The ECG (issue 11): the state's `ecg` member is what the ECG viewer (js/components/ecg/
 //   viewer.js, `attachEcg`) shows and `showing` ("images" | "ecg") which of the two the room
-//   looks at; the image keys stay while the ECG is shown, so switching back restores them. The
-//   ECG viewer's own changes share or detach exactly as the image viewer's; `show(which)` is
-//   the page's images/ECG switch.
+//   looks at; the image keys stay while the ECG is shown, so switching back restores them. A
+//   room with no images (an agenda of ECGs only) shares the ECG with no image part at all, and
+//   a page with only an ECG viewer attached presents and follows with it alone. The ECG
+//   viewer's own changes share or detach exactly as the image viewer's; `show(which)` is the
+//   page's images/ECG switch.
 //
 // Events: `mode` (detail: "presenter" | "following" | "detached"), `applied` (detail:
 // {version, state}), `sent` (detail: {base_version, state}), `study` (detail: study uid of a
@@ -24,17 +26,23 @@
 import { normalizeViewState, sameViewState } from "./viewer/view-state.js";
 import { normalizeEcgView, sameEcgView } from "./ecg/viewer.js";
 
-/** A view.state's state with its ECG member, or null when it names no image. */
+/** A room state of an image part (or none, showing an ECG) and the ECG member; null: nothing
+ * to show (no image and no ECG shown). */
+function shared(image, ecg, showing) {
+  if (showing === "ecg" && ecg) return { ...(image || {}), showing: "ecg", ecg };
+  return image ? { ...image, showing: "images", ecg } : null;
+}
+
+/** A view.state's state with its ECG member, or null when it names nothing to show. */
 function normalizeShared(vs) {
-  const image = normalizeViewState(vs);
-  if (!image) return null;
-  const ecg = normalizeEcgView(vs.ecg);
-  return { ...image, showing: vs.showing === "ecg" && ecg ? "ecg" : "images", ecg };
+  if (!vs) return null;
+  return shared(normalizeViewState(vs), normalizeEcgView(vs.ecg), vs.showing);
 }
 
 function sameShared(a, b) {
   if (!a || !b) return a === b;
-  return sameViewState(a, b) && a.showing === b.showing && sameEcgView(a.ecg, b.ecg);
+  const images = a.study_uid || b.study_uid ? sameViewState(a, b) : true;
+  return images && a.showing === b.showing && sameEcgView(a.ecg, b.ecg);
 }
 
 export class ViewSync extends EventTarget {
@@ -98,12 +106,18 @@ export class ViewSync extends EventTarget {
     this.dispatchEvent(new CustomEvent("showing", { detail: which }));
   }
 
-  /** What this page shows as the room's ViewState (the image keys kept behind an ECG). */
+  /** What this page shows as the room's ViewState (the image keys kept behind an ECG; none
+   * in a room with no images). */
   current() {
-    const image = (this.viewer && this.viewer.getViewState()) || normalizeViewState(this.state);
-    if (!image) return null;
+    const image = (this.viewer && this.viewer.getViewState())
+      || (this.state && this.state.study_uid ? normalizeViewState(this.state) : null);
     const ecg = (this.ecgViewer && this.ecgViewer.getViewState()) || (this.state && this.state.ecg) || null;
-    return { ...image, showing: this.showing === "ecg" && ecg ? "ecg" : "images", ecg };
+    return shared(image, ecg, this.showing);
+  }
+
+  /** A viewer of either kind attached (an ECG-only room has only the ECG one). */
+  get attached() {
+    return Boolean(this.viewer || this.ecgViewer);
   }
 
   /** The viewer showing the room's study (a new one when the study changes). */
@@ -148,7 +162,7 @@ export class ViewSync extends EventTarget {
     this.state = state;
     if (this.isPresenter) {
       // our own update coming back; a different one (the coordinator took over and back) is shown
-      if (!ours && this.viewer && !sameShared(this.current(), state) && !this.dirty) this.applyShared();
+      if (!ours && this.attached && !sameShared(this.current(), state) && !this.dirty) this.applyShared();
       if (this.dirty) this.schedule();
       return;
     }
@@ -168,7 +182,7 @@ export class ViewSync extends EventTarget {
     this.presenter = presenter || null;
     if (this.isPresenter) {
       this.setMode("presenter");
-      if (!was && this.viewer) {
+      if (!was && this.attached) {
         // our view becomes the shared one (a detached follower shares what it browsed)
         const mine = this.current();
         if (mine && !sameShared(mine, this.state)) {
@@ -189,7 +203,7 @@ export class ViewSync extends EventTarget {
     if (err && err.code === "stale_view" && err.details) {
       const d = err.details;
       this.onViewState({ version: d.version, state: d.state, presenter: d.presenter }, { force: true });
-      if (this.viewer && this.state) this.applyShared(); // our local change is dropped
+      if (this.attached && this.state) this.applyShared(); // our local change is dropped
       this.dirty = false;
     }
   }
@@ -199,7 +213,7 @@ export class ViewSync extends EventTarget {
   applyShared() {
     const v = this.viewer;
     const s = this.state;
-    if (!v || !s) return;
+    if (!s) return; // with no viewer yet, the `study` / `ecg` events have the page mount one
     // the ECG first: it may be what the room looks at while the images load behind it
     let ecgShown = false;
     if (s.ecg) {
@@ -213,11 +227,12 @@ export class ViewSync extends EventTarget {
       }
     }
     this.setShowing(s.showing === "ecg" && this.ecgViewer ? "ecg" : "images");
-    if (s.study_uid !== v.studyUid) {
+    if (s.study_uid && (!v || s.study_uid !== v.studyUid)) {
       this.dispatchEvent(new CustomEvent("study", { detail: s.study_uid }));
       return;
     }
-    if (v.applyViewState(s) || ecgShown) {
+    // an ECG-only state has no image part: the image viewer (if any) stays as it is
+    if ((s.study_uid && v.applyViewState(s)) || ecgShown) {
       this.applied.push(this.version);
       if (this.applied.length > 2000) this.applied.splice(0, 1000);
       this.dispatchEvent(new CustomEvent("applied", { detail: { version: this.version, state: this.state } }));
@@ -260,7 +275,7 @@ export class ViewSync extends EventTarget {
   }
 
   flush() {
-    if (!this.dirty || !this.isPresenter || !this.viewer || this.inflight) return;
+    if (!this.dirty || !this.isPresenter || !this.attached || this.inflight) return;
     // an ECG still loading is shared once drawn (its `load` change), not as the one before it
     if (this.showing === "ecg" && this.ecgViewer && !this.ecgViewer.getViewState()) return;
     const state = this.current();

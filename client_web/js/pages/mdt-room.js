@@ -41,6 +41,8 @@ const state = {
   ecg: null, // the ECG viewer (js/components/ecg/viewer.js) of the ECG pane, or null
   ecgChoices: [], // the agenda's ECGs this user may see: [{study, series, sop, patient, number}]
   ecgFor: "", // the agenda's studies the choices are of
+  ecgStudies: new Set(), // the agenda's studies holding only ECGs (no image to open in the viewer)
+  choicesLoaded: Promise.resolve(), // loadEcgChoices() of the agenda as it is now
   annotations: null,
   sync: null,
   participants: new Map(), // id -> participant (others)
@@ -221,6 +223,7 @@ function openEcg() {
 async function loadEcgChoices() {
   const cases = ((state.mdt && state.mdt.cases) || []).filter((c) => !c.hidden);
   const choices = [];
+  const ecgStudies = new Set();
   for (const c of cases) {
     const patient = [pn(c.patient_name), c.patient_id].filter(Boolean).join(" · ") || c.case_id;
     for (const uid of c.study_uids || []) {
@@ -231,14 +234,17 @@ async function loadEcgChoices() {
       } catch {
         continue; // a study this page may not read (or gone): nothing to pick from it
       }
-      for (const inst of Array.isArray(list) ? list : []) {
-        if (!ECG_CLASSES.includes(first(inst, "00080016"))) continue;
+      const instances = Array.isArray(list) ? list : [];
+      const ecgs = instances.filter((inst) => ECG_CLASSES.includes(first(inst, "00080016")));
+      if (ecgs.length && ecgs.length === instances.length) ecgStudies.add(uid);
+      for (const inst of ecgs) {
         choices.push({ study: uid, series: first(inst, "0020000E"), sop: first(inst, "00080018"),
           patient, number: first(inst, "00200013", "") });
       }
     }
   }
   state.ecgChoices = choices;
+  state.ecgStudies = ecgStudies;
   renderEcgPicker();
 }
 
@@ -467,14 +473,31 @@ async function control(msg) {
   }
 }
 
-function openCase(c) {
-  const uid = (c.study_uids || [])[0];
-  if (!uid) {
+/** A case's first imaging study (a case may list its ECG first), or null: an ECG-only case. */
+function imagingStudy(c) {
+  return (c.study_uids || []).find((uid) => !state.ecgStudies.has(uid)) || null;
+}
+
+/** The case's studies opened: its first imaging study in the image viewer, its first ECG in
+ * the ECG pane — shown at once when the case has no images (a cardiology MDT). False: the case
+ * has nothing to open. Waits for the agenda's ECGs to be known (which studies are ECGs). */
+async function openStudies(c) {
+  await state.choicesLoaded;
+  const uid = imagingStudy(c);
+  const ecg = state.ecgChoices.find((e) => (c.study_uids || []).includes(e.study));
+  if (uid) ensureViewer(uid);
+  if (ecg) ensureEcg(ecg.study, ecg.sop);
+  if (!uid && ecg) state.sync.show("ecg");
+  return Boolean(uid || ecg);
+}
+
+async function openCase(c) {
+  if (!(c.study_uids || []).length) {
     notice("mdt.case.noStudy");
     return;
   }
   if (!state.sync.isPresenter && state.sync.presenter) state.sync.detach();
-  ensureViewer(uid);
+  if (!(await openStudies(c))) notice("mdt.case.noStudy");
 }
 
 function setCurrentCase(c) {
@@ -537,10 +560,7 @@ function setCurrent(caseId) {
   renderAgenda();
   // the presenter (or, with nobody presenting, everyone) opens the case now discussed
   const c = caseById(caseId);
-  if (c && (state.sync.isPresenter || !state.sync.presenter)) {
-    const uid = (c.study_uids || [])[0];
-    if (uid) ensureViewer(uid);
-  }
+  if (c && (state.sync.isPresenter || !state.sync.presenter)) openStudies(c);
 }
 
 function onControlChanged(msg) {
@@ -557,17 +577,19 @@ function onRoomState(msg) {
   const studies = JSON.stringify(((state.mdt && state.mdt.cases) || []).map((c) => c.study_uids));
   if (studies !== state.ecgFor) {
     state.ecgFor = studies;
-    loadEcgChoices();
+    state.choicesLoaded = loadEcgChoices();
   }
   if (msg.names) state.names = msg.names;
   if (msg.view) state.sync.onRoomView(msg.view);
   const cur = msg.current_case && typeof msg.current_case === "object" ? msg.current_case.case_id : msg.current_case;
   if (cur) setCurrent(cur);
   if (!state.viewer) {
-    // nothing shared yet: the current case's (or the first case's) study
+    // the shared images, or (nothing shared yet) the current case's (or the first case's)
+    // studies: its first imaging study, or its ECG when it has no images
     const v = state.sync.state;
     const c = caseById(state.currentCase) || ((state.mdt && state.mdt.cases) || []).find((x) => !x.hidden && (x.study_uids || []).length);
-    ensureViewer((v && v.study_uid) || (c && c.study_uids[0]));
+    if (v && v.study_uid) ensureViewer(v.study_uid);
+    else if (!v && c) openStudies(c);
   }
   renderAll();
 }

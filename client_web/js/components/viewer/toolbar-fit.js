@@ -40,13 +40,17 @@ export class ToolbarFit {
    * select or a whole group (the presets). Options:
    * - `onlyNamed`: only the named units may leave the row; the bar's other items (the shell's
    *   brand, badges, sign-out) always stay, and their width is kept for them;
+   * - `keep(unit)`: true keeps a named unit on the row for now (a link showing a count);
    * - `testid` / `label`: the More button's data-testid (its menu: `<testid>-menu`) and i18n key.
    * Without `onlyNamed`, controls not named keep their toolbar order after the named ones.
    */
-  constructor(toolbar, ranks, { onlyNamed = false, testid = "viewer-more", label = "tool.more" } = {}) {
+  constructor(toolbar, ranks, {
+    onlyNamed = false, keep = () => false, testid = "viewer-more", label = "tool.more",
+  } = {}) {
     this.bar = toolbar;
     this.ranks = ranks;
     this.onlyNamed = onlyNamed;
+    this.keep = keep;
     this.marks = new Map(); // unit -> the comment node where it sits in the row
     this.frame = 0;
     this.bar.classList.add("tools-fit");
@@ -84,7 +88,8 @@ export class ToolbarFit {
 
   observe() {
     this.mutations.observe(this.bar, {
-      subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["hidden"],
+      subtree: true, childList: true, characterData: true, attributes: true,
+      attributeFilter: ["hidden", "data-pending"],
     });
   }
 
@@ -98,7 +103,8 @@ export class ToolbarFit {
 
   /** The units in rank order: the named ones, then the toolbar's other controls. */
   units() {
-    const named = this.ranks.map((id) => this.bar.querySelector(`[data-testid="${id}"]`)).filter(Boolean);
+    const named = this.ranks.map((id) => this.bar.querySelector(`[data-testid="${id}"]`))
+      .filter((unit) => unit && !this.keep(unit));
     if (this.onlyNamed) return named;
     const inNamed = (node) => named.some((u) => u === node || u.contains(node));
     const rest = [...this.bar.querySelectorAll("button, select")]
