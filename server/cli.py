@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -329,6 +330,67 @@ async def cmd_audit_search(settings: Settings, store: Store, args: argparse.Name
     return 0
 
 
+def _before_ms(text: str) -> int:
+    """--before: a date, a date-time (UTC), unix seconds or a duration ago (`180d`, `-12h`)."""
+    from server.audit_search import parse_time
+
+    return int(parse_time(text, "--before") * 1000)
+
+
+def _abs_path(text: str) -> Path:
+    """A file argument made absolute at parse time (the audit records where it went)."""
+    return Path(text).absolute()
+
+
+def _iso_ms(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+async def cmd_audit_export(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    """Entries older than --before into a gzip JSON-lines archive with a manifest."""
+    from server import audit_archive
+
+    before_ms = _before_ms(args.before)
+    if before_ms > time.time() * 1000:
+        raise HuizhenError("--before is in the future: an archive covers a closed range")
+    out: Path = args.out
+    await store.audit.flush()
+    manifest = await audit_archive.export(store.redis, out, before_ms=before_ms,
+                                          chunk=audit_archive.check_chunk(args.chunk))
+    if manifest is None:
+        _out(f"no audit entries before {_iso_ms(before_ms)}; nothing written")
+        return 0
+    # audited once the archive is durable (its id is after the bound: never in the archive)
+    await _audit_operator(store, "audit.archive", before=_iso_ms(before_ms), file=str(out),
+                          first_id=manifest.first_id, last_id=manifest.last_id,
+                          count=manifest.count, sha256=manifest.sha256)
+    _out(f"{manifest.count} entries {manifest.first_id}..{manifest.last_id} written to {out}")
+    _out(f"manifest: {audit_archive.manifest_path(out)} (sha256 {manifest.sha256})")
+    return 0
+
+
+async def cmd_audit_prune(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    """Remove from the stream the old entries a verified archive holds (exit 2: refused)."""
+    from server import audit_archive
+
+    archive: Path = args.archive
+    before_ms = _before_ms(args.before)
+    result = await audit_archive.prune(
+        store.redis, archive, before_ms=before_ms,
+        retention_days=settings.audit_retention_days,
+        chunk=audit_archive.check_chunk(args.chunk))
+    await _audit_operator(store, "audit.prune", before=_iso_ms(before_ms), archive=str(archive),
+                          sha256=result.sha256,
+                          first_id=result.first_id or "", last_id=result.last_id or "",
+                          count=result.count)
+    if result.count:
+        _out(f"{result.count} archived entries {result.first_id}..{result.last_id} removed "
+             "from the audit stream")
+    else:
+        _out("nothing to remove: no archived entry before the bound is in the stream (any more)")
+    return 0
+
+
 async def cmd_referral_routes(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     _out("direction\tfrom\tto")
     for r in await store.referrals.routes():
@@ -465,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     dv_revoke.add_argument("name", help="the kiosk's id, or its name when only one has it")
     dv_revoke.set_defaults(func=_with_store(cmd_device_revoke))
 
-    audit = sub.add_parser("audit", help="read the audit stream").add_subparsers(
+    audit = sub.add_parser("audit", help="read, export and prune the audit stream").add_subparsers(
         dest="action", required=True
     )
     tail = audit.add_parser("tail", help="the latest audit events")
@@ -485,6 +547,22 @@ def build_parser() -> argparse.ArgumentParser:
                           help="at most this many events (default 1000)")
     a_search.add_argument("--csv", metavar="FILE", help="write CSV to FILE ('-': stdout)")
     a_search.set_defaults(func=_with_store(cmd_audit_search))
+    for action, fn, file_opt, text, file_help in (
+            ("export", cmd_audit_export, "--out",
+             "archive the entries older than --before (gzip JSON lines + manifest)",
+             "the archive (FILE.manifest.json is written beside it)"),
+            ("prune", cmd_audit_prune, "--archive",
+             "remove from the stream the old entries a verified archive holds "
+             "(--before at least HUIZHEN_AUDIT_RETENTION_DAYS ago)",
+             "an archive written by `huizhen audit export`")):
+        a_retain = audit.add_parser(action, help=text)
+        a_retain.add_argument("--before", required=True,
+                              help="ISO 8601 date/date-time (UTC), unix seconds, or 180d ago")
+        a_retain.add_argument(file_opt, required=True, metavar="FILE", type=_abs_path,
+                              help=file_help)
+        a_retain.add_argument("--chunk", type=int, default=1000,
+                              help="entries read, written or removed per step (memory bound)")
+        a_retain.set_defaults(func=_with_store(fn))
 
     referral = sub.add_parser(
         "referral", help="which clinics and departments may refer to each other"

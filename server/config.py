@@ -100,6 +100,10 @@ class Settings:
     # GET /verify/{code}: lookups per client address per window (public, so rate-limited).
     verify_per_window: int = 30
     verify_window_s: int = 600
+    # `huizhen audit prune` never removes audit entries younger than this. China's Cybersecurity
+    # Law (网络安全法, art. 21) asks network logs be kept at least six months: it can be raised,
+    # not lowered below 180.
+    audit_retention_days: int = 180
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -184,6 +188,7 @@ class Settings:
             tls_key_file=_file(env, "HUIZHEN_TLS_KEY_FILE"),
             institution=(env.get("HUIZHEN_INSTITUTION") or "Huizhen").strip()[:200] or "Huizhen",
             verify_per_window=_int(env, "HUIZHEN_VERIFY_PER_WINDOW", 30, 1),
+            audit_retention_days=_int(env, "HUIZHEN_AUDIT_RETENTION_DAYS", 180, 180),
         )
 
 

@@ -50,7 +50,7 @@ def version_name(number: int) -> str:
     return f"v{number:04d}.json"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -70,7 +70,7 @@ def _makedirs(path: Path) -> None:
             d.mkdir()
         except FileExistsError:
             continue
-        _fsync_dir(d.parent)
+        fsync_dir(d.parent)
 
 
 def _write_temp(directory: Path, data: bytes) -> Path:
@@ -104,7 +104,7 @@ def write_signed(root: Path, version: Version) -> bool:
         return False
     finally:
         temp.unlink(missing_ok=True)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return True
 
 
@@ -124,7 +124,7 @@ def write_draft(root: Path, draft: Version) -> bool:
             return False
         temp = _write_temp(directory, _encode(draft))
         os.replace(temp, directory / DRAFT)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return True
     finally:
         os.close(fd)  # releases the lock
@@ -146,7 +146,7 @@ def remove_draft(root: Path, subject: Subject, report_id: str) -> None:
         (directory / DRAFT).unlink()
     except FileNotFoundError:
         return
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def read_version_file(path: Path) -> Version:

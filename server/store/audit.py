@@ -176,7 +176,8 @@ class AuditLog:
         self, *, action: str, user: str, role: str, clinic: str | None, remote: str | None,
         **resource: Any,
     ) -> str:
-        # Never trimmed: the audit trail is a clinical record. Export/retention is an ops task.
+        # Never trimmed here: only the operator's `huizhen audit prune` removes entries, and
+        # only archived ones past the retention minimum (server/audit_archive.py).
         return await self._r.xadd(keys.AUDIT, _fields(action, user, role, clinic, remote, resource))
 
     def record_soon(
