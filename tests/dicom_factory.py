@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import uuid
 
 import numpy as np
@@ -100,3 +101,26 @@ async def read_multipart(response) -> list[tuple[dict[str, str], bytes]]:
         headers = {k.lower(): v for k, v in part.headers.items()}
         parts.append((headers, bytes(await part.read())))
     return parts
+
+
+_ITEM = b"\xfe\xff\x00\xe0"
+_CONTENT_SEQUENCE = b"\x40\x00\x30\xa7SQ\0\0"  # (0040,A730), explicit VR little endian
+
+
+def nested_items(outer: int, depth: int = 1) -> bytes:
+    """A defined-length Content Sequence element of `outer` items, each holding a chain of
+    `depth` defined-length sequences of one empty item: outer x (depth + 1) items in all."""
+    inner = _ITEM + b"\0\0\0\0"
+    for _ in range(depth):
+        element = _CONTENT_SEQUENCE + struct.pack("<I", len(inner)) + inner
+        inner = _ITEM + struct.pack("<I", len(element)) + element
+    value = inner * outer
+    return _CONTENT_SEQUENCE + struct.pack("<I", len(value)) + value
+
+
+def with_nested_items(outer: int, depth: int = 1) -> bytes:
+    """A small CT (explicit VR little endian) with nested_items() spliced in before its
+    Pixel Data, where (0040,A730) belongs in tag order."""
+    data = ct_bytes(rows=4, columns=4)
+    at = data.rindex(b"\xe0\x7f\x10\x00")
+    return data[:at] + nested_items(outer, depth) + data[at:]

@@ -13,17 +13,24 @@ import re
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator, MutableSequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
 from pydicom.filebase import DicomFileLike
-from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.filereader import _read_file_meta_info, read_preamble, read_sequence
 from pydicom.filereader import read_dataset as read_dataset_elements
 from pydicom.filewriter import write_file_meta_info
+from pydicom.hooks import hooks
+from pydicom.hooks import raw_element_value as pydicom_raw_element_value
 from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID, ExplicitVRLittleEndian
@@ -316,9 +323,129 @@ def _check_frames(fp: BinaryIO, offset: int, ds: Dataset, frames: int) -> None:
         )
 
 
-#: Reads a header parse may make (about two per element). Real headers, RT Structure Sets with
-#: tens of thousands of contours included, stay far below; parsing this many takes seconds.
+#: Reads a header parse may make (about two per element, three per sequence item), in total over
+#: the file, nested sequences included. Real headers, RT Structure Sets with tens of thousands of
+#: contours included, stay far below; parsing this many takes seconds.
 MAX_HEADER_READS = 1_000_000
+#: Bytes of defined-length sequences parsed from memory, summed over every nesting level: each
+#: level is a copy of the bytes of the level it is in, so a deep nest of one-item sequences costs
+#: depth x size. An ECG's Waveform Sequence (at most ~100 MB of samples) is one level.
+MAX_SEQUENCE_BYTES = 1 << 30
+#: Bytes of non-bulk values (everything but SQ and OB/OW/OF/OD/OL/OV/UN) converted to Python
+#: values: the header part of the file, outside Pixel Data and Waveform Data.
+MAX_HEADER_VALUE_BYTES = 64 << 20
+#: Values those become (multi-valued strings split at '\\', binary numbers one per width): a DS
+#: value costs ~1.7 us and ~400 bytes in pydicom, so megabytes of '0\\0\\...' would cost
+#: minutes and gigabytes. 5 million is ~1.7 million contour points in an RT Structure Set.
+MAX_HEADER_VALUES = 5_000_000
+_BULK_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+_NUMBER_WIDTHS = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "AT": 4, "FD": 8, "SV": 8, "UV": 8}
+
+
+class _HeaderBudget:
+    """What one validation's header parse may still spend, shared by the file's own parse and
+    every sequence parsed later from memory (pydicom reads a defined-length sequence as raw bytes
+    and parses it when first accessed, out of reach of the file wrapper's read count)."""
+
+    def __init__(self, max_reads: int) -> None:
+        self.reads_left = max_reads
+        self.sequence_bytes_left = MAX_SEQUENCE_BYTES
+        self.value_bytes_left = MAX_HEADER_VALUE_BYTES
+        self.values_left = MAX_HEADER_VALUES
+        #: The refusal raised, kept because pydicom re-raises some as its own OSError.
+        self.refused: ImagingError | None = None
+
+    def _refuse(self, error: ImagingError) -> None:
+        self.refused = error
+        raise error
+
+    def read(self) -> None:
+        self.reads_left -= 1
+        if self.reads_left < 0:
+            self._refuse(InvalidDicomError(
+                "the data set has too many elements or sequence items (more than about "
+                f"{MAX_HEADER_READS // 2:,}): refused before parsing it all"
+            ))
+
+    def convert(self, raw: RawDataElement, vr: str) -> None:
+        """Charge a raw element's conversion before it happens (its length only: counting
+        backslashes runs at C speed)."""
+        value = raw.value
+        if not isinstance(value, bytes) or vr in _BULK_VRS:
+            return
+        if vr == "SQ":
+            self.sequence_bytes_left -= len(value)
+            if self.sequence_bytes_left < 0:
+                self._refuse(ImageTooLargeError(
+                    "the data set's sequences nest more than "
+                    f"{MAX_SEQUENCE_BYTES // 2**20} MiB of items inside each other: refused "
+                    "before parsing them"
+                ))
+            return
+        self.value_bytes_left -= len(value)
+        width = _NUMBER_WIDTHS.get(vr)
+        self.values_left -= len(value) // width if width else value.count(b"\\") + 1
+        if self.value_bytes_left < 0 or self.values_left < 0:
+            self._refuse(ImageTooLargeError(
+                f"the data set's header (outside Pixel Data and Waveform Data) holds more than "
+                f"{MAX_HEADER_VALUE_BYTES // 2**20} MiB or {MAX_HEADER_VALUES:,} values: "
+                "refused before converting them"
+            ))
+
+
+#: The budget of the validation running in this thread (None: parse as pydicom does).
+_budget: ContextVar[_HeaderBudget | None] = ContextVar("header_budget", default=None)
+
+
+def _raw_element_value(
+    raw: RawDataElement,
+    data: dict[str, Any],
+    *,
+    encoding: str | MutableSequence[str] | None = None,
+    ds: Dataset | None = None,
+    **kwargs: Any,
+) -> None:
+    """pydicom's raw-value hook: outside a validation exactly pydicom's own conversion; inside
+    one, charged to its budget, and a defined-length sequence is parsed through a counting
+    reader, so its items and elements (and those nested in them) count like the file's."""
+    budget = _budget.get()
+    if budget is None:
+        pydicom_raw_element_value(raw, data, encoding=encoding, ds=ds, **kwargs)
+        return
+    budget.convert(raw, data["VR"])
+    if data["VR"] == "SQ" and isinstance(raw.value, bytes) and raw.value:
+        encodings = [encoding] if isinstance(encoding, str) else list(encoding or [])
+        reader = _ShortReadDetector(io.BytesIO(raw.value))  # type: ignore[arg-type]
+        data["value"] = read_sequence(
+            reader,  # type: ignore[arg-type]
+            raw.is_implicit_VR,
+            raw.is_little_endian,
+            len(raw.value),
+            encodings or [default_encoding],
+            raw.value_tell,
+        )
+        return
+    pydicom_raw_element_value(raw, data, encoding=encoding, ds=ds, **kwargs)
+
+
+# Process-wide, but identical to pydicom's default whenever no validation budget is active.
+hooks.register_callback("raw_element_value", _raw_element_value)
+
+
+@contextmanager
+def _header_budget(max_reads: int = MAX_HEADER_READS) -> Iterator[_HeaderBudget]:
+    budget = _HeaderBudget(max_reads)
+    token = _budget.set(budget)
+    try:
+        yield budget
+    except ImagingError as exc:
+        # pydicom turns a refusal inside a sequence item's read into "No tag to read": the
+        # uploader hears the refusal itself.
+        if budget.refused is not None and exc is not budget.refused:
+            raise budget.refused from exc
+        raise
+    finally:
+        _budget.reset(token)
 
 
 class _ShortReadDetector:
@@ -329,21 +456,17 @@ class _ShortReadDetector:
     Its element loop legitimately ends with an 8-byte header read that returns nothing.
     """
 
-    def __init__(self, fp: BinaryIO, max_reads: int | None = None) -> None:
+    def __init__(self, fp: BinaryIO) -> None:
         self._fp = fp
         self.truncated = False
-        self._reads_left = MAX_HEADER_READS if max_reads is None else max_reads
+        # The validation's shared budget, or (outside one) a budget of this wrapper's own.
+        self._budget = _budget.get() or _HeaderBudget(MAX_HEADER_READS)
 
     def read(self, size: int | None = -1, /) -> bytes:
         # pydicom reads each element's header and value separately: counting reads bounds the
         # CPU a header of millions of tiny elements (e.g. megabytes of zeros after 'DICM')
         # could cost, whatever the file's size.
-        self._reads_left -= 1
-        if self._reads_left < 0:
-            raise InvalidDicomError(
-                "the data set has too many elements (more than about "
-                f"{MAX_HEADER_READS // 2:,}): refused before parsing it all"
-            )
+        self._budget.read()
         chunk = self._fp.read(size)
         if size is not None and size > 0 and len(chunk) < size and (chunk or size != 8):
             self.truncated = True
@@ -411,7 +534,13 @@ def _open_checked(fp: BinaryIO) -> None:
 
 
 def _validate(fp: BinaryIO, limits: Limits) -> tuple[Dataset, ImageModel]:
-    """Header parse (pixel values never loaded) and every check, on a non-deflated file."""
+    """Header parse (pixel values never loaded) and every check, on a non-deflated file; every
+    parse in it (nested sequences, the trailer) spends one budget."""
+    with _header_budget():
+        return _validate_in_budget(fp, limits)
+
+
+def _validate_in_budget(fp: BinaryIO, limits: Limits) -> tuple[Dataset, ImageModel]:
     size = fp.seek(0, os.SEEK_END)
     try:
         body = _ShortReadDetector(fp)
