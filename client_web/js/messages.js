@@ -23,6 +23,7 @@ const ERRORS = {
   "unsupported_media_type": { en: "This kind of file or data is not accepted here.", zh: "此处不接受这种文件或数据。" },
   "payload_too_large": { en: "The upload is too large.", zh: "上传的内容过大。" },
   "http_error": { en: "The server could not handle this request.", zh: "服务器无法处理此请求。" },
+  "audit_archive": { en: "The audit archive is missing, does not verify, or the prune is not allowed.", zh: "审计归档缺失、校验未通过，或不允许清理。" },
   // --- signing in and permissions
   "unauthenticated": { en: "Please sign in.", zh: "请先登录。" },
   "invalid_credentials": { en: "Wrong username or password.", zh: "用户名或密码错误。" },
