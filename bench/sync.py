@@ -528,8 +528,13 @@ def report(args: argparse.Namespace, plan: list[dict[str, Any]], results: list[d
     for f in followers:
         versions = [v for v, _ in f["got"]]
         ordered = all(a < b for a, b in itertools.pairwise(versions))
+        # The stored state also carries what the server fills in (`showing`, the ECG member):
+        # the follower ended right when it holds every key the presenter sent, as sent, and
+        # shows the images.
+        held = f["final"].get("state") or {}
         ended = f["final"].get("version") == final_version and \
-            f["final"].get("state") == final_state
+            {k: held.get(k) for k in final_state} == final_state and \
+            held.get("showing", "images") == "images"
         in_order &= ordered
         same_end &= ended
         lat = [(t - sent[v]) * 1000 for v, t, _ in f["images"] if v in sent]
