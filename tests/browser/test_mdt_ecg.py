@@ -39,27 +39,33 @@ ECG_SAME = """(want) => {
 }"""
 
 
-def make_ecg_mdt(live_server) -> tuple[str, str]:
-    """dr.li uploads a CT and an ECG of one patient and proposes both as one case; coord.liu
+def _schedule_ecg_mdt(live_server, ecg, image_files: list[bytes], study_uids: list[str],
+                      reason: str, title: str) -> tuple[str, str]:
+    """dr.li uploads `image_files` and the ECG and proposes `study_uids` as one case; coord.liu
     schedules the MDT with exp.zhang and opens its room: (session id, the ECG's study UID)."""
     doctor = _token(live_server, "dr.li")
-    study, files = _series(12)
-    ecg = synthetic.ecg_dataset(synthetic.Spec("stemi", rate=75, seed=9),
-                                patient_id="HZ-MDT-0001", patient_name="Zhou^Ping")
     buf = io.BytesIO()
     ecg.save_as(buf, enforce_file_format=True)
-    _upload(live_server, doctor, [*files, buf.getvalue()])
+    _upload(live_server, doctor, [*image_files, buf.getvalue()])
     proposal = _api(live_server, "POST", "/api/mdt/proposals", doctor, {
-        "study_uids": [study, ecg.StudyInstanceUID], "reason": "Chest pain, ST elevation",
-        "departments": ["radiology"]})["proposal"]
+        "study_uids": study_uids, "reason": reason, "departments": ["radiology"]})["proposal"]
     coord = _token(live_server, "coord.liu")
     mdt = _api(live_server, "POST", "/api/mdt", coord, {
-        "title": "Chest pain board", "starts_at": int(time.time()) + 120, "duration_min": 60,
+        "title": title, "starts_at": int(time.time()) + 120, "duration_min": 60,
         "departments": ["radiology"], "experts": ["exp.zhang"], "clinics": ["qingshui"],
         "cases": [{"proposal_id": proposal["id"]}]})["mdt"]
     if mdt["state"] == "scheduled":
         _api(live_server, "POST", f"/api/mdt/{mdt['id']}/open", coord, {})
     return mdt["id"], ecg.StudyInstanceUID
+
+
+def make_ecg_mdt(live_server) -> tuple[str, str]:
+    """One patient's CT and ECG as one case."""
+    study, files = _series(12)
+    ecg = synthetic.ecg_dataset(synthetic.Spec("stemi", rate=75, seed=9),
+                                patient_id="HZ-MDT-0001", patient_name="Zhou^Ping")
+    return _schedule_ecg_mdt(live_server, ecg, files, [study, ecg.StudyInstanceUID],
+                             "Chest pain, ST elevation", "Chest pain board")
 
 
 @pytest.mark.timeout(300)
@@ -137,25 +143,11 @@ ECG_READY = ("() => Boolean(document.querySelector("
 
 
 def make_ecg_only_mdt(live_server) -> tuple[str, str]:
-    """A cardiology MDT: dr.li proposes one patient's ECG only (no images at all); coord.liu
-    schedules it with exp.zhang and opens its room: (session id, the ECG's study UID)."""
-    doctor = _token(live_server, "dr.li")
+    """A cardiology MDT: one patient's ECG only (no images at all)."""
     ecg = synthetic.ecg_dataset(synthetic.Spec("af_rvr", rate=130, seed=4),
                                 patient_id="HZ-MDT-0002", patient_name="Qian^Yu")
-    buf = io.BytesIO()
-    ecg.save_as(buf, enforce_file_format=True)
-    _upload(live_server, doctor, [buf.getvalue()])
-    proposal = _api(live_server, "POST", "/api/mdt/proposals", doctor, {
-        "study_uids": [ecg.StudyInstanceUID], "reason": "Irregular tachycardia",
-        "departments": ["radiology"]})["proposal"]
-    coord = _token(live_server, "coord.liu")
-    mdt = _api(live_server, "POST", "/api/mdt", coord, {
-        "title": "Cardiology board", "starts_at": int(time.time()) + 120, "duration_min": 60,
-        "departments": ["radiology"], "experts": ["exp.zhang"], "clinics": ["qingshui"],
-        "cases": [{"proposal_id": proposal["id"]}]})["mdt"]
-    if mdt["state"] == "scheduled":
-        _api(live_server, "POST", f"/api/mdt/{mdt['id']}/open", coord, {})
-    return mdt["id"], ecg.StudyInstanceUID
+    return _schedule_ecg_mdt(live_server, ecg, [], [ecg.StudyInstanceUID],
+                             "Irregular tachycardia", "Cardiology board")
 
 
 @pytest.mark.timeout(300)

@@ -41,6 +41,20 @@ def _ecg_ds(patient_id: str, condition: str = "stemi") -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(body))
 
 
+
+async def _update(presenter, room: str, version: int, state: dict, ref: str) -> int:
+    """The presenter's view.update on `version`, accepted: the new version."""
+    await presenter.send(type="view.update", room_id=room, base_version=version, state=state,
+                         id=ref)
+    return (await presenter.expect("view.state", ref=ref))["version"]
+
+
+async def _refused(presenter, room: str, base_version: int, state: dict, ref: str) -> dict:
+    """The presenter's view.update, answered with an error: that error."""
+    await presenter.send(type="view.update", room_id=room, base_version=base_version,
+                         state=state, id=ref)
+    return await presenter.expect("error", ref=ref)
+
 async def test_the_presenter_shows_an_ecg_of_the_agenda_and_every_follower_follows(
         client, auth, page_sockets, store, more_people):
     li, coord = await auth("dr.li"), await auth("coord.liu")
@@ -69,9 +83,7 @@ async def test_the_presenter_shows_an_ecg_of_the_agenda_and_every_follower_follo
     version = (await presenter.expect("control.changed", ref="take"))["version"]
 
     # the images first: the follower follows as ever (a state without the ECG shows images)
-    await presenter.send(type="view.update", room_id=room, base_version=version,
-                         state=_image(ct), id="img")
-    version = (await presenter.expect("view.state", ref="img"))["version"]
+    version = await _update(presenter, room, version, _image(ct), "img")
     got = await follower.expect("view.state", room_id=room, version=version)
     assert got["state"]["showing"] == "images" and got["state"]["ecg"] is None
 
@@ -83,15 +95,13 @@ async def test_the_presenter_shows_an_ecg_of_the_agenda_and_every_follower_follo
     for ref, member, code in (("other", _ecg(other), "forbidden"),
                               ("ct", as_ecg, "invalid_parameter"),
                               ("unknown", unknown, "not_found")):
-        await presenter.send(type="view.update", room_id=room, base_version=version, id=ref,
-                             state={**_image(ct), "showing": "ecg", "ecg": member})
-        err = await presenter.expect("error", ref=ref)
+        err = await _refused(presenter, room, version,
+                             {**_image(ct), "showing": "ecg", "ecg": member}, ref)
         assert err["code"] == code, (ref, err)
     for ref, member in (("gain", _ecg(ecg, gain=15)), ("lead", _ecg(ecg, lead="V7")),
                         ("uid", {**_ecg(ecg), "study_uid": "1.02.3"})):
-        await presenter.send(type="view.update", room_id=room, base_version=version, id=ref,
-                             state={**_image(ct), "showing": "ecg", "ecg": member})
-        err = await presenter.expect("error", ref=ref)
+        err = await _refused(presenter, room, version,
+                             {**_image(ct), "showing": "ecg", "ecg": member}, ref)
         assert err["code"] == "invalid_message", (ref, err)
     view = await store.room_views.get(room)
     assert view.version == version and view.state["showing"] == "images"
@@ -102,9 +112,7 @@ async def test_the_presenter_shows_an_ecg_of_the_agenda_and_every_follower_follo
     # the presenter shows the agenda's ECG at 20 mm/mV with lead V2 zoomed: the follower gets
     # exactly that, and the image state beside it unchanged
     shown = {**_image(ct), "showing": "ecg", "ecg": _ecg(ecg)}
-    await presenter.send(type="view.update", room_id=room, base_version=version, state=shown,
-                         id="ecg")
-    version = (await presenter.expect("view.state", ref="ecg"))["version"]
+    version = await _update(presenter, room, version, shown, "ecg")
     got = await follower.expect("view.state", room_id=room, version=version)
     assert got["presenter"] == "coord.liu"
     assert got["state"] == shown
@@ -116,17 +124,14 @@ async def test_the_presenter_shows_an_ecg_of_the_agenda_and_every_follower_follo
     assert resp.status == 200
 
     # a stale update is refused with the current (ECG) state to rebase on
-    await presenter.send(type="view.update", room_id=room, base_version=version - 1,
-                         state={**shown, "ecg": _ecg(ecg, gain=5)}, id="stale")
-    err = await presenter.expect("error", ref="stale")
+    err = await _refused(presenter, room, version - 1, {**shown, "ecg": _ecg(ecg, gain=5)},
+                         "stale")
     assert err["code"] == "stale_view"
     assert err["details"]["version"] == version and err["details"]["state"] == shown
 
     # the speed changes and the zoom goes back to all leads
     faster = {**shown, "ecg": _ecg(ecg, speed=50, lead=None)}
-    await presenter.send(type="view.update", room_id=room, base_version=version, state=faster,
-                         id="fast")
-    version = (await presenter.expect("view.state", ref="fast"))["version"]
+    version = await _update(presenter, room, version, faster, "fast")
     assert (await follower.expect("view.state", room_id=room, version=version))["state"] \
         == faster
 
@@ -140,9 +145,7 @@ async def test_the_presenter_shows_an_ecg_of_the_agenda_and_every_follower_follo
 
     # back to the images: the image state is the one before the ECG, the ECG kept beside it
     back = {**faster, "showing": "images"}
-    await presenter.send(type="view.update", room_id=room, base_version=version, state=back,
-                         id="back")
-    version = (await presenter.expect("view.state", ref="back"))["version"]
+    version = await _update(presenter, room, version, back, "back")
     for sock in (follower, late):
         got = await sock.expect("view.state", room_id=room, version=version)
         assert got["state"]["showing"] == "images"
@@ -198,25 +201,19 @@ async def test_an_ecg_only_agenda_shares_the_ecg_with_no_image_part(
     # refused as ever: the images without their keys, half an image part beside the ECG
     for ref, state in (("no-images", {"showing": "images", "ecg": _ecg(ecg)}),
                        ("half", {"showing": "ecg", "ecg": _ecg(ecg), "frame": 1})):
-        await presenter.send(type="view.update", room_id=room, base_version=version, id=ref,
-                             state=state)
-        err = await presenter.expect("error", ref=ref)
+        err = await _refused(presenter, room, version, state, ref)
         assert err["code"] == "invalid_message", (ref, err)
     assert (await store.room_views.get(room)).version == version
 
     shown = {"showing": "ecg", "ecg": _ecg(ecg, gain=10, lead=None)}
-    await presenter.send(type="view.update", room_id=room, base_version=version, state=shown,
-                         id="ecg")
-    version = (await presenter.expect("view.state", ref="ecg"))["version"]
+    version = await _update(presenter, room, version, shown, "ecg")
     got = await follower.expect("view.state", room_id=room, version=version)
     assert got["presenter"] == "coord.liu" and got["state"] == shown  # no image keys, not nulls
     assert (await store.room_views.get(room)).state == shown
 
     # a lead zoomed, then a late joiner is on it at once
     zoomed = {**shown, "ecg": _ecg(ecg, gain=20, lead="II")}
-    await presenter.send(type="view.update", room_id=room, base_version=version, state=zoomed,
-                         id="zoom")
-    version = (await presenter.expect("view.state", ref="zoom"))["version"]
+    version = await _update(presenter, room, version, zoomed, "zoom")
     assert (await follower.expect("view.state", room_id=room, version=version))["state"] \
         == zoomed
     late = await page_sockets("exp.chen")
@@ -226,6 +223,5 @@ async def test_an_ecg_only_agenda_shares_the_ecg_with_no_image_part(
     # the ECG is still checked against the agenda: another patient's ECG is refused
     other = _ecg_ds("QS-96", "nsr")
     await _stow(client, li, to_bytes(other))
-    await presenter.send(type="view.update", room_id=room, base_version=version, id="other",
-                         state={"showing": "ecg", "ecg": _ecg(other)})
-    assert (await presenter.expect("error", ref="other"))["code"] == "forbidden"
+    assert (await _refused(presenter, room, version, {"showing": "ecg", "ecg": _ecg(other)},
+                           "other"))["code"] == "forbidden"
