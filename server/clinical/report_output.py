@@ -57,7 +57,7 @@ FIELD_LABELS = {
            "supersedes": "取代版本", "reason": "原因", "signature": "签名 (SHA-256)",
            "yes": "是", "no": "否", "withdrawn": "已撤回（录入错误）",
            "superseded": "已被第 {n} 版取代：请勿使用此版本",
-           "page_note": "本报告经惠诊电子签名，可通过验证网址核验。",
+           "page_note": "本报告经会诊 Huizhen 电子签名，可通过验证网址核验。",
            "communication": "危急值通报记录",
            "comm_row": "{tier}：{raised_at} 由 {raised_by} 报告：{finding}",
            "comm_ack": "{at} 由 {by} 确认，复读：“{read_back}”",

@@ -32,7 +32,7 @@ TEXT = {
            "responsible": "责任科室", "follow_up": "随访日期", "recorded_by": "记录人",
            "no_conclusion": "本病例未记录结论。", "attendees": "参会人员", "name": "姓名",
            "role": "角色", "joined": "加入时间 (UTC)", "nobody": "无人加入会诊室。",
-           "none": "—", "footer": "由惠诊根据本次 MDT 会议记录生成。",
+           "none": "—", "footer": "由会诊 Huizhen 根据本次 MDT 会议记录生成。",
            "image": "病例 {n} · 第 {frame} 帧",
            "roles": {"doctor": "乡镇医生", "expert": "专家", "coordinator": "协调员"}},
 }

@@ -35,10 +35,10 @@ addMessages({
     "audit.failed": "The search failed: {message}",
   },
   zh: {
-    "audit.title": "汇诊审计",
+    "audit.title": "会诊审计",
     "audit.subtitle": "谁对哪位患者的数据做了什么",
     "audit.forbidden": "此页面仅供审计员账号使用。",
-    "audit.back": "返回汇诊",
+    "audit.back": "返回会诊",
     "audit.f.user": "用户",
     "audit.f.patient": "患者 ID",
     "audit.f.clinic": "机构",

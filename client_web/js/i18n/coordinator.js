@@ -76,10 +76,10 @@ addMessages({
     "coord.done.feedRotated": "A new calendar link: the old one no longer works.",
   },
   zh: {
-    "coord.title": "惠诊 MDT 协调",
+    "coord.title": "会诊 MDT 协调",
     "coord.subtitle": "多学科会诊",
     "coord.forbidden": "此页面仅供协调员账号使用。",
-    "coord.back": "返回惠诊",
+    "coord.back": "返回会诊",
     "coord.upcoming": "即将举行的 MDT",
     "coord.past": "以往会诊",
     "coord.none": "无。",

@@ -69,7 +69,7 @@ addMessages({
     "mdt.pointer": "Pointer",
   },
   zh: {
-    "mdt.title": "汇诊 MDT 会议室",
+    "mdt.title": "会诊 MDT 会议室",
     "mdt.loading": "正在加入 MDT…",
     "mdt.noId": "地址中没有 MDT 会议。请从邀请中打开会议室。",
     "mdt.loadFailed": "无法打开该 MDT：{message}",

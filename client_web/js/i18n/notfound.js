@@ -10,7 +10,7 @@ addMessages({
     "notfound.home": "Go to the start page",
   },
   zh: {
-    "notfound.title": "页面不存在 — 汇诊",
+    "notfound.title": "页面不存在 — 会诊",
     "notfound.heading": "页面不存在",
     "notfound.body": "此地址没有对应的页面，可能是地址输入有误，或链接已过期。",
     "notfound.home": "返回首页",
