@@ -129,6 +129,7 @@ export class ViewerCanvas {
       if (viewer.view.invert) ctx.filter = "invert(1)";
       try {
         ctx.drawImage(bitmap, 0, 0, cols, rows);
+        Object.assign(this.viewport.dataset, drawn.shown); // painted: now it is shown
       } catch {
         // a bitmap released by the cache: the next present() redraws
       }

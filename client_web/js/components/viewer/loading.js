@@ -184,13 +184,12 @@ export class ViewerLoading {
     }
     if (index !== v.index || (v.drawn && seq < v.drawn.seq)) return;
     const s = v.slices[index];
-    v.drawn = { bitmap, rows: s.rows, cols: s.cols, index, seq };
+    // `shown`: what the canvas shows once drawn, for tests and for debugging ("12" and the
+    // server's X-Window); the drawing module writes it onto the viewport after painting it, so
+    // it never names an image the canvas does not show yet
+    const shown = { shownSlice: String(index + 1), shownSop: s.sop, shownFrame: String(s.frame), shownWindow: entry.window || "" };
+    v.drawn = { bitmap, rows: s.rows, cols: s.cols, index, seq, shown };
     v.shownWindow = parseWindow(entry.window) || v.shownWindow;
-    // what the canvas shows, for tests and for debugging: "12" and the server's X-Window
-    v.viewport.dataset.shownSlice = String(index + 1);
-    v.viewport.dataset.shownSop = s.sop;
-    v.viewport.dataset.shownFrame = String(s.frame);
-    v.viewport.dataset.shownWindow = entry.window || "";
     v.chrome.status(null);
     v.chrome.renderOverlay();
     v.canvas.schedule();
